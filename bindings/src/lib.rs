@@ -1,0 +1,1 @@
+//! UniFFI bindings over siwa-core, generating Swift (filled by a later issue).

@@ -1,0 +1,94 @@
+//! Why a token was refused.
+//!
+//! Every variant has a stable machine-readable [`code`](VerifyError::code) that the HTTP server
+//! and the FFI layer pass on unchanged, so clients can branch on it. Messages are fixed texts:
+//! no variant carries a token, an email, a nonce or any other value taken from the input, so an
+//! error can be logged or returned as it is.
+
+/// The reason an identity token (or a notification payload) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("the token is larger than the accepted maximum")]
+    TooLarge,
+    #[error("the token is not a well-formed JWS: {0}")]
+    Malformed(&'static str),
+    #[error("the token's algorithm is not RS256")]
+    UnsupportedAlgorithm,
+    #[error("the token's header names its own key ({0}); keys are only taken from Apple's key set")]
+    ForbiddenHeader(&'static str),
+    #[error("no key in Apple's key set has the token's key id")]
+    UnknownKey,
+    #[error("Apple's key set could not be fetched and no cached key matches")]
+    KeySetUnavailable,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token's issuer is not an accepted one")]
+    WrongIssuer,
+    #[error("the token's audience is not an accepted client id")]
+    WrongAudience,
+    #[error("the token lacks the required claim `{0}`")]
+    MissingClaim(&'static str),
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token's lifetime (exp - iat) is longer than accepted")]
+    LifetimeTooLong,
+    #[error("the token was issued longer ago than accepted")]
+    TooOld,
+    #[error("the token's nonce does not match the nonce of the request")]
+    NonceMismatch,
+    #[error("the request has a nonce but the token carries none")]
+    NonceMissing,
+}
+
+impl VerifyError {
+    /// A stable, machine-readable code. Never changes once released.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "token_too_large",
+            Self::Malformed(_) => "token_malformed",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::ForbiddenHeader(_) => "forbidden_header",
+            Self::UnknownKey => "unknown_key",
+            Self::KeySetUnavailable => "key_set_unavailable",
+            Self::BadSignature => "bad_signature",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::Expired => "token_expired",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::TooOld => "token_too_old",
+            Self::NonceMismatch => "nonce_mismatch",
+            Self::NonceMissing => "nonce_missing",
+        }
+    }
+
+    /// Whether the same token may verify later: only when Apple's key set could not be reached.
+    /// Every other refusal is final for that token.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::KeySetUnavailable)
+    }
+
+    /// Every code, for documentation, metrics labels and the tests that pin them.
+    pub const ALL_CODES: &'static [&'static str] = &[
+        "token_too_large",
+        "token_malformed",
+        "unsupported_algorithm",
+        "forbidden_header",
+        "unknown_key",
+        "key_set_unavailable",
+        "bad_signature",
+        "wrong_issuer",
+        "wrong_audience",
+        "missing_claim",
+        "token_expired",
+        "issued_in_future",
+        "lifetime_too_long",
+        "token_too_old",
+        "nonce_mismatch",
+        "nonce_missing",
+    ];
+}

@@ -1,0 +1,1 @@
+//! The Sign in with Apple backend (filled by a later issue).
