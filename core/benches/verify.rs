@@ -10,12 +10,16 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use siwa_core::{KeySet, KeySetOptions, Verifier, decode_unverified};
 
 fn verification(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let token = common::mint(&common::apple_claims());
 
     let fixed = common::verifier();
     c.bench_function("verify/fixed_keys", |b| {
-        b.to_async(&runtime).iter(|| async { fixed.verify(&token, None).await.unwrap() })
+        b.to_async(&runtime)
+            .iter(|| async { fixed.verify(&token, None).await.unwrap() })
     });
 
     // The production path: keys fetched over HTTP once, then served from the cache.
@@ -29,14 +33,20 @@ fn verification(c: &mut Criterion) {
             .await;
         server
     });
-    let keys = KeySet::remote(format!("{}/auth/keys", server.uri()), KeySetOptions::default());
+    let keys = KeySet::remote(
+        format!("{}/auth/keys", server.uri()),
+        KeySetOptions::default(),
+    );
     let cached = Verifier::new(common::config(), keys).unwrap();
     runtime.block_on(cached.verify(&token, None)).unwrap();
     c.bench_function("verify/warm_remote_key_set", |b| {
-        b.to_async(&runtime).iter(|| async { cached.verify(&token, None).await.unwrap() })
+        b.to_async(&runtime)
+            .iter(|| async { cached.verify(&token, None).await.unwrap() })
     });
 
-    c.bench_function("decode_unverified", |b| b.iter(|| decode_unverified(&token).unwrap()));
+    c.bench_function("decode_unverified", |b| {
+        b.iter(|| decode_unverified(&token).unwrap())
+    });
 }
 
 criterion_group!(benches, verification);

@@ -87,6 +87,9 @@ mod tests {
         let e = Endpoints::new("http://127.0.0.1:9000/");
         assert_eq!(e.keys(), "http://127.0.0.1:9000/auth/keys");
         assert_eq!(e.token(), "http://127.0.0.1:9000/auth/token");
-        assert_eq!(Endpoints::apple().revoke(), "https://appleid.apple.com/auth/revoke");
+        assert_eq!(
+            Endpoints::apple().revoke(),
+            "https://appleid.apple.com/auth/revoke"
+        );
     }
 }

@@ -139,7 +139,10 @@ impl RawClaims {
             // someone else too, so it is not accepted even when ours is among them.
             Audience::Many(_) => return Err(VerifyError::WrongAudience),
         };
-        let sub = self.sub.filter(|s| !s.is_empty()).ok_or(VerifyError::MissingClaim("sub"))?;
+        let sub = self
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or(VerifyError::MissingClaim("sub"))?;
         let iat = self.iat.ok_or(VerifyError::MissingClaim("iat"))?;
         let exp = self.exp.ok_or(VerifyError::MissingClaim("exp"))?;
         Ok(IdentityClaims {
@@ -180,7 +183,10 @@ pub struct UnverifiedIdentityToken {
 pub fn decode_unverified(token: &str) -> Result<UnverifiedIdentityToken, VerifyError> {
     let jws = CompactJws::parse(token)?;
     let raw: RawClaims = jws.claims()?;
-    Ok(UnverifiedIdentityToken { key_id: jws.header.kid, claims: raw.into_claims()? })
+    Ok(UnverifiedIdentityToken {
+        key_id: jws.header.kid,
+        claims: raw.into_claims()?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -212,9 +218,9 @@ fn flexible_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D:
         Some(BoolOrString::Bool(b)) => Ok(Some(b)),
         Some(BoolOrString::Str(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
         Some(BoolOrString::Str(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(BoolOrString::Str(_)) => {
-            Err(serde::de::Error::custom("expected a boolean or \"true\"/\"false\""))
-        }
+        Some(BoolOrString::Str(_)) => Err(serde::de::Error::custom(
+            "expected a boolean or \"true\"/\"false\"",
+        )),
     }
 }
 
@@ -228,20 +234,25 @@ mod tests {
             .into_claims()
     }
 
-    const BASE: &str = r#""iss":"https://appleid.apple.com","aud":"app","sub":"001","iat":1,"exp":2"#;
+    const BASE: &str =
+        r#""iss":"https://appleid.apple.com","aud":"app","sub":"001","iat":1,"exp":2"#;
 
     #[test]
     fn string_booleans_are_read_as_booleans() {
-        let c = parse(&format!(r#"{{{BASE},"email_verified":"true","is_private_email":"false"}}"#))
-            .unwrap();
+        let c = parse(&format!(
+            r#"{{{BASE},"email_verified":"true","is_private_email":"false"}}"#
+        ))
+        .unwrap();
         assert!(c.email_verified);
         assert!(!c.is_private_email);
     }
 
     #[test]
     fn real_booleans_are_read_as_booleans() {
-        let c = parse(&format!(r#"{{{BASE},"email_verified":false,"is_private_email":true}}"#))
-            .unwrap();
+        let c = parse(&format!(
+            r#"{{{BASE},"email_verified":false,"is_private_email":true}}"#
+        ))
+        .unwrap();
         assert!(!c.email_verified);
         assert!(c.is_private_email);
     }
@@ -285,8 +296,10 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_email_or_nonce() {
-        let c = parse(&format!(r#"{{{BASE},"email":"jane@example.com","nonce":"abc123"}}"#))
-            .unwrap();
+        let c = parse(&format!(
+            r#"{{{BASE},"email":"jane@example.com","nonce":"abc123"}}"#
+        ))
+        .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("jane@example.com"));
         assert!(!shown.contains("abc123"));

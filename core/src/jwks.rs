@@ -61,7 +61,8 @@ impl Jwk {
         kid: impl Into<String>,
         key: &jsonwebtoken::EncodingKey,
     ) -> Result<Self, jsonwebtoken::errors::Error> {
-        let public = jsonwebtoken::jwk::Jwk::from_encoding_key(key, jsonwebtoken::Algorithm::RS256)?;
+        let public =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(key, jsonwebtoken::Algorithm::RS256)?;
         match public.algorithm {
             jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) => Ok(Self::rs256(kid, rsa.n, rsa.e)),
             _ => Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into()),

@@ -65,8 +65,8 @@ impl<'a> CompactJws<'a> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::TooLarge);
         }
-        let token = token.trim();
-        if token.is_empty() {
+        // No trimming: the token is verified exactly as sent.
+        if token.trim().is_empty() {
             return Err(VerifyError::Malformed("empty token"));
         }
         let mut parts = token.split('.');
@@ -84,7 +84,12 @@ impl<'a> CompactJws<'a> {
             "header is not a JSON object of the expected shape",
         )?;
         let signing_input = &token[..token.len() - signature.len() - 1];
-        Ok(Self { header, signing_input, payload, signature })
+        Ok(Self {
+            header,
+            signing_input,
+            payload,
+            signature,
+        })
     }
 
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, VerifyError> {
@@ -101,6 +106,8 @@ fn decode_json_segment<T: DeserializeOwned>(
     not_base64: &'static str,
     not_json: &'static str,
 ) -> Result<T, VerifyError> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| VerifyError::Malformed(not_base64))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| VerifyError::Malformed(not_base64))?;
     serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed(not_json))
 }

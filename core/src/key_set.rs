@@ -78,7 +78,10 @@ struct Inner {
 }
 
 enum Source {
-    Remote { url: String, client: reqwest::Client },
+    Remote {
+        url: String,
+        client: reqwest::Client,
+    },
     Fixed,
 }
 
@@ -96,7 +99,8 @@ struct State {
 
 impl State {
     fn cooldown_over(&self, now: Instant, cooldown: Duration) -> bool {
-        self.last_attempt.is_none_or(|t| now.duration_since(t) >= cooldown)
+        self.last_attempt
+            .is_none_or(|t| now.duration_since(t) >= cooldown)
     }
 
     fn miss_error(&self) -> VerifyError {
@@ -126,7 +130,10 @@ enum FetchError {
 impl KeySet {
     /// Apple's production key set, `https://appleid.apple.com/auth/keys`.
     pub fn apple() -> Self {
-        Self::remote(crate::apple::Endpoints::apple().keys(), KeySetOptions::default())
+        Self::remote(
+            crate::apple::Endpoints::apple().keys(),
+            KeySetOptions::default(),
+        )
     }
 
     /// A key set fetched from `url` (Apple's, or a mock's).
@@ -138,13 +145,23 @@ impl KeySet {
             .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's fixed configuration is valid");
-        Self::new(Source::Remote { url: url.into(), client }, options, State::default())
+        Self::new(
+            Source::Remote {
+                url: url.into(),
+                client,
+            },
+            options,
+            State::default(),
+        )
     }
 
     /// A key set that never fetches: the keys of a JWKS document given once. For tests and
     /// offline tools.
     pub fn fixed(jwks: &JwkSet) -> Self {
-        let state = State { keys: jwks.usable_keys(), ..State::default() };
+        let state = State {
+            keys: jwks.usable_keys(),
+            ..State::default()
+        };
         Self::new(Source::Fixed, KeySetOptions::default(), state)
     }
 
@@ -180,7 +197,11 @@ impl KeySet {
         };
         self.refresh_once(seen_generation).await;
         let state = self.read_state();
-        state.keys.get(kid).cloned().ok_or_else(|| state.miss_error())
+        state
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| state.miss_error())
     }
 
     /// Fetches the key set now unless the cooldown forbids it; for warming up at start-up.
@@ -200,7 +221,9 @@ impl KeySet {
 
     /// Fetches unless another task completed a fetch since `seen_generation` was read.
     async fn refresh_once(&self, seen_generation: u64) {
-        let Source::Remote { url, client } = &self.inner.source else { return };
+        let Source::Remote { url, client } = &self.inner.source else {
+            return;
+        };
         let _gate = self.inner.fetch_gate.lock().await;
         if self.read_state().generation != seen_generation {
             return;
@@ -208,7 +231,11 @@ impl KeySet {
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
         let result = fetch(client, url, &self.inner.options).await;
         let now = Instant::now();
-        let mut state = self.inner.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         state.generation += 1;
         state.last_attempt = Some(now);
         match result {
@@ -228,7 +255,10 @@ impl KeySet {
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -239,7 +269,11 @@ async fn fetch(
     url: &str,
     options: &KeySetOptions,
 ) -> Result<FetchedKeys, FetchError> {
-    let mut response = client.get(url).send().await.map_err(FetchError::Transport)?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(FetchError::Transport)?;
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status().as_u16()));
     }
@@ -248,7 +282,9 @@ async fn fetch(
         .get(CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
         .and_then(max_age)
-        .map_or(options.default_lifetime, |age| age.clamp(options.min_lifetime, options.max_lifetime));
+        .map_or(options.default_lifetime, |age| {
+            age.clamp(options.min_lifetime, options.max_lifetime)
+        });
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(FetchError::Transport)? {
         if body.len() + chunk.len() > options.max_body_bytes {
@@ -267,13 +303,21 @@ async fn fetch(
 
 /// `max-age` of a `Cache-Control` value; `no-cache`/`no-store` count as zero.
 fn max_age(cache_control: &str) -> Option<Duration> {
-    cache_control.split(',').map(str::trim).find_map(|directive| {
-        let lower = directive.to_ascii_lowercase();
-        if lower == "no-cache" || lower == "no-store" {
-            return Some(Duration::ZERO);
-        }
-        lower.strip_prefix("max-age=")?.trim_matches('"').parse().ok().map(Duration::from_secs)
-    })
+    cache_control
+        .split(',')
+        .map(str::trim)
+        .find_map(|directive| {
+            let lower = directive.to_ascii_lowercase();
+            if lower == "no-cache" || lower == "no-store" {
+                return Some(Duration::ZERO);
+            }
+            lower
+                .strip_prefix("max-age=")?
+                .trim_matches('"')
+                .parse()
+                .ok()
+                .map(Duration::from_secs)
+        })
 }
 
 #[cfg(test)]
@@ -282,7 +326,10 @@ mod tests {
 
     #[test]
     fn max_age_is_read_from_cache_control() {
-        assert_eq!(max_age("public, max-age=86400"), Some(Duration::from_secs(86400)));
+        assert_eq!(
+            max_age("public, max-age=86400"),
+            Some(Duration::from_secs(86400))
+        );
         assert_eq!(max_age("Max-Age=\"60\""), Some(Duration::from_secs(60)));
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(max_age("public"), None);

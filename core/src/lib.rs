@@ -25,7 +25,7 @@ pub mod verifier;
 pub use claims::{IdentityClaims, RealUserStatus, UnverifiedIdentityToken, decode_unverified};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::VerifyError;
+pub use jws::MAX_TOKEN_BYTES;
 pub use key_set::{KeySet, KeySetOptions};
 pub use nonce::{HashedNonce, RawNonce};
-pub use jws::MAX_TOKEN_BYTES;
 pub use verifier::{ConfigError, Verifier, VerifierConfig};

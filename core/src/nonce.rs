@@ -78,7 +78,11 @@ mod tests {
     fn generated_nonces_carry_at_least_128_bits_and_are_url_safe() {
         let n = RawNonce::generate();
         assert!(n.expose().len() * 6 >= 128);
-        assert!(n.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            n.expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_ne!(n, RawNonce::generate());
     }
 
@@ -96,7 +100,10 @@ mod tests {
         let n = RawNonce::new("abc");
         assert!(n.matches_claim(n.hashed().as_str()));
         assert!(!n.matches_claim(&n.hashed().as_str().to_uppercase()));
-        assert!(!n.matches_claim("abc"), "the raw nonce itself is not its hash");
+        assert!(
+            !n.matches_claim("abc"),
+            "the raw nonce itself is not its hash"
+        );
         assert!(!n.matches_claim(""));
     }
 

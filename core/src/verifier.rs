@@ -89,7 +89,10 @@ impl Verifier {
         if config.issuers.iter().all(|i| i.trim().is_empty()) {
             return Err(ConfigError::NoIssuer);
         }
-        Ok(Self { config: Arc::new(config), keys })
+        Ok(Self {
+            config: Arc::new(config),
+            keys,
+        })
     }
 
     pub fn config(&self) -> &VerifierConfig {

@@ -29,7 +29,13 @@ impl TestKey {
         let private_pem = pair.serialize_pem();
         let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("PEM");
         let jwk = Jwk::rs256_from_private_key(kid, &encoding).expect("JWK");
-        Self { kid: kid.into(), encoding, private_pem, public_pem: pair.public_key_pem(), jwk }
+        Self {
+            kid: kid.into(),
+            encoding,
+            private_pem,
+            public_pem: pair.public_key_pem(),
+            jwk,
+        }
     }
 }
 
@@ -39,7 +45,9 @@ pub static APPLE: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("apple-
 pub static ATTACKER: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("attacker-key"));
 
 pub fn jwks(keys: &[&TestKey]) -> JwkSet {
-    JwkSet { keys: keys.iter().map(|k| k.jwk.clone()).collect() }
+    JwkSet {
+        keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+    }
 }
 
 /// Claims as Apple sends them for a fresh sign-in at `NOW`.
