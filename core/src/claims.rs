@@ -206,7 +206,7 @@ impl IntOrString {
 }
 
 /// Accepts `true`, `false`, `"true"` and `"false"`; Apple has sent both forms over the years.
-fn flexible_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn flexible_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum BoolOrString {

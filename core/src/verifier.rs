@@ -29,6 +29,7 @@ use crate::error::VerifyError;
 use crate::jws::CompactJws;
 use crate::key_set::KeySet;
 use crate::nonce::RawNonce;
+use crate::notification::{Notification, NotificationEvent};
 
 /// What a token must satisfy.
 #[derive(Clone)]
@@ -143,6 +144,49 @@ impl Verifier {
             return Err(VerifyError::BadSignature);
         }
         jws.claims()
+    }
+
+    /// Verifies a server-to-server notification payload (the `payload` field of Apple's POST):
+    /// signature by Apple's keys, issuer, audience (a configured client id), times, a `jti`,
+    /// and an `events` claim that decodes to an event.
+    pub async fn verify_notification(&self, payload: &str) -> Result<Notification, VerifyError> {
+        #[derive(serde::Deserialize)]
+        struct RawNotification {
+            iss: Option<String>,
+            aud: Option<String>,
+            iat: Option<i64>,
+            exp: Option<i64>,
+            jti: Option<String>,
+            events: Option<serde_json::Value>,
+        }
+        let raw: RawNotification = self.verify_jws(payload).await?;
+        let iss = raw.iss.ok_or(VerifyError::MissingClaim("iss"))?;
+        let aud = raw.aud.ok_or(VerifyError::MissingClaim("aud"))?;
+        let iat = raw.iat.ok_or(VerifyError::MissingClaim("iat"))?;
+        let exp = raw.exp.ok_or(VerifyError::MissingClaim("exp"))?;
+        self.check_issuer_and_audience(&iss, &aud)?;
+        self.check_times(iat, exp)?;
+        let jti = raw
+            .jti
+            .filter(|j| !j.is_empty())
+            .ok_or(VerifyError::MissingClaim("jti"))?;
+        let event = match raw.events.ok_or(VerifyError::MissingClaim("events"))? {
+            // Apple's format: the event is a JSON object encoded as a string.
+            serde_json::Value::String(encoded) => serde_json::from_str(&encoded),
+            // Tolerated, though Apple does not send it: the same object, not encoded.
+            object => serde_json::from_value(object),
+        };
+        let event: NotificationEvent =
+            event.map_err(|_| VerifyError::Malformed("events is not a notification event"))?;
+        if event.sub.is_empty() {
+            return Err(VerifyError::MissingClaim("events.sub"));
+        }
+        Ok(Notification {
+            jti,
+            aud,
+            iat,
+            event,
+        })
     }
 
     /// `iss` is one of the accepted issuers and `aud` one of the accepted client ids.

@@ -1,0 +1,268 @@
+//! Apple's token and revocation endpoints: the request and response formats, and a client.
+//!
+//! `/auth/token` answers `{access_token, token_type: "Bearer", expires_in, refresh_token (only on
+//! code exchange), id_token}`; errors are HTTP 400 `{"error", "error_description"?}` (protocol
+//! notes, "Endpoints"). `/auth/revoke` answers 200 with an empty body, also for a token that is
+//! already invalid. `mock-apple` serves these formats, the server consumes them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apple::Endpoints;
+use crate::client_secret::ClientSecret;
+
+/// A successful answer of `/auth/token`. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    /// Only on code exchange, never on refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub id_token: String,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OAuth error codes Apple's endpoints answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl OAuthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+        }
+    }
+}
+
+/// An error answer of Apple's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthError {
+    pub error: OAuthErrorCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// The form fields of `/auth/token` (both grants) and `/auth/revoke`, as Apple names them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub grant_type: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_type_hint: Option<String>,
+}
+
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("client_id", &self.client_id)
+            .field("grant_type", &self.grant_type)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("token_type_hint", &self.token_type_hint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which kind of token `/auth/revoke` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTypeHint {
+    RefreshToken,
+    AccessToken,
+}
+
+impl TokenTypeHint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshToken => "refresh_token",
+            Self::AccessToken => "access_token",
+        }
+    }
+}
+
+/// Why a call to Apple did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppleApiError {
+    /// Apple answered with an OAuth error: retrying the same request will not help.
+    #[error("Apple refused the request: {}", .0.error.as_str())]
+    Rejected(OAuthError),
+    /// Apple could not be reached, timed out, or answered 5xx/429: worth retrying later.
+    #[error("Apple is unavailable: {0}")]
+    Unavailable(String),
+    /// Apple answered something that is not its documented format.
+    #[error("Apple's answer was not understood (HTTP {0})")]
+    UnexpectedResponse(u16),
+}
+
+impl AppleApiError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Calls Apple's `/auth/token` and `/auth/revoke`. Cheap to clone.
+#[derive(Clone)]
+pub struct AppleClient {
+    endpoints: Endpoints,
+    http: reqwest::Client,
+}
+
+impl AppleClient {
+    pub fn new(endpoints: Endpoints, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // Apple reportedly rejects requests without a User-Agent (protocol notes).
+            .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client's fixed configuration is valid");
+        Self { endpoints, http }
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Exchanges an authorization code. `redirect_uri` only if the authorization request had
+    /// one: codes from the iOS app have none. `client_id` must be the one the code was issued
+    /// to (the bundle ID for app codes, the Services ID for web codes).
+    pub async fn exchange_code(
+        &self,
+        client_id: &str,
+        secret: &ClientSecret,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<TokenResponse, AppleApiError> {
+        let request = TokenRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(secret.expose().into()),
+            grant_type: Some("authorization_code".into()),
+            code: Some(code.into()),
+            redirect_uri: redirect_uri.map(Into::into),
+            ..TokenRequest::default()
+        };
+        self.token(&request).await
+    }
+
+    /// Validates a refresh token (Apple asks for at most once a day per user).
+    pub async fn refresh(
+        &self,
+        client_id: &str,
+        secret: &ClientSecret,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, AppleApiError> {
+        let request = TokenRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(secret.expose().into()),
+            grant_type: Some("refresh_token".into()),
+            refresh_token: Some(refresh_token.into()),
+            ..TokenRequest::default()
+        };
+        self.token(&request).await
+    }
+
+    /// Revokes a token; Apple answers success for tokens already invalid too.
+    pub async fn revoke(
+        &self,
+        client_id: &str,
+        secret: &ClientSecret,
+        token: &str,
+        hint: TokenTypeHint,
+    ) -> Result<(), AppleApiError> {
+        let request = TokenRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(secret.expose().into()),
+            token: Some(token.into()),
+            token_type_hint: Some(hint.as_str().into()),
+            ..TokenRequest::default()
+        };
+        let response = self.post(self.endpoints.revoke(), &request).await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(error_from(response).await)
+    }
+
+    async fn token(&self, request: &TokenRequest) -> Result<TokenResponse, AppleApiError> {
+        let response = self.post(self.endpoints.token(), request).await?;
+        if !response.status().is_success() {
+            return Err(error_from(response).await);
+        }
+        let status = response.status().as_u16();
+        response
+            .json()
+            .await
+            .map_err(|_| AppleApiError::UnexpectedResponse(status))
+    }
+
+    async fn post(
+        &self,
+        url: String,
+        request: &TokenRequest,
+    ) -> Result<reqwest::Response, AppleApiError> {
+        self.http
+            .post(url)
+            .form(request)
+            .send()
+            .await
+            // Without the URL: it is fixed, and reqwest's error text may quote the request.
+            .map_err(|e| AppleApiError::Unavailable(transport_reason(&e).into()))
+    }
+}
+
+fn transport_reason(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    }
+}
+
+async fn error_from(response: reqwest::Response) -> AppleApiError {
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return AppleApiError::Unavailable(format!("HTTP {}", status.as_u16()));
+    }
+    match response.json::<OAuthError>().await {
+        Ok(error) => AppleApiError::Rejected(error),
+        Err(_) => AppleApiError::UnexpectedResponse(status.as_u16()),
+    }
+}
