@@ -92,7 +92,7 @@ impl ClientSecretError {
 }
 
 /// Team IDs and Key IDs are 10 characters, upper-case letters and digits.
-fn is_apple_id(value: &str) -> bool {
+pub fn is_apple_id(value: &str) -> bool {
     value.len() == 10
         && value
             .bytes()
