@@ -1,1 +1,25 @@
-//! The Sign in with Apple backend (filled by a later issue).
+//! # siwa-server
+//!
+//! The Sign in with Apple backend: sign-in (seed-compatible and `/v1`), sessions of its own,
+//! Apple code exchange and token revocation, server-to-server notifications, SQLite by default
+//! and PostgreSQL for several instances. Everything about Apple's protocol comes from
+//! `siwa-core`; this crate is the application around it.
+
+pub mod api;
+pub mod app;
+pub mod apple;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod error;
+pub mod revocation;
+pub mod routes;
+pub mod secrets;
+pub mod sessions;
+pub mod signin;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{RunningServer, StartError, router, start};
+pub use config::{Config, ConfigError};

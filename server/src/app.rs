@@ -1,0 +1,160 @@
+//! Assembling the server: state, routes, middleware, the revocation worker, and serving with
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::clock::{Clock as _, DefaultClock};
+use siwa_core::{Clock, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::routes::{account, auth, notifications, ops};
+use crate::sessions::{SessionKeyError, SessionKeys};
+use crate::state::AppState;
+use crate::store::Store;
+use crate::{db, revocation, telemetry};
+
+/// Identity tokens are at most 8 KiB; nothing the API takes is larger than that and a name.
+const BODY_LIMIT_BYTES: usize = 32 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the database could not be opened or migrated: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    SessionKey(#[from] SessionKeyError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] siwa_core::verifier::ConfigError),
+    #[error("could not listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// The routes and middleware, over a ready state.
+pub fn router(state: Arc<AppState>) -> Router {
+    let sign_in = Router::new()
+        .route("/auth/apple", post(auth::compat_sign_in))
+        .route("/v1/auth/apple", post(auth::sign_in))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in));
+    let api = Router::new()
+        .merge(sign_in)
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/me", get(account::me).delete(account::delete_me))
+        .route("/v1/apple/notifications", post(notifications::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn(telemetry::observe));
+    api.fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Per client IP, on the sign-in routes only.
+async fn limit_sign_in(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let (Some(limiter), Some(ConnectInfo(peer))) = (
+        &state.sign_in_limiter,
+        request.extensions().get::<ConnectInfo<SocketAddr>>(),
+    ) && let Err(not_until) = limiter.check_key(&peer.ip())
+    {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return ApiError::rate_limited(wait.as_secs_f64().ceil() as u64).into_response();
+    }
+    next.run(request).await
+}
+
+/// Opens the database, loads the keys, and builds the state.
+pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
+    telemetry::prometheus();
+    let pool = db::connect(&config.database_url).await?;
+    let store = Store::new(pool);
+    let sessions = SessionKeys::load(
+        &store,
+        config.access_token_ttl.as_secs() as i64,
+        SystemClock.now(),
+    )
+    .await?;
+    Ok(AppState::new(config, store, sessions)?)
+}
+
+/// A server running in the background (for `dev`, tests and embedding).
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops accepting requests, lets those in flight finish, and stops the worker.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.state.store.close().await;
+    }
+}
+
+/// Starts serving on the configured address (port 0 picks a free one).
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let address = SocketAddr::new(config.host, config.port);
+    let state = prepare(config).await?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| StartError::Bind(address, e))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(address, e))?;
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(revocation::run(state.clone(), stopped.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        let mut stopped = stopped;
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "the server stopped");
+        }
+        let _ = worker.await;
+    });
+    Ok(RunningServer {
+        address,
+        state,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,104 @@
+//! The server's side of Apple's token and revocation endpoints: client secrets minted from the
+//! developer key, short-lived, cached per client id and renewed before they expire, so the
+//! "secret expired after six months" outage cannot happen (protocol notes, pitfall 1).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use siwa_core::apple::Endpoints;
+use siwa_core::{
+    AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, SystemClock, TokenResponse,
+    TokenTypeHint,
+};
+
+/// A client secret lives an hour and is renewed when less than five minutes are left.
+const SECRET_LIFETIME: Duration = Duration::from_secs(3600);
+const SECRET_RENEW_BEFORE_SECS: i64 = 300;
+
+pub struct AppleGateway {
+    client: AppleClient,
+    key: Option<DeveloperKey>,
+    secrets: Mutex<HashMap<String, ClientSecret>>,
+}
+
+/// Apple could not be called: no credentials, or the call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no Apple developer key is configured")]
+    NotConfigured,
+    #[error("the client secret could not be made: {0}")]
+    Secret(#[from] siwa_core::ClientSecretError),
+    #[error(transparent)]
+    Apple(#[from] AppleApiError),
+}
+
+impl AppleGateway {
+    pub fn new(base_url: &str, key: Option<DeveloperKey>) -> Self {
+        Self {
+            client: AppleClient::new(Endpoints::new(base_url), Duration::from_secs(10)),
+            key,
+            secrets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn secret(&self, client_id: &str) -> Result<ClientSecret, GatewayError> {
+        let key = self.key.as_ref().ok_or(GatewayError::NotConfigured)?;
+        let now = SystemClock.now();
+        let mut cache = self
+            .secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(secret) = cache
+            .get(client_id)
+            .filter(|s| s.expires_at - now > SECRET_RENEW_BEFORE_SECS)
+        {
+            return Ok(secret.clone());
+        }
+        let secret = key.mint(client_id, now, SECRET_LIFETIME)?;
+        cache.insert(client_id.to_owned(), secret.clone());
+        Ok(secret)
+    }
+
+    /// Exchanges an app's authorization code (no `redirect_uri`: codes from apps have none).
+    pub async fn exchange_code(
+        &self,
+        client_id: &str,
+        code: &str,
+    ) -> Result<TokenResponse, GatewayError> {
+        let secret = self.secret(client_id)?;
+        let result = self
+            .client
+            .exchange_code(client_id, &secret, code, None)
+            .await;
+        record("token", &result);
+        Ok(result?)
+    }
+
+    pub async fn revoke(
+        &self,
+        client_id: &str,
+        token: &str,
+        hint: TokenTypeHint,
+    ) -> Result<(), GatewayError> {
+        let secret = self.secret(client_id)?;
+        let result = self.client.revoke(client_id, &secret, token, hint).await;
+        record("revoke", &result);
+        Ok(result?)
+    }
+}
+
+fn record<T>(endpoint: &'static str, result: &Result<T, AppleApiError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(AppleApiError::Rejected(_)) => "rejected",
+        Err(AppleApiError::Unavailable(_)) => "unavailable",
+        Err(AppleApiError::UnexpectedResponse(_)) => "unexpected_response",
+    };
+    metrics::counter!("siwa_apple_calls_total", "endpoint" => endpoint, "outcome" => outcome)
+        .increment(1);
+}

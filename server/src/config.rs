@@ -1,0 +1,337 @@
+//! Configuration from the environment (and a `.env` file, as the seed did).
+//!
+//! Invalid configuration stops start-up with a message naming the variable and the reason.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use siwa_core::DeveloperKey;
+
+/// The server's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Accepted audiences: bundle IDs and Services IDs.
+    pub client_ids: Vec<String>,
+    /// Apple's base URL; `/auth/keys`, `/auth/token`, `/auth/revoke` are under it.
+    pub apple_base_url: String,
+    pub issuers: Vec<String>,
+    pub database_url: String,
+    /// The developer key for client secrets; without it no code is exchanged and no token
+    /// revoked.
+    pub apple_key: Option<DeveloperKey>,
+    /// Per client IP on the sign-in routes; `None` is off.
+    pub rate_limit_per_minute: Option<u32>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub log_json: bool,
+    /// How often the revocation queue is looked at.
+    pub revocation_poll_interval: Duration,
+    /// The first retry delay of a failed revocation; doubled at each failure, up to 6 h.
+    pub revocation_retry_base: Duration,
+}
+
+/// A variable that was missing or wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+/// Default database: an SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://siwa.db?mode=rwc";
+/// Generous: many mobile users share one carrier IP.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 1200;
+
+impl Config {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration from any lookup (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| invalid(name, format!("`{v}` is not a whole number"))),
+            }
+        };
+
+        let port = number("PORT", 3000)?;
+        let port = u16::try_from(port).map_err(|_| invalid("PORT", "must be at most 65535"))?;
+        let host = match get("SIWA_HOST") {
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("SIWA_HOST", format!("`{v}` is not an IP address")))?,
+        };
+
+        let client_ids = list("SIWA_APPLE_CLIENT_IDS");
+        if client_ids.is_empty() {
+            return Err(invalid(
+                "SIWA_APPLE_CLIENT_IDS",
+                "required: the comma-separated bundle IDs and Services IDs whose tokens are accepted",
+            ));
+        }
+
+        let apple_base_url =
+            get("SIWA_APPLE_BASE_URL").unwrap_or_else(|| siwa_core::apple::BASE_URL.to_owned());
+        if !(apple_base_url.starts_with("https://") || apple_base_url.starts_with("http://")) {
+            return Err(invalid("SIWA_APPLE_BASE_URL", "must be an http(s) URL"));
+        }
+        let mut issuers = list("SIWA_APPLE_ISSUERS");
+        if issuers.is_empty() {
+            issuers.push(siwa_core::apple::ISSUER.to_owned());
+        }
+
+        let database_url =
+            get("SIWA_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(invalid(
+                "SIWA_DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+
+        let apple_key = developer_key(&get)?;
+
+        let rate = number(
+            "SIWA_RATE_LIMIT_PER_MINUTE",
+            DEFAULT_RATE_LIMIT_PER_MINUTE.into(),
+        )?;
+        let rate_limit_per_minute = match u32::try_from(rate) {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => return Err(invalid("SIWA_RATE_LIMIT_PER_MINUTE", "too large")),
+        };
+
+        let access = number("SIWA_ACCESS_TOKEN_TTL_SECS", 900)?;
+        let refresh = number("SIWA_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
+        if access == 0 || refresh == 0 {
+            return Err(invalid(
+                "SIWA_ACCESS_TOKEN_TTL_SECS",
+                "token lifetimes must be positive",
+            ));
+        }
+        let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
+        let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
+        let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "SIWA_LOG_FORMAT",
+                    format!("`{other}` is neither text nor json"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            host,
+            port,
+            client_ids,
+            apple_base_url,
+            issuers,
+            database_url,
+            apple_key,
+            rate_limit_per_minute,
+            access_token_ttl: Duration::from_secs(access),
+            refresh_token_ttl: Duration::from_secs(refresh),
+            log_json,
+            revocation_poll_interval: Duration::from_secs(poll.max(1)),
+            revocation_retry_base: Duration::from_secs(retry_base),
+        })
+    }
+}
+
+/// The developer key: Team ID, Key ID and the `.p8` (a file, or the PEM itself) all together,
+/// or none of them.
+fn developer_key(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<DeveloperKey>, ConfigError> {
+    let team = get("SIWA_APPLE_TEAM_ID");
+    let key_id = get("SIWA_APPLE_KEY_ID");
+    let pem = match (
+        get("SIWA_APPLE_PRIVATE_KEY_FILE"),
+        get("SIWA_APPLE_PRIVATE_KEY"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "SIWA_APPLE_PRIVATE_KEY",
+                "set SIWA_APPLE_PRIVATE_KEY_FILE or SIWA_APPLE_PRIVATE_KEY, not both",
+            ));
+        }
+        (Some(path), None) => Some(std::fs::read_to_string(&path).map_err(|e| {
+            invalid(
+                "SIWA_APPLE_PRIVATE_KEY_FILE",
+                format!("cannot read {path}: {e}"),
+            )
+        })?),
+        // Environments often flatten newlines: accept `\n` escapes.
+        (None, Some(pem)) => Some(pem.replace("\\n", "\n")),
+        (None, None) => None,
+    };
+    match (team, key_id, pem) {
+        (None, None, None) => Ok(None),
+        (Some(team), Some(key_id), Some(pem)) => DeveloperKey::from_p8_pem(&team, &key_id, &pem)
+            .map(Some)
+            .map_err(|e| {
+                let variable = match e {
+                    siwa_core::ClientSecretError::InvalidTeamId => "SIWA_APPLE_TEAM_ID",
+                    siwa_core::ClientSecretError::InvalidKeyId => "SIWA_APPLE_KEY_ID",
+                    _ => "SIWA_APPLE_PRIVATE_KEY_FILE",
+                };
+                invalid(variable, e.to_string())
+            }),
+        (team, key_id, _) => {
+            let missing = if team.is_none() {
+                "SIWA_APPLE_TEAM_ID"
+            } else if key_id.is_none() {
+                "SIWA_APPLE_KEY_ID"
+            } else {
+                "SIWA_APPLE_PRIVATE_KEY_FILE"
+            };
+            Err(invalid(
+                missing,
+                "Apple credentials need SIWA_APPLE_TEAM_ID, SIWA_APPLE_KEY_ID and SIWA_APPLE_PRIVATE_KEY_FILE (or SIWA_APPLE_PRIVATE_KEY) together",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_seed_and_apple() {
+        let c = config(&[("SIWA_APPLE_CLIENT_IDS", "com.example.app, com.example.web")]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.client_ids, ["com.example.app", "com.example.web"]);
+        assert_eq!(c.apple_base_url, "https://appleid.apple.com");
+        assert_eq!(c.issuers, ["https://appleid.apple.com"]);
+        assert!(c.database_url.starts_with("sqlite:"));
+        assert!(c.apple_key.is_none());
+        assert_eq!(c.rate_limit_per_minute, Some(DEFAULT_RATE_LIMIT_PER_MINUTE));
+    }
+
+    #[test]
+    fn client_ids_are_required() {
+        assert_eq!(config(&[]).unwrap_err().variable, "SIWA_APPLE_CLIENT_IDS");
+        assert_eq!(
+            config(&[("SIWA_APPLE_CLIENT_IDS", " , ")])
+                .unwrap_err()
+                .variable,
+            "SIWA_APPLE_CLIENT_IDS"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let ids = ("SIWA_APPLE_CLIENT_IDS", "a");
+        assert_eq!(
+            config(&[ids, ("PORT", "http")]).unwrap_err().variable,
+            "PORT"
+        );
+        assert_eq!(
+            config(&[ids, ("PORT", "70000")]).unwrap_err().variable,
+            "PORT"
+        );
+        assert_eq!(
+            config(&[ids, ("SIWA_DATABASE_URL", "mysql://x")])
+                .unwrap_err()
+                .variable,
+            "SIWA_DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[ids, ("SIWA_LOG_FORMAT", "xml")])
+                .unwrap_err()
+                .variable,
+            "SIWA_LOG_FORMAT"
+        );
+        assert_eq!(
+            config(&[ids, ("SIWA_APPLE_TEAM_ID", "TEAM123456")])
+                .unwrap_err()
+                .variable,
+            "SIWA_APPLE_KEY_ID"
+        );
+        assert_eq!(
+            config(&[
+                ids,
+                ("SIWA_APPLE_PRIVATE_KEY_FILE", "/nonexistent.p8"),
+                ("SIWA_APPLE_TEAM_ID", "TEAM123456"),
+                ("SIWA_APPLE_KEY_ID", "KEY1234567")
+            ])
+            .unwrap_err()
+            .variable,
+            "SIWA_APPLE_PRIVATE_KEY_FILE"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_of_zero_turns_it_off() {
+        let c = config(&[
+            ("SIWA_APPLE_CLIENT_IDS", "a"),
+            ("SIWA_RATE_LIMIT_PER_MINUTE", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit_per_minute, None);
+    }
+
+    #[test]
+    fn an_inline_private_key_with_escaped_newlines_is_accepted() {
+        let pem = rcgen::KeyPair::generate()
+            .unwrap()
+            .serialize_pem()
+            .replace('\n', "\\n");
+        let c = config(&[
+            ("SIWA_APPLE_CLIENT_IDS", "a"),
+            ("SIWA_APPLE_TEAM_ID", "TEAM123456"),
+            ("SIWA_APPLE_KEY_ID", "KEY1234567"),
+            ("SIWA_APPLE_PRIVATE_KEY", &pem),
+        ])
+        .unwrap();
+        assert_eq!(c.apple_key.unwrap().key_id(), "KEY1234567");
+    }
+}

@@ -1,0 +1,68 @@
+//! The database: SQLite by default (one file, no set-up), PostgreSQL for deployments with
+//! several instances. Both are reached through sqlx's `Any` driver with one portable schema
+//! and one set of queries, so the same tests prove both.
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Which database a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            Self::Sqlite
+        } else {
+            Self::Postgres
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Connects, sets SQLite up for concurrent use, and applies the embedded migrations.
+pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of(url);
+    let pool = AnyPoolOptions::new()
+        // SQLite has one writer at a time; more connections only queue on its lock.
+        .max_connections(match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        })
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the writer; NORMAL is durable across
+                    // process crashes (not power loss); foreign keys make deletion cascade;
+                    // the busy timeout makes concurrent writers wait instead of failing.
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}

@@ -1,0 +1,93 @@
+//! `siwa-server dev`: the server wired to an in-process `mock-apple`, with an SQLite file, so a
+//! newcomer sees a complete sign-in on their own machine with no Apple account.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use mock_apple::{IdentityTokenRequest, MockApple};
+use serde_json::json;
+use siwa_core::{DeveloperKey, RawNonce};
+
+use crate::app::{self, RunningServer};
+use crate::config::Config;
+
+pub const APP_CLIENT_ID: &str = "com.example.app";
+pub const WEB_CLIENT_ID: &str = "com.example.web";
+
+pub struct DevOptions {
+    pub port: u16,
+    pub mock_port: u16,
+    pub database_url: String,
+}
+
+/// The mock and the server, running.
+pub struct DevSandbox {
+    pub apple: MockApple,
+    pub server: RunningServer,
+}
+
+/// Starts the mock, gives it a developer key, and starts the server against it.
+pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error::Error>> {
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let apple = MockApple::builder()
+        .address(SocketAddr::new(localhost, options.mock_port))
+        .default_client_id(APP_CLIENT_ID)
+        .start()
+        .await?;
+    let generated = apple.generate_developer_key(Some("DEVTEAM001"), Some("DEVKEY0001"))?;
+    let key = DeveloperKey::from_p8_pem(
+        &generated.team_id,
+        &generated.key_id,
+        &generated.private_key_pem,
+    )?;
+    let config = Config {
+        host: localhost,
+        port: options.port,
+        client_ids: vec![APP_CLIENT_ID.into(), WEB_CLIENT_ID.into()],
+        apple_base_url: apple.base_url().to_owned(),
+        issuers: vec![siwa_core::apple::ISSUER.into()],
+        database_url: options.database_url,
+        apple_key: Some(key),
+        rate_limit_per_minute: Some(crate::config::DEFAULT_RATE_LIMIT_PER_MINUTE),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+        log_json: false,
+        revocation_poll_interval: Duration::from_secs(10),
+        revocation_retry_base: Duration::from_secs(30),
+    };
+    let server = app::start(config).await?;
+    Ok(DevSandbox { apple, server })
+}
+
+/// Signs a user in through the server exactly as an app would, and returns the answer.
+pub async fn demo_sign_in(
+    sandbox: &DevSandbox,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let nonce = RawNonce::generate();
+    let minted = sandbox.apple.mint_identity_token(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..Default::default()
+    })?;
+    let response = reqwest_post(
+        &format!("{}/v1/auth/apple", sandbox.server.base_url()),
+        &json!({
+            "identityToken": minted.identity_token,
+            "authorizationCode": minted.authorization_code,
+            "rawNonce": nonce.expose(),
+            "fullName": {"givenName": "Jane", "familyName": "Appleseed"},
+        }),
+    )
+    .await?;
+    Ok(response)
+}
+
+async fn reqwest_post(
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let response = client.post(url).json(body).send().await?;
+    Ok(response.json().await?)
+}

@@ -1,0 +1,149 @@
+//! `siwa-server`: serve the backend (`siwa-server` or `siwa-server serve`), or try it out with a
+//! fake Apple (`siwa-server dev`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use siwa_server::{Config, dev, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "The Sign in with Apple backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve, configured from the environment and `.env` (the default).
+    Serve,
+    /// Serve against an in-process mock of Apple, with an SQLite file: a full sign-in with no
+    /// Apple account.
+    Dev {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        #[arg(long, default_value_t = 4000)]
+        mock_port: u16,
+        #[arg(long, default_value = "sqlite://siwa-dev.db?mode=rwc")]
+        database_url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Dev {
+            port,
+            mock_port,
+            database_url,
+        } => run_dev(port, mock_port, database_url).await,
+    }
+}
+
+async fn serve() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("siwa-server: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(config.log_json);
+    let apple_configured = config.apple_key.is_some();
+    let server = match siwa_server::start(config).await {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!(%error, "siwa-server could not start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(address = %server.address, apple_credentials = apple_configured, "siwa-server listening");
+    if !apple_configured {
+        tracing::warn!(
+            "no Apple credentials: authorization codes are not exchanged and deleted accounts cannot be revoked at Apple"
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn run_dev(port: u16, mock_port: u16, database_url: String) -> ExitCode {
+    telemetry::init_logging(false);
+    let sandbox = match dev::start(dev::DevOptions {
+        port,
+        mock_port,
+        database_url,
+    })
+    .await
+    {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("siwa-server dev: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = sandbox.server.base_url();
+    let apple = sandbox.apple.base_url().to_owned();
+    println!();
+    println!("siwa-server dev: the server at {server}, a fake Apple at {apple}");
+    println!();
+    match dev::demo_sign_in(&sandbox).await {
+        Ok(answer) => {
+            println!(
+                "A sign-in, as an app makes it (identity token, code and nonce from the fake Apple):"
+            );
+            println!(
+                "  POST {server}/v1/auth/apple -> user {} (new: {}), access token {}…",
+                answer["user"]["id"].as_str().unwrap_or("?"),
+                answer["isNewUser"],
+                answer["session"]["accessToken"]
+                    .as_str()
+                    .map(|t| &t[..24.min(t.len())])
+                    .unwrap_or("?")
+            );
+        }
+        Err(error) => println!("The demonstration sign-in failed: {error}"),
+    }
+    println!();
+    println!("Try it yourself:");
+    println!(
+        "  TOKEN=$(curl -s -X POST {apple}/mock/identity-token | sed 's/.*\"identityToken\":\"\\([^\"]*\\)\".*/\\1/')"
+    );
+    println!(
+        "  curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
+    );
+    println!(
+        "  curl -s {server}/v1/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
+    );
+    println!("Then, with the accessToken of the answer:");
+    println!("  curl -s {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
+    println!("  curl -s -X DELETE {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
+    println!("API: {server}/openapi.json   metrics: {server}/metrics   Ctrl-C stops.");
+    shutdown_signal().await;
+    sandbox.server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

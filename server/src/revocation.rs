@@ -1,0 +1,82 @@
+//! The durable revocation queue: a deleted account's Apple token is queued in the deletion's
+//! transaction, tried at once, and retried with exponential backoff until Apple confirms.
+//! Several instances may work the queue at once: revocation is idempotent at Apple.
+
+use std::sync::Arc;
+
+use siwa_core::{Clock, SystemClock, TokenTypeHint};
+use tokio::sync::watch;
+
+use crate::state::AppState;
+use crate::store::PendingRevocation;
+
+const MAX_BACKOFF_SECS: i64 = 6 * 3600;
+
+/// Tries one revocation; on failure schedules the next attempt. Returns whether Apple
+/// confirmed it.
+pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
+    let hint = if pending.token_type_hint == "access_token" {
+        TokenTypeHint::AccessToken
+    } else {
+        TokenTypeHint::RefreshToken
+    };
+    match state
+        .apple
+        .revoke(&pending.client_id, &pending.token, hint)
+        .await
+    {
+        Ok(()) => {
+            if let Err(error) = state.store.revocation_done(&pending.id).await {
+                tracing::error!(%error, "revoked at Apple, but the queue entry could not be removed");
+            }
+            true
+        }
+        Err(error) => {
+            let base = state.config.revocation_retry_base.as_secs() as i64;
+            let delay = base
+                .saturating_mul(1 << pending.attempts.clamp(0, 20))
+                .min(MAX_BACKOFF_SECS);
+            tracing::warn!(%error, attempts = pending.attempts + 1, retry_in_secs = delay, "Apple token revocation failed; queued for retry");
+            if let Err(error) = state
+                .store
+                .revocation_failed(&pending.id, now + delay, &error.to_string())
+                .await
+            {
+                tracing::error!(%error, "could not reschedule a revocation");
+            }
+            false
+        }
+    }
+}
+
+/// Works the queue until `stop` turns true; also purges expired nonces and old notification
+/// ids, and forgets idle rate-limit entries.
+pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let interval = state.config.revocation_poll_interval;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let now = SystemClock.now();
+        match state.store.due_revocations(now, 50).await {
+            Ok(due) => {
+                for pending in &due {
+                    attempt(&state, pending, now).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read the revocation queue"),
+        }
+        if let Err(error) = state.store.purge_expired(now).await {
+            tracing::warn!(%error, "could not purge expired rows");
+        }
+        if let Some(limiter) = &state.sign_in_limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// For tests and operators: the queue's length.
+pub async fn pending(state: &AppState) -> Result<i64, sqlx::Error> {
+    state.store.pending_revocations().await
+}

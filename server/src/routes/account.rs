@@ -1,0 +1,70 @@
+//! The signed-in user: read the account, delete it (with Apple token revocation, which App
+//! Store review requires, guideline 5.1.1(v)).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use siwa_core::{Clock, SystemClock};
+
+use super::Authenticated;
+use crate::api::{DeletionResponse, UserView};
+use crate::error::{ApiError, ErrorBody};
+use crate::revocation;
+use crate::state::AppState;
+
+fn session_ended() -> ApiError {
+    ApiError::unauthorized(
+        "session_ended",
+        "the session has ended or the account no longer exists",
+    )
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    auth: Authenticated,
+) -> Result<Json<UserView>, ApiError> {
+    let user = state
+        .store
+        .user_in_session(&auth.user_id, &auth.session_id, SystemClock.now())
+        .await?;
+    let user = user.ok_or_else(session_ended)?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Deletes the account and all its data, and revokes Apple's token. If Apple cannot be
+/// reached, the data is deleted all the same and the revocation is retried from a durable queue.
+#[utoipa::path(delete, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = DeletionResponse), (status = 401, body = ErrorBody)))]
+pub async fn delete_me(
+    State(state): State<Arc<AppState>>,
+    auth: Authenticated,
+) -> Result<Json<DeletionResponse>, ApiError> {
+    let now = SystemClock.now();
+    if state
+        .store
+        .user_in_session(&auth.user_id, &auth.session_id, now)
+        .await?
+        .is_none()
+    {
+        return Err(session_ended());
+    }
+    let pending = state.store.delete_user(&auth.user_id, now).await?;
+    metrics::counter!("siwa_account_deletions_total").increment(1);
+    let apple_revocation = match pending {
+        None => "not_needed",
+        Some(pending) => {
+            if revocation::attempt(&state, &pending, now).await {
+                "revoked"
+            } else {
+                "queued"
+            }
+        }
+    };
+    Ok(Json(DeletionResponse {
+        deleted: true,
+        apple_revocation,
+    }))
+}

@@ -1,0 +1,149 @@
+//! Sign-in (seed-compatible and `/v1`), refresh and logout.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::{Json, http::HeaderMap};
+use siwa_core::{Clock, SystemClock};
+
+use super::JsonBody;
+use crate::api::*;
+use crate::error::{ApiError, ErrorBody};
+use crate::signin::{self, SignIn};
+use crate::state::AppState;
+use crate::store::Rotation;
+
+/// The seed's route: verify the token, sign the user in, answer what the seed's client reads.
+#[utoipa::path(post, path = "/auth/apple", tag = "sign-in", request_body = CompatSignInRequest,
+    responses((status = 200, body = CompatSignInResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn compat_sign_in(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<CompatSignInRequest>,
+) -> Result<Json<CompatSignInResponse>, ApiError> {
+    let (claims, is_new_user) = signin::sign_in_compat(&state, &request.identity_token).await?;
+    Ok(Json(CompatSignInResponse {
+        success: true,
+        user: CompatUser {
+            id: claims.sub,
+            email: claims.email,
+            email_verified: claims.email_verified,
+        },
+        is_new_user,
+    }))
+}
+
+/// Signs in with Apple: verifies the identity token (and nonce), exchanges the authorization
+/// code, creates or updates the user, and starts a session.
+#[utoipa::path(post, path = "/v1/auth/apple", tag = "sign-in", request_body = SignInRequest,
+    responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<SignInRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    let name = request.full_name.as_ref();
+    let outcome = signin::sign_in(
+        &state,
+        SignIn {
+            identity_token: &request.identity_token,
+            authorization_code: request.authorization_code.as_deref(),
+            raw_nonce: request.raw_nonce.as_deref(),
+            given_name: name.and_then(|n| n.given_name.as_deref()),
+            family_name: name.and_then(|n| n.family_name.as_deref()),
+        },
+    )
+    .await?;
+    let signed_in = outcome.signed_in;
+    let session = signed_in
+        .session
+        .expect("the full sign-in always creates a session");
+    let now = SystemClock.now();
+    Ok(Json(SignInResponse {
+        user: UserView::from(&signed_in.user),
+        session: SessionView {
+            access_token: state.sessions.issue(&signed_in.user.id, &session.id, now),
+            refresh_token: session.refresh_token,
+            expires_in: state.sessions.ttl_secs(),
+            token_type: "Bearer",
+        },
+        is_new_user: signed_in.is_new_user,
+    }))
+}
+
+/// Trades a refresh token for a new access token and a new refresh token. Presenting a
+/// refresh token twice ends the whole session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "sessions", request_body = RefreshRequest,
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+pub async fn refresh(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<RefreshRequest>,
+) -> Result<Json<SessionView>, ApiError> {
+    let now = SystemClock.now();
+    match state
+        .store
+        .rotate_refresh_token(&request.refresh_token, now)
+        .await?
+    {
+        Rotation::Rotated {
+            user_id,
+            session_id,
+            refresh_token,
+        } => Ok(Json(SessionView {
+            access_token: state.sessions.issue(&user_id, &session_id, now),
+            refresh_token,
+            expires_in: state.sessions.ttl_secs(),
+            token_type: "Bearer",
+        })),
+        Rotation::Invalid => Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is invalid, expired or its session ended",
+        )),
+        Rotation::Reused => {
+            tracing::warn!("a rotated refresh token was presented again; its session was revoked");
+            Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "the refresh token was already used; the session has been ended",
+            ))
+        }
+    }
+}
+
+/// Ends a session: the refresh token's if one is given, otherwise the bearer token's.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "sessions", request_body = LogoutRequest,
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let now = SystemClock.now();
+    // The body is optional: a bearer token alone is enough.
+    let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::bad_request("the body is not a logout request"))?
+    };
+    if let Some(token) = request.refresh_token {
+        state.store.logout(&token, now).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let claims = bearer
+        .and_then(|t| state.sessions.verify(t.trim()))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_access_token",
+                "give a refreshToken or an `Authorization: Bearer` access token",
+            )
+        })?;
+    state.store.end_session(&claims.sid, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

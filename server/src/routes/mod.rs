@@ -1,0 +1,88 @@
+//! The HTTP routes, one module per feature, and the extractors they share.
+
+pub mod account;
+pub mod auth;
+pub mod notifications;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body whose every rejection is an API error: 400 for a bad or ill-typed body, 413
+/// when it is too large, 415 without a JSON content type.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (content-type: application/json)",
+            )),
+            Err(JsonRejection::BytesRejection(r))
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is too large",
+                ))
+            }
+            // serde's own message would quote the offending value, which may be a token.
+            Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request(
+                "the body is JSON but a required field is missing or has the wrong type",
+            )),
+            Err(_) => Err(ApiError::bad_request("the body is not valid JSON")),
+        }
+    }
+}
+
+/// The session of a valid bearer access token.
+pub struct Authenticated {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+impl FromRequestParts<Arc<AppState>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing_access_token",
+                    "an `Authorization: Bearer` access token is required",
+                )
+            })?;
+        let claims = state.sessions.verify(token.trim()).ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_access_token",
+                "the access token is invalid or expired",
+            )
+        })?;
+        Ok(Self {
+            user_id: claims.sub,
+            session_id: claims.sid,
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! Apple's server-to-server notifications.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use siwa_core::{Clock, SystemClock};
+
+use super::JsonBody;
+use crate::api::{NotificationRequest, NotificationResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::store::NotificationOutcome;
+
+/// Verifies the payload with Apple's keys (audience: a configured client id), then applies it
+/// once per `jti`. 200 tells Apple not to retry; 400 means the payload is invalid.
+#[utoipa::path(post, path = "/v1/apple/notifications", tag = "apple", request_body = NotificationRequest,
+    responses((status = 200, body = NotificationResponse), (status = 400, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<NotificationRequest>,
+) -> Result<Json<NotificationResponse>, ApiError> {
+    let notification = state
+        .verifier
+        .verify_notification(&request.payload)
+        .await
+        .map_err(|e| {
+            let mut error = ApiError::from(e);
+            if error.status == axum::http::StatusCode::UNAUTHORIZED {
+                error.status = axum::http::StatusCode::BAD_REQUEST;
+            }
+            error
+        })?;
+    let outcome = state
+        .store
+        .apply_notification(&notification.jti, &notification.event, SystemClock.now())
+        .await?;
+    let status = match outcome {
+        NotificationOutcome::Applied => "applied",
+        NotificationOutcome::Duplicate => "duplicate",
+        NotificationOutcome::Ignored => "ignored",
+    };
+    metrics::counter!("siwa_notifications_total", "type" => notification.event.kind.as_str().to_owned(), "status" => status).increment(1);
+    tracing::info!(
+        event = notification.event.kind.as_str(),
+        status,
+        "Apple notification"
+    );
+    Ok(Json(NotificationResponse { status }))
+}

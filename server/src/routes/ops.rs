@@ -1,0 +1,79 @@
+//! Health, readiness, metrics, the access-token key set and the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// 200 once the server accepts requests.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// 200 when the database answers too.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let stats = state.verifier.key_set().stats();
+    metrics::gauge!("siwa_jwks_fetches").set(stats.fetches as f64);
+    metrics::gauge!("siwa_jwks_fetch_failures").set(stats.fetch_failures as f64);
+    let body = crate::telemetry::prometheus().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The public key that verifies our access tokens.
+pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(state.sessions.jwks().clone())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "siwa-server", description = "Sign in with Apple backend"),
+    paths(
+        crate::routes::auth::compat_sign_in,
+        crate::routes::auth::sign_in,
+        crate::routes::auth::refresh,
+        crate::routes::auth::logout,
+        crate::routes::account::me,
+        crate::routes::account::delete_me,
+        crate::routes::notifications::receive,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

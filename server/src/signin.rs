@@ -1,0 +1,130 @@
+//! Signing a user in, shared by the seed-compatible route and `/v1/auth/apple`:
+//! verify the identity token, check the nonce, exchange the authorization code, then write the
+//! user (and session) in one transaction. Nothing is written before Apple has answered, so a
+//! failed exchange leaves no half-made account.
+
+use axum::http::StatusCode;
+use siwa_core::{AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock};
+
+use crate::apple::GatewayError;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{SignInRecord, SignedIn, StoreError};
+
+pub struct SignIn<'a> {
+    pub identity_token: &'a str,
+    pub authorization_code: Option<&'a str>,
+    pub raw_nonce: Option<&'a str>,
+    pub given_name: Option<&'a str>,
+    pub family_name: Option<&'a str>,
+}
+
+pub struct SignInOutcome {
+    pub claims: IdentityClaims,
+    pub signed_in: SignedIn,
+}
+
+/// The full sign-in, with a session.
+pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutcome, ApiError> {
+    let nonce = match request.raw_nonce {
+        Some("") => return Err(ApiError::bad_request("rawNonce is empty")),
+        Some(raw) => Some(RawNonce::new(raw)),
+        None => None,
+    };
+    let claims = state
+        .verifier
+        .verify(request.identity_token, nonce.as_ref())
+        .await?;
+    let nonce_hash = nonce.as_ref().and(claims.nonce.as_deref());
+    if let Some(hash) = nonce_hash
+        && state.store.nonce_used(hash).await?
+    {
+        return Err(nonce_replayed());
+    }
+    let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
+        Some(code) if state.apple.configured() => Some(exchange(state, &claims, code).await?),
+        Some(_) => {
+            tracing::debug!("authorization code ignored: no Apple credentials configured");
+            None
+        }
+        None => None,
+    };
+    let record = SignInRecord {
+        claims: &claims,
+        nonce_hash,
+        given_name: request.given_name,
+        family_name: request.family_name,
+        apple_refresh_token: apple_refresh_token.as_deref(),
+        session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
+        now: SystemClock.now(),
+    };
+    let signed_in = state.store.sign_in(record).await.map_err(|e| match e {
+        StoreError::NonceReplayed => nonce_replayed(),
+        StoreError::Database(e) => e.into(),
+    })?;
+    metrics::counter!("siwa_sign_ins_total", "new_user" => if signed_in.is_new_user { "true" } else { "false" }).increment(1);
+    Ok(SignInOutcome { claims, signed_in })
+}
+
+fn nonce_replayed() -> ApiError {
+    ApiError::unauthorized("nonce_replayed", "this nonce was already used to sign in")
+}
+
+/// Exchanges the code for Apple's refresh token, with the token's audience as client id (an
+/// app's code is exchanged with its bundle ID: pitfall 2), and checks that the code belongs to
+/// the same user as the identity token.
+async fn exchange(
+    state: &AppState,
+    claims: &IdentityClaims,
+    code: &str,
+) -> Result<String, ApiError> {
+    let tokens = state.apple.exchange_code(&claims.aud, code).await.map_err(|e| match e {
+        GatewayError::Apple(AppleApiError::Rejected(r)) if r.error == OAuthErrorCode::InvalidGrant => {
+            ApiError::new(StatusCode::BAD_REQUEST, "authorization_code_rejected", "Apple refused the authorization code (expired, used, or issued to another client)")
+        }
+        GatewayError::Apple(AppleApiError::Unavailable(_)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "apple_unavailable", "Apple could not be reached; try again")
+        }
+        other => {
+            tracing::error!(error = %other, "code exchange failed");
+            ApiError::new(StatusCode::BAD_GATEWAY, "apple_exchange_failed", "Apple refused the server's credentials or answered unexpectedly")
+        }
+    })?;
+    let from_code = state.verifier.verify(&tokens.id_token, None).await?;
+    if from_code.sub != claims.sub {
+        return Err(ApiError::unauthorized(
+            "authorization_code_mismatch",
+            "the authorization code belongs to another user than the identity token",
+        ));
+    }
+    tokens.refresh_token.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "apple_exchange_failed",
+            "Apple's answer had no refresh token",
+        )
+    })
+}
+
+/// The seed-compatible sign-in: the same verification and user record, without a session
+/// (the seed's clients have no use for one).
+pub async fn sign_in_compat(
+    state: &AppState,
+    identity_token: &str,
+) -> Result<(IdentityClaims, bool), ApiError> {
+    let claims = state.verifier.verify(identity_token, None).await?;
+    let record = SignInRecord {
+        claims: &claims,
+        nonce_hash: None,
+        given_name: None,
+        family_name: None,
+        apple_refresh_token: None,
+        session_ttl_secs: None,
+        now: SystemClock.now(),
+    };
+    let signed_in = state.store.sign_in(record).await.map_err(|e| match e {
+        StoreError::NonceReplayed => nonce_replayed(),
+        StoreError::Database(e) => e.into(),
+    })?;
+    Ok((claims, signed_in.is_new_user))
+}

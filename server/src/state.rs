@@ -1,0 +1,50 @@
+//! What every request handler shares.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use siwa_core::{KeySet, KeySetOptions, Verifier, VerifierConfig};
+
+use crate::apple::AppleGateway;
+use crate::config::Config;
+use crate::sessions::SessionKeys;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub verifier: Verifier,
+    pub sessions: SessionKeys,
+    pub apple: AppleGateway,
+    /// Per client IP, on the sign-in routes.
+    pub sign_in_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Store,
+        sessions: SessionKeys,
+    ) -> Result<Arc<Self>, siwa_core::verifier::ConfigError> {
+        let endpoints = siwa_core::apple::Endpoints::new(config.apple_base_url.clone());
+        let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default());
+        let mut verifier_config = VerifierConfig::new(config.client_ids.clone());
+        verifier_config.issuers = config.issuers.clone();
+        let verifier = Verifier::new(verifier_config, keys)?;
+        let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone());
+        let sign_in_limiter = config
+            .rate_limit_per_minute
+            .and_then(NonZeroU32::new)
+            .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
+        Ok(Arc::new(Self {
+            config,
+            store,
+            verifier,
+            sessions,
+            apple,
+            sign_in_limiter,
+        }))
+    }
+}
