@@ -1,0 +1,258 @@
+//! The test harness: a `mock-apple` in-process, and the server against it on SQLite (a fresh
+//! file) or PostgreSQL (a fresh database on the server named by `SIWA_TEST_POSTGRES_URL`).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use mock_apple::{Endpoint, IdentityTokenRequest, MockApple};
+use serde_json::{Value, json};
+use siwa_core::{DeveloperKey, RawNonce};
+use siwa_server::{Config, RunningServer};
+use sqlx::Connection;
+
+pub const APP: &str = "com.example.app";
+pub const WEB: &str = "com.example.web";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Harness {
+    pub apple: MockApple,
+    pub server: RunningServer,
+    pub http: reqwest::Client,
+    pub database_url: String,
+    sqlite_dir: Option<std::path::PathBuf>,
+}
+
+fn unique() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+/// A fresh database of the kind asked for, or `None` when PostgreSQL is not available (which
+/// fails instead when `SIWA_TEST_REQUIRE_POSTGRES=1`, as in CI).
+pub async fn database(db: Db) -> Option<(String, Option<std::path::PathBuf>)> {
+    match db {
+        Db::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("siwa-test-{}", unique()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Some((
+                format!("sqlite://{}/siwa.db?mode=rwc", dir.display()),
+                Some(dir),
+            ))
+        }
+        Db::Postgres => {
+            let Ok(admin_url) = std::env::var("SIWA_TEST_POSTGRES_URL") else {
+                assert!(
+                    std::env::var("SIWA_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                    "SIWA_TEST_POSTGRES_URL is not set but PostgreSQL tests are required"
+                );
+                eprintln!("skipped: SIWA_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+                return None;
+            };
+            let name = format!("siwa_test_{}", unique());
+            let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+                .await
+                .expect("PostgreSQL is reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("the URL names a database");
+            Some((format!("{base}/{name}"), None))
+        }
+    }
+}
+
+pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> Config {
+    Config {
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        client_ids: vec![APP.into(), WEB.into()],
+        apple_base_url: apple.base_url().to_owned(),
+        issuers: vec![siwa_core::apple::ISSUER.into()],
+        database_url: database_url.to_owned(),
+        apple_key: Some(key),
+        rate_limit_per_minute: None,
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(3600),
+        log_json: false,
+        revocation_poll_interval: Duration::from_millis(100),
+        revocation_retry_base: Duration::ZERO,
+    }
+}
+
+impl Harness {
+    pub async fn start(db: Db) -> Option<Self> {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (database_url, sqlite_dir) = database(db).await?;
+        let apple = MockApple::start().await.unwrap();
+        let generated = apple
+            .generate_developer_key(Some("TEAM123456"), Some("KEY1234567"))
+            .unwrap();
+        let key = DeveloperKey::from_p8_pem(
+            &generated.team_id,
+            &generated.key_id,
+            &generated.private_key_pem,
+        )
+        .unwrap();
+        let mut config = config_for(&apple, key, &database_url);
+        tweak(&mut config);
+        let server = siwa_server::start(config).await.expect("the server starts");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Some(Self {
+            apple,
+            server,
+            http,
+            database_url,
+            sqlite_dir,
+        })
+    }
+
+    /// The same database and mock, a new server process (as after a restart, or a second
+    /// instance behind a load balancer).
+    pub async fn another_instance(&self) -> RunningServer {
+        let generated = self.apple.generate_developer_key(None, None).unwrap();
+        let key = DeveloperKey::from_p8_pem(
+            &generated.team_id,
+            &generated.key_id,
+            &generated.private_key_pem,
+        )
+        .unwrap();
+        siwa_server::start(config_for(&self.apple, key, &self.database_url))
+            .await
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_to(&self.server, path, body).await
+    }
+
+    pub async fn post_to(&self, server: &RunningServer, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", server.base_url()))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> (u16, Value) {
+        read(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete_auth(&self, path: &str, access: &str) -> (u16, Value) {
+        read(
+            self.http
+                .delete(self.url(path))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub fn mint(&self, request: IdentityTokenRequest) -> mock_apple::MintedIdentityToken {
+        self.apple.mint_identity_token(request).unwrap()
+    }
+
+    /// A full sign-in as an app makes it: token, code and nonce from the fake Apple.
+    pub async fn sign_in(
+        &self,
+        request: IdentityTokenRequest,
+        full_name: Option<Value>,
+    ) -> (u16, Value) {
+        let nonce = RawNonce::generate();
+        let minted = self.mint(IdentityTokenRequest {
+            raw_nonce: Some(nonce.expose().into()),
+            ..request
+        });
+        let mut body = json!({
+            "identityToken": minted.identity_token,
+            "authorizationCode": minted.authorization_code,
+            "rawNonce": nonce.expose(),
+        });
+        if let Some(name) = full_name {
+            body["fullName"] = name;
+        }
+        self.post("/v1/auth/apple", &body).await
+    }
+
+    pub fn count(&self, endpoint: Endpoint) -> u64 {
+        self.apple.request_count(endpoint)
+    }
+
+    pub async fn users(&self) -> i64 {
+        self.server.state.store.count_users().await.unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, value)
+}
+
+/// Declares each listed `async fn(Harness)` as two tests: on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let harness = $crate::common::Harness::start($crate::common::Db::Sqlite).await.unwrap();
+                    super::$name(harness).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(harness) = $crate::common::Harness::start($crate::common::Db::Postgres).await {
+                        super::$name(harness).await;
+                    }
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,314 @@
+//! Sign-in, end to end against `mock-apple`, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::*;
+use mock_apple::{Endpoint, Fault, IdentityTokenRequest};
+use serde_json::json;
+use siwa_core::RawNonce;
+
+fn default() -> IdentityTokenRequest {
+    IdentityTokenRequest::default()
+}
+
+on_both_databases!(
+    a_first_sign_in_creates_the_user_and_a_session,
+    the_seed_route_answers_what_the_seed_client_reads,
+    the_seed_route_refuses_bad_input_with_4xx,
+    a_replayed_nonce_is_refused_across_restarts_and_instances,
+    the_name_from_the_first_authorization_is_kept,
+    the_code_is_exchanged_with_a_secret_the_mock_accepts,
+    a_refused_code_leaves_no_account_behind,
+    apple_down_during_the_exchange_leaves_no_account_behind,
+    a_hundred_concurrent_first_sign_ins_make_one_user,
+    sign_in_keeps_working_when_the_jwks_endpoint_goes_down,
+    a_token_for_another_app_is_refused,
+    a_transferred_user_keeps_their_account,
+);
+
+async fn a_first_sign_in_creates_the_user_and_a_session(h: Harness) {
+    let (status, body) = h.sign_in(default(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["isNewUser"], true);
+    assert_eq!(body["user"]["email"], "jane.appleseed@example.com");
+    assert_eq!(body["user"]["emailVerified"], true);
+    assert_eq!(body["session"]["tokenType"], "Bearer");
+    assert_eq!(body["session"]["expiresIn"], 900);
+    let access = body["session"]["accessToken"].as_str().unwrap();
+    let (status, me) = h.get_auth("/v1/me", access).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["id"], body["user"]["id"]);
+
+    let (_, again) = h.sign_in(default(), None).await;
+    assert_eq!(again["isNewUser"], false);
+    assert_eq!(
+        again["user"]["id"], body["user"]["id"],
+        "the internal id is stable"
+    );
+    assert_eq!(h.users().await, 1);
+}
+
+async fn the_seed_route_answers_what_the_seed_client_reads(h: Harness) {
+    let minted = h.mint(IdentityTokenRequest {
+        booleans_as: mock_apple::BooleanForm::String,
+        ..default()
+    });
+    let (status, body) = h
+        .post(
+            "/auth/apple",
+            &json!({"identityToken": minted.identity_token}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(
+        body["user"]["id"], minted.sub,
+        "the seed route's id is Apple's sub"
+    );
+    assert_eq!(body["user"]["email"], "jane.appleseed@example.com");
+    assert_eq!(body["user"]["email_verified"], true);
+    assert_eq!(body["isNewUser"], true);
+    assert_eq!(h.users().await, 1, "it signs the user in like /v1");
+}
+
+async fn the_seed_route_refuses_bad_input_with_4xx(h: Harness) {
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_request"),
+        (json!({"identityToken": 42}), 400, "invalid_request"),
+        (json!({"identityToken": null}), 400, "invalid_request"),
+        (
+            json!({"identityToken": "not.a.token"}),
+            401,
+            "token_malformed",
+        ),
+        (json!({"identityToken": ""}), 401, "token_malformed"),
+    ] {
+        let (got, answer) = h.post("/auth/apple", &body).await;
+        assert_eq!(
+            (got, answer["error"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
+        assert!(answer["message"].is_string());
+    }
+    let raw = h
+        .http
+        .post(h.url("/auth/apple"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let forged = h.mint(IdentityTokenRequest {
+        alg: mock_apple::TokenAlgorithm::Hs256PublicKey,
+        ..default()
+    });
+    let (status, answer) = h
+        .post(
+            "/auth/apple",
+            &json!({"identityToken": forged.identity_token}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (401, "unsupported_algorithm")
+    );
+    assert_eq!(h.users().await, 0);
+}
+
+async fn a_replayed_nonce_is_refused_across_restarts_and_instances(h: Harness) {
+    let nonce = RawNonce::generate();
+    let minted = h.mint(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..default()
+    });
+    let body = json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()});
+    assert_eq!(h.post("/v1/auth/apple", &body).await.0, 200);
+    let (status, answer) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (401, "nonce_replayed")
+    );
+
+    let other = h.another_instance().await;
+    let (status, answer) = h.post_to(&other, "/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (401, "nonce_replayed")
+    );
+    other.shutdown().await;
+
+    let wrong = json!({"identityToken": minted.identity_token, "rawNonce": "another"});
+    let (status, answer) = h.post("/v1/auth/apple", &wrong).await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (401, "nonce_mismatch")
+    );
+    let missing = h.mint(default());
+    let (status, answer) = h
+        .post(
+            "/v1/auth/apple",
+            &json!({"identityToken": missing.identity_token, "rawNonce": "n"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (401, "nonce_missing")
+    );
+}
+
+async fn the_name_from_the_first_authorization_is_kept(h: Harness) {
+    let name = json!({"givenName": "Jane", "familyName": "Appleseed"});
+    let (_, first) = h.sign_in(default(), Some(name)).await;
+    assert_eq!(first["user"]["givenName"], "Jane");
+    let (_, second) = h.sign_in(default(), None).await;
+    assert_eq!(second["user"]["givenName"], "Jane");
+    assert_eq!(second["user"]["familyName"], "Appleseed");
+    let (_, third) = h
+        .sign_in(
+            default(),
+            Some(json!({"givenName": "", "familyName": null})),
+        )
+        .await;
+    assert_eq!(
+        third["user"]["givenName"], "Jane",
+        "never overwritten with nothing"
+    );
+}
+
+async fn the_code_is_exchanged_with_a_secret_the_mock_accepts(h: Harness) {
+    let (status, _) = h.sign_in(default(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.count(Endpoint::Token), 1);
+    // The exchange's refresh token is kept for revocation: deleting the account revokes it.
+    let (_, body) = h.sign_in(default(), None).await;
+    let (_, deleted) = h
+        .delete_auth("/v1/me", body["session"]["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(deleted["appleRevocation"], "revoked");
+    assert_eq!(h.count(Endpoint::Revoke), 1);
+}
+
+async fn a_refused_code_leaves_no_account_behind(h: Harness) {
+    // A code issued to the Services ID, sent with an app token: Apple says invalid_grant.
+    let web_code = h
+        .mint(IdentityTokenRequest {
+            client_id: Some(WEB.into()),
+            ..default()
+        })
+        .authorization_code;
+    let token = h.mint(default()).identity_token;
+    let (status, body) = h
+        .post(
+            "/v1/auth/apple",
+            &json!({"identityToken": token, "authorizationCode": web_code}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "authorization_code_rejected")
+    );
+    assert_eq!(h.users().await, 0);
+}
+
+async fn apple_down_during_the_exchange_leaves_no_account_behind(h: Harness) {
+    h.apple.set_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    let nonce = RawNonce::generate();
+    let minted = h.mint(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..default()
+    });
+    let body = json!({"identityToken": minted.identity_token, "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()});
+    let (status, answer) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (503, "apple_unavailable")
+    );
+    assert_eq!(h.users().await, 0);
+    // Nothing was burnt: once Apple is back, the same sign-in goes through.
+    h.apple.clear_faults(None);
+    assert_eq!(h.post("/v1/auth/apple", &body).await.0, 200);
+}
+
+async fn a_hundred_concurrent_first_sign_ins_make_one_user(h: Harness) {
+    let bodies: Vec<_> = (0..100)
+        .map(|_| json!({"identityToken": h.mint(default()).identity_token}))
+        .collect();
+    let results =
+        futures::future::join_all(bodies.iter().map(|b| h.post("/v1/auth/apple", b))).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == 200),
+        "{:?}",
+        results.iter().find(|r| r.0 != 200)
+    );
+    let new_users = results
+        .iter()
+        .filter(|(_, b)| b["isNewUser"] == true)
+        .count();
+    assert_eq!(new_users, 1);
+    assert_eq!(h.users().await, 1);
+}
+
+async fn sign_in_keeps_working_when_the_jwks_endpoint_goes_down(h: Harness) {
+    assert_eq!(h.sign_in(default(), None).await.0, 200);
+    h.apple.set_fault(
+        Endpoint::Keys,
+        Fault {
+            status: Some(500),
+            ..Fault::default()
+        },
+    );
+    let minted = h.mint(default());
+    let (status, _) = h
+        .post(
+            "/auth/apple",
+            &json!({"identityToken": minted.identity_token}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.count(Endpoint::Keys), 1, "the cached key set served");
+}
+
+async fn a_token_for_another_app_is_refused(h: Harness) {
+    let minted = h.mint(IdentityTokenRequest {
+        client_id: Some("com.other.app".into()),
+        ..default()
+    });
+    let (status, body) = h
+        .post(
+            "/auth/apple",
+            &json!({"identityToken": minted.identity_token}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "wrong_audience")
+    );
+}
+
+async fn a_transferred_user_keeps_their_account(h: Harness) {
+    let (_, before) = h.sign_in(default(), None).await;
+    let old_sub = h.apple.users()[0].sub.clone();
+    let claims =
+        json!({"sub": "999999.ffffffffffffffffffffffffffffffff.9999", "transfer_sub": old_sub});
+    let minted = h.mint(IdentityTokenRequest {
+        claims: claims.as_object().unwrap().clone(),
+        ..default()
+    });
+    let (status, after) = h
+        .post(
+            "/v1/auth/apple",
+            &json!({"identityToken": minted.identity_token}),
+        )
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["user"]["id"], before["user"]["id"]);
+    assert_eq!(after["isNewUser"], false);
+}
