@@ -231,8 +231,7 @@ impl Store {
             if revoked_at.is_none() {
                 revoke_sessions(
                     &mut tx,
-                    "session_id",
-                    &session_id,
+                    Sessions::One(&session_id),
                     "refresh_token_reused",
                     now,
                 )
@@ -429,8 +428,13 @@ impl Store {
                     }
                     EventType::ConsentRevoked => {
                         // Apple has revoked its tokens already; ours end too.
-                        revoke_sessions(&mut tx, "user_id", &user_id, "consent_revoked", now)
-                            .await?;
+                        revoke_sessions(
+                            &mut tx,
+                            Sessions::OfUser(&user_id),
+                            "consent_revoked",
+                            now,
+                        )
+                        .await?;
                         sqlx::query("DELETE FROM apple_tokens WHERE user_id = $1")
                             .bind(&user_id)
                             .execute(&mut *tx)
@@ -568,18 +572,29 @@ async fn insert_refresh_token(
     Ok(token)
 }
 
-/// Ends sessions by `session_id` or by `user_id`.
+/// Which sessions to end.
+enum Sessions<'a> {
+    One(&'a str),
+    OfUser(&'a str),
+}
+
 async fn revoke_sessions(
     tx: &mut Transaction<'_, Any>,
-    column: &'static str,
-    value: &str,
+    which: Sessions<'_>,
     reason: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE {column} = $3 AND revoked_at IS NULL"
-    );
-    sqlx::query(&sql)
+    let (sql, value) = match which {
+        Sessions::One(id) => (
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+            id,
+        ),
+        Sessions::OfUser(user_id) => (
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+            user_id,
+        ),
+    };
+    sqlx::query(sql)
         .bind(now)
         .bind(reason)
         .bind(value)

@@ -1,0 +1,187 @@
+//! Health, readiness, metrics, OpenAPI, limits: what operators and load balancers rely on.
+
+mod common;
+
+use common::*;
+use mock_apple::IdentityTokenRequest;
+use serde_json::json;
+
+on_both_databases!(
+    health_and_readiness_answer,
+    bodies_too_large_or_malformed_get_4xx_and_the_server_keeps_serving,
+    metrics_count_requests_and_refusals_by_reason,
+    the_openapi_document_lists_every_route,
+    unknown_routes_answer_json_404,
+);
+
+async fn health_and_readiness_answer(h: Harness) {
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        h.http.get(h.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    h.server.state.store.close().await;
+    assert_eq!(
+        h.http.get(h.url("/readyz")).send().await.unwrap().status(),
+        503,
+        "readiness checks the database"
+    );
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
+
+async fn bodies_too_large_or_malformed_get_4xx_and_the_server_keeps_serving(h: Harness) {
+    let huge = json!({"identityToken": "a".repeat(64 * 1024)});
+    let (status, body) = h.post("/v1/auth/apple", &huge).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (413, "body_too_large")
+    );
+    for raw in ["{", "[]", "null", "{\"identityToken\": {}}", "\u{0}"] {
+        let response = h
+            .http
+            .post(h.url("/v1/auth/apple"))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{raw:?}");
+    }
+    let text = h
+        .http
+        .post(h.url("/v1/auth/apple"))
+        .body("identityToken=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+    let (status, _) = h.sign_in(IdentityTokenRequest::default(), None).await;
+    assert_eq!(status, 200, "still serving");
+    assert_eq!(h.users().await, 1);
+}
+
+async fn metrics_count_requests_and_refusals_by_reason(h: Harness) {
+    let forged = h.mint(IdentityTokenRequest {
+        client_id: Some("com.other".into()),
+        ..Default::default()
+    });
+    h.post(
+        "/auth/apple",
+        &json!({"identityToken": forged.identity_token}),
+    )
+    .await;
+    h.sign_in(IdentityTokenRequest::default(), None).await;
+    let text = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "siwa_http_requests_total{route=\"/auth/apple\",method=\"POST\",status=\"401\"}",
+        "siwa_verification_failures_total{reason=\"wrong_audience\"}",
+        "siwa_http_request_duration_seconds_bucket",
+        "siwa_apple_calls_total{endpoint=\"token\",outcome=\"ok\"}",
+        "siwa_jwks_fetches",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+    assert!(!text.contains(&forged.identity_token));
+}
+
+async fn the_openapi_document_lists_every_route(h: Harness) {
+    let doc: serde_json::Value = h
+        .http
+        .get(h.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/auth/apple",
+        "/v1/auth/apple",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/apple/notifications",
+    ] {
+        assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
+    }
+    assert!(doc["components"]["schemas"]["SignInRequest"].is_object());
+}
+
+async fn unknown_routes_answer_json_404(h: Harness) {
+    let (status, body) = read(h.http.get(h.url("/nope")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_routes_are_rate_limited_per_client_ip() {
+    let h = Harness::start_with(Db::Sqlite, |c| c.rate_limit_per_minute = Some(3))
+        .await
+        .unwrap();
+    let token = h.mint(IdentityTokenRequest::default()).identity_token;
+    for _ in 0..3 {
+        assert_eq!(
+            h.post("/auth/apple", &json!({"identityToken": token}))
+                .await
+                .0,
+            200
+        );
+    }
+    let response = h
+        .http
+        .post(h.url("/v1/auth/apple"))
+        .json(&json!({"identityToken": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, body) = read(response).await;
+    assert_eq!(body["error"], "rate_limited");
+    // Other routes are not limited.
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        h.post("/v1/auth/refresh", &json!({"refreshToken": "x"}))
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_bad_database_url_stops_start_up_with_a_clear_error() {
+    let apple = mock_apple::MockApple::start().await.unwrap();
+    let generated = apple.generate_developer_key(None, None).unwrap();
+    let key = siwa_core::DeveloperKey::from_p8_pem(
+        &generated.team_id,
+        &generated.key_id,
+        &generated.private_key_pem,
+    )
+    .unwrap();
+    let config = config_for(&apple, key, "postgres://nobody@127.0.0.1:1/none");
+    let error = siwa_server::start(config)
+        .await
+        .err()
+        .expect("start-up fails");
+    assert!(error.to_string().contains("database"), "{error}");
+}

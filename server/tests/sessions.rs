@@ -1,0 +1,206 @@
+//! Our own sessions: refresh rotation, reuse detection, logout, and the published key set.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mock_apple::IdentityTokenRequest;
+use serde_json::{Value, json};
+
+async fn signed_in(h: &Harness) -> Value {
+    let (status, body) = h.sign_in(IdentityTokenRequest::default(), None).await;
+    assert_eq!(status, 200, "{body}");
+    body["session"].clone()
+}
+
+on_both_databases!(
+    a_refresh_token_rotates,
+    reusing_a_rotated_refresh_token_ends_the_session_family,
+    logout_with_the_refresh_token_ends_the_session,
+    logout_with_the_access_token_ends_the_session,
+    refresh_refuses_garbage,
+    access_tokens_verify_with_the_published_key_set,
+    me_needs_a_valid_access_token,
+);
+
+async fn a_refresh_token_rotates(h: Harness) {
+    let session = signed_in(&h).await;
+    let (status, refreshed) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": session["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_ne!(refreshed["refreshToken"], session["refreshToken"]);
+    assert_eq!(refreshed["tokenType"], "Bearer");
+    let (status, _) = h
+        .get_auth("/v1/me", refreshed["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": refreshed["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "the new one rotates in turn");
+}
+
+async fn reusing_a_rotated_refresh_token_ends_the_session_family(h: Harness) {
+    let session = signed_in(&h).await;
+    let (_, rotated) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": session["refreshToken"]}),
+        )
+        .await;
+    let (status, body) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": session["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "refresh_token_reused")
+    );
+    // The thief's and the owner's latest tokens are dead alike.
+    let (status, body) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": rotated["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "invalid_refresh_token")
+    );
+    let (status, body) = h
+        .get_auth("/v1/me", rotated["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "session_ended")
+    );
+}
+
+async fn logout_with_the_refresh_token_ends_the_session(h: Harness) {
+    let session = signed_in(&h).await;
+    let response = h
+        .http
+        .post(h.url("/v1/auth/logout"))
+        .json(&json!({"refreshToken": session["refreshToken"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, _) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": session["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = h
+        .get_auth("/v1/me", session["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn logout_with_the_access_token_ends_the_session(h: Harness) {
+    let session = signed_in(&h).await;
+    let other = signed_in(&h).await;
+    let response = h
+        .http
+        .post(h.url("/v1/auth/logout"))
+        .bearer_auth(session["accessToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        h.get_auth("/v1/me", session["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        h.get_auth("/v1/me", other["accessToken"].as_str().unwrap())
+            .await
+            .0,
+        200,
+        "other sessions live on"
+    );
+    let anonymous = h.http.post(h.url("/v1/auth/logout")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+async fn refresh_refuses_garbage(h: Harness) {
+    for body in [json!({"refreshToken": "nope"}), json!({"refreshToken": ""})] {
+        let (status, answer) = h.post("/v1/auth/refresh", &body).await;
+        assert_eq!(
+            (status, answer["error"].as_str().unwrap()),
+            (401, "invalid_refresh_token")
+        );
+    }
+    let (status, answer) = h.post("/v1/auth/refresh", &json!({})).await;
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+}
+
+async fn access_tokens_verify_with_the_published_key_set(h: Harness) {
+    let session = signed_in(&h).await;
+    let jwks: jsonwebtoken::jwk::JwkSet = h
+        .http
+        .get(h.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&["siwa"]);
+    validation.set_issuer(&["siwa-server"]);
+    let data =
+        jsonwebtoken::decode::<Value>(session["accessToken"].as_str().unwrap(), &key, &validation)
+            .unwrap();
+    assert!(data.claims["sid"].is_string());
+    // Every instance signs with the same key, kept in the database.
+    let other = h.another_instance().await;
+    let other_jwks: Value = h
+        .http
+        .get(format!("{}/.well-known/jwks.json", other.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        other_jwks["keys"][0]["kid"].as_str(),
+        jwks.keys[0].common.key_id.as_deref()
+    );
+    other.shutdown().await;
+}
+
+async fn me_needs_a_valid_access_token(h: Harness) {
+    let (status, body) = read(h.http.get(h.url("/v1/me")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "missing_access_token")
+    );
+    let (status, body) = h.get_auth("/v1/me", "eyJ.forged.token").await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "invalid_access_token")
+    );
+    // An Apple identity token is not an access token.
+    let apple_token = h.mint(IdentityTokenRequest::default()).identity_token;
+    let (status, _) = h.get_auth("/v1/me", &apple_token).await;
+    assert_eq!(status, 401);
+}
