@@ -94,7 +94,7 @@ async fn limit_sign_in(
 pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     telemetry::prometheus();
     let pool = db::connect(&config.database_url).await?;
-    let store = Store::new(pool);
+    let store = Store::new(pool, db::Backend::of(&config.database_url));
     let sessions = SessionKeys::load(
         &store,
         config.access_token_ttl.as_secs() as i64,

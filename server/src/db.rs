@@ -39,9 +39,10 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of(url);
     let pool = AnyPoolOptions::new()
-        // SQLite has one writer at a time; more connections only queue on its lock.
+        // SQLite has one writer at a time: more connections only wait on its lock, and its
+        // busy handler waits by sleeping (up to 100 ms at a time).
         .max_connections(match backend {
-            Backend::Sqlite => 8,
+            Backend::Sqlite => 4,
             Backend::Postgres => 16,
         })
         .acquire_timeout(Duration::from_secs(5))

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod group_commit;
 pub mod revocation;
 pub mod routes;
 pub mod secrets;

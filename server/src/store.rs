@@ -8,6 +8,10 @@
 use siwa_core::{EventType, IdentityClaims, NotificationEvent};
 use sqlx::{Any, AnyPool, Transaction};
 
+use std::sync::LazyLock;
+
+use crate::db::Backend;
+use crate::group_commit::GroupCommit;
 use crate::secrets;
 
 /// A user as stored. No `Debug`: it holds an email address.
@@ -102,11 +106,15 @@ pub enum NotificationOutcome {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite only: one writer commits concurrent single-statement sign-ins together.
+    group_commit: Option<GroupCommit>,
 }
 
 impl Store {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    /// Must be called within the Tokio runtime (the SQLite writer is a task).
+    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+        let group_commit = (backend == Backend::Sqlite).then(|| GroupCommit::start(pool.clone()));
+        Self { pool, group_commit }
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -139,10 +147,13 @@ impl Store {
             && record.apple_refresh_token.is_none()
             && record.session_ttl_secs.is_none();
         if single_statement {
-            // Nothing to keep together: skip the transaction's round trips (the hot path of
-            // the seed-compatible route).
-            let mut conn = self.pool.acquire().await?;
-            let user = upsert_user(&mut conn, &record).await?;
+            // Nothing to keep together: no transaction of its own (the hot path of the
+            // seed-compatible route). On SQLite the group-commit writer batches it with others.
+            let upsert = UserUpsert::from_record(&record);
+            let user = match &self.group_commit {
+                Some(writer) => writer.upsert(upsert).await?,
+                None => upsert_user(&mut *self.pool.acquire().await?, &upsert).await?,
+            };
             let is_new_user = user.sign_in_count == 1;
             return Ok(SignedIn {
                 user,
@@ -172,7 +183,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let user = upsert_user(&mut tx, &record).await?;
+        let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
         if let Some(token) = record.apple_refresh_token {
             sqlx::query(
                 "INSERT INTO apple_tokens (user_id, client_id, refresh_token, created_at, last_validated_at) \
@@ -486,20 +497,48 @@ impl Store {
     }
 }
 
-async fn upsert_user(
-    conn: &mut sqlx::AnyConnection,
-    record: &SignInRecord<'_>,
-) -> Result<User, sqlx::Error> {
-    let c = record.claims;
-    let non_empty = |s: Option<&str>| {
-        s.map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let email = non_empty(c.email.as_deref());
-    // A name arrives only on the first authorization: never overwrite it with nothing.
-    // Email and its flags come with every token that has the email scope.
-    let sql = format!(
+/// The values of a user upsert, owned so the write can be handed to the group-commit writer.
+pub struct UserUpsert {
+    id: String,
+    apple_sub: String,
+    email: Option<String>,
+    email_verified: i64,
+    is_private_email: i64,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    real_user_status: Option<i64>,
+    client_id: String,
+    now: i64,
+}
+
+impl UserUpsert {
+    fn from_record(record: &SignInRecord<'_>) -> Self {
+        let non_empty = |s: Option<&str>| {
+            s.map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let c = record.claims;
+        Self {
+            id: secrets::new_id(),
+            apple_sub: c.sub.clone(),
+            email: non_empty(c.email.as_deref()),
+            email_verified: i64::from(c.email_verified),
+            is_private_email: i64::from(c.is_private_email),
+            given_name: non_empty(record.given_name),
+            family_name: non_empty(record.family_name),
+            real_user_status: c.real_user_status.map(|s| s.as_i64()),
+            client_id: c.aud.clone(),
+            now: record.now,
+        }
+    }
+}
+
+/// Creates or updates the user of a sign-in. A name arrives only on the first authorization:
+/// it is never overwritten with nothing. Email and its flags come with every token that has the
+/// email scope.
+static UPSERT_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "INSERT INTO users (id, apple_sub, email, email_verified, is_private_email, given_name, \
          family_name, real_user_status, client_id, created_at, last_sign_in_at, sign_in_count) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1) \
@@ -514,18 +553,24 @@ async fn upsert_user(
          last_sign_in_at = excluded.last_sign_in_at, \
          sign_in_count = users.sign_in_count + 1 \
          RETURNING {USER_COLUMNS}"
-    );
-    sqlx::query_as(&sql)
-        .bind(secrets::new_id())
-        .bind(&c.sub)
-        .bind(email)
-        .bind(i64::from(c.email_verified))
-        .bind(i64::from(c.is_private_email))
-        .bind(non_empty(record.given_name))
-        .bind(non_empty(record.family_name))
-        .bind(c.real_user_status.map(|s| s.as_i64()))
-        .bind(&c.aud)
-        .bind(record.now)
+    )
+});
+
+pub async fn upsert_user(
+    conn: &mut sqlx::AnyConnection,
+    u: &UserUpsert,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as(&UPSERT_USER)
+        .bind(&u.id)
+        .bind(&u.apple_sub)
+        .bind(&u.email)
+        .bind(u.email_verified)
+        .bind(u.is_private_email)
+        .bind(&u.given_name)
+        .bind(&u.family_name)
+        .bind(u.real_user_status)
+        .bind(&u.client_id)
+        .bind(u.now)
         .fetch_one(conn)
         .await
 }

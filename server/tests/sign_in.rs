@@ -24,6 +24,7 @@ on_both_databases!(
     sign_in_keeps_working_when_the_jwks_endpoint_goes_down,
     a_token_for_another_app_is_refused,
     a_transferred_user_keeps_their_account,
+    concurrent_seed_route_sign_ins_make_one_user_per_sub,
 );
 
 async fn a_first_sign_in_creates_the_user_and_a_session(h: Harness) {
@@ -311,4 +312,39 @@ async fn a_transferred_user_keeps_their_account(h: Harness) {
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["user"]["id"], before["user"]["id"]);
     assert_eq!(after["isNewUser"], false);
+}
+
+async fn concurrent_seed_route_sign_ins_make_one_user_per_sub(h: Harness) {
+    // On SQLite these are batched by the group-commit writer: each request still gets its own
+    // answer, and each sub exactly one user.
+    let bodies: Vec<_> = (0..200)
+        .map(|i| {
+            let sub = format!("000000.{:032}.0000", i % 50);
+            let token = h
+                .mint(IdentityTokenRequest {
+                    sub: Some(sub),
+                    ..default()
+                })
+                .identity_token;
+            json!({"identityToken": token})
+        })
+        .collect();
+    let results = futures::future::join_all(bodies.iter().map(|b| h.post("/auth/apple", b))).await;
+    assert!(results.iter().all(|(status, _)| *status == 200));
+    let mut new_users: Vec<_> = results
+        .iter()
+        .filter(|(_, b)| b["isNewUser"] == true)
+        .map(|(_, b)| b["user"]["id"].clone())
+        .collect();
+    new_users.sort_by_key(|v| v.to_string());
+    new_users.dedup();
+    assert_eq!(new_users.len(), 50);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(_, b)| b["isNewUser"] == true)
+            .count(),
+        50
+    );
+    assert_eq!(h.users().await, 50);
 }
