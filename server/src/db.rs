@@ -52,10 +52,13 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
                     // WAL lets readers run beside the writer; NORMAL is durable across
                     // process crashes (not power loss); foreign keys make deletion cascade;
                     // the busy timeout makes concurrent writers wait instead of failing.
+                    // Checkpoints run in the background (`checkpoint_wal`), not inside the
+                    // commit that happens to cross the threshold, which stalled the writer.
                     connection
                         .execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA wal_autocheckpoint = 0;",
                         )
                         .await?;
                 }
@@ -66,4 +69,21 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// SQLite only: folds the write-ahead log into the database every second, without blocking
+/// writers (a passive checkpoint), so the log stays small while no commit pays for it.
+/// Runs until the pool is closed.
+pub async fn checkpoint_wal(pool: AnyPool) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        every.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
 }

@@ -113,7 +113,10 @@ pub struct Store {
 impl Store {
     /// Must be called within the Tokio runtime (the SQLite writer is a task).
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        let group_commit = (backend == Backend::Sqlite).then(|| GroupCommit::start(pool.clone()));
+        let group_commit = (backend == Backend::Sqlite).then(|| {
+            tokio::spawn(crate::db::checkpoint_wal(pool.clone()));
+            GroupCommit::start(pool.clone())
+        });
         Self { pool, group_commit }
     }
 

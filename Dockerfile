@@ -1,0 +1,31 @@
+# siwa-server: multi-stage build, small non-root runtime image.
+#   docker build -t siwa-server .
+#   docker run -p 3000:3000 -e SIWA_APPLE_CLIENT_IDS=com.example.app \
+#       -v siwa-data:/data siwa-server
+# Unverified on the project's machines (no Docker engine there); see README.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY core core
+COPY bindings bindings
+COPY mock-apple mock-apple
+COPY server server
+RUN cargo build --release --locked -p siwa-server \
+ && strip target/release/siwa-server \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/siwa-server /usr/local/bin/siwa-server
+# The distroless "nonroot" user (65532) must own the data directory.
+COPY --from=build --chown=65532:65532 /out/data /data
+# SQLite lives in /data unless SIWA_DATABASE_URL points elsewhere (postgres://...).
+ENV PORT=3000 \
+    SIWA_DATABASE_URL=sqlite:///data/siwa.db?mode=rwc \
+    SIWA_LOG_FORMAT=json
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 3000
+USER nonroot
+ENTRYPOINT ["/usr/local/bin/siwa-server"]
+CMD ["serve"]
