@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use siwa_core::DeveloperKey;
 
-/// The server's configuration.
-#[derive(Debug, Clone)]
+/// The server's configuration. `Debug` leaves out the database URL (it may hold a password).
+#[derive(Clone)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
@@ -30,6 +30,24 @@ pub struct Config {
     pub revocation_poll_interval: Duration,
     /// The first retry delay of a failed revocation; doubled at each failure, up to 6 h.
     pub revocation_retry_base: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_ids", &self.client_ids)
+            .field("apple_base_url", &self.apple_base_url)
+            .field("issuers", &self.issuers)
+            .field(
+                "database",
+                &crate::db::Backend::of(&self.database_url).name(),
+            )
+            .field("apple_key", &self.apple_key)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A variable that was missing or wrong.
@@ -307,6 +325,16 @@ mod tests {
             .variable,
             "SIWA_APPLE_PRIVATE_KEY_FILE"
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let c = config(&[
+            ("SIWA_APPLE_CLIENT_IDS", "a"),
+            ("SIWA_DATABASE_URL", "postgres://siwa:s3cret@db/siwa"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
