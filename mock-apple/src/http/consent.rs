@@ -193,7 +193,6 @@ const STYLE: &str = "
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;
 background:#f5f5f7;font:15px -apple-system,BlinkMacSystemFont,'Helvetica Neue',Arial,sans-serif;color:#1d1d1f}
 .sheet{background:#fff;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.12);padding:28px 32px;width:360px}
-.logo{font-size:34px;text-align:center;margin:0}
 h1{font-size:20px;text-align:center;margin:8px 0 4px}
 .sub{text-align:center;color:#6e6e73;margin:0 0 18px}
 fieldset{border:0;padding:0;margin:0 0 16px}
@@ -201,7 +200,7 @@ legend{font-weight:600;margin-bottom:6px}
 label{display:block;margin:6px 0}
 input[type=text],select{width:100%;box-sizing:border-box;padding:8px 10px;border:1px solid #d2d2d7;border-radius:8px;font:inherit}
 .row{display:flex;gap:8px}
-.primary{width:100%;padding:11px;border:0;border-radius:10px;background:#000;color:#fff;font:600 16px inherit;cursor:pointer}
+.primary{width:100%;padding:11px;border:0;border-radius:10px;background:#000;color:#fff;font-size:16px;font-weight:600;cursor:pointer}
 .secondary{width:100%;padding:9px;border:0;background:none;color:#0066cc;font:inherit;cursor:pointer;margin-top:6px}
 .note{color:#6e6e73;font-size:13px}
 .error{color:#b00020}
@@ -209,7 +208,6 @@ input[type=text],select{width:100%;box-sizing:border-box;padding:8px 10px;border
 
 fn error_page(error: &PageError) -> Response {
     let body = html! {
-        p class="logo" { "\u{F8FF}" }
         h1 { "Sign in with Apple" }
         p class="error" { strong { (error.error) } }
         p class="note" { (error.description) }
@@ -259,7 +257,6 @@ async fn show_consent(
     let returning = mock.has_authorized(&default_user.sub, &request.client_id);
     let asks = request.wants_name || request.wants_email;
     let body = html! {
-        p class="logo" { "\u{F8FF}" }
         h1 { "Sign in with Apple" }
         p class="sub" { "Use your Apple ID to sign in to " strong { (request.client_id) } "." }
         form method="post" action=(AUTHORIZE_PATH) {
