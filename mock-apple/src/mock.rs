@@ -247,15 +247,10 @@ impl Mock {
     pub fn token(&self, request: &TokenRequest) -> Result<TokenResponse, OAuthError> {
         let now = self.now();
         let mut state = self.state();
-        let client_id = non_empty(&request.client_id).ok_or_else(|| {
-            oauth_error(OAuthErrorCode::InvalidRequest, Some("client_id is missing"))
-        })?;
-        authenticate(&state, client_id, non_empty(&request.client_secret), now)?;
+        let client_id = authenticated_client(&state, request, now)?;
         let (identity, nonce, with_refresh) = match non_empty(&request.grant_type) {
             Some("authorization_code") => {
-                let code = non_empty(&request.code).ok_or_else(|| {
-                    oauth_error(OAuthErrorCode::InvalidRequest, Some("code is missing"))
-                })?;
+                let code = required(&request.code, "code")?;
                 let grant = state
                     .grants
                     .redeem_code(code, client_id, non_empty(&request.redirect_uri), now)
@@ -263,12 +258,7 @@ impl Mock {
                 (grant.identity, grant.nonce, true)
             }
             Some("refresh_token") => {
-                let token = non_empty(&request.refresh_token).ok_or_else(|| {
-                    oauth_error(
-                        OAuthErrorCode::InvalidRequest,
-                        Some("refresh_token is missing"),
-                    )
-                })?;
+                let token = required(&request.refresh_token, "refresh_token")?;
                 let identity = state
                     .grants
                     .use_refresh_token(token, client_id)
@@ -313,12 +303,8 @@ impl Mock {
     pub fn revoke(&self, request: &TokenRequest) -> Result<(), OAuthError> {
         let now = self.now();
         let mut state = self.state();
-        let client_id = non_empty(&request.client_id).ok_or_else(|| {
-            oauth_error(OAuthErrorCode::InvalidRequest, Some("client_id is missing"))
-        })?;
-        authenticate(&state, client_id, non_empty(&request.client_secret), now)?;
-        let token = non_empty(&request.token)
-            .ok_or_else(|| oauth_error(OAuthErrorCode::InvalidRequest, Some("token is missing")))?;
+        let client_id = authenticated_client(&state, request, now)?;
+        let token = required(&request.token, "token")?;
         if !matches!(
             non_empty(&request.token_type_hint),
             None | Some("refresh_token" | "access_token")
@@ -713,6 +699,26 @@ impl Mock {
             status: response.status().as_u16(),
         })
     }
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthError> {
+    non_empty(value).ok_or_else(|| {
+        oauth_error(
+            OAuthErrorCode::InvalidRequest,
+            Some(&format!("{name} is missing")),
+        )
+    })
+}
+
+/// The request's `client_id`, once its client secret has been checked.
+fn authenticated_client<'r>(
+    state: &State,
+    request: &'r TokenRequest,
+    now: i64,
+) -> Result<&'r str, OAuthError> {
+    let client_id = required(&request.client_id, "client_id")?;
+    authenticate(state, client_id, non_empty(&request.client_secret), now)?;
+    Ok(client_id)
 }
 
 /// Checks the client secret as Apple does; every failure is `invalid_client`.

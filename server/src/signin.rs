@@ -58,16 +58,22 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
-    let signed_in = state.store.sign_in(record).await.map_err(|e| match e {
-        StoreError::NonceReplayed => nonce_replayed(),
-        StoreError::Database(e) => e.into(),
-    })?;
+    let signed_in = state.store.sign_in(record).await?;
     metrics::counter!("siwa_sign_ins_total", "new_user" => if signed_in.is_new_user { "true" } else { "false" }).increment(1);
     Ok(SignInOutcome { claims, signed_in })
 }
 
 fn nonce_replayed() -> ApiError {
     ApiError::unauthorized("nonce_replayed", "this nonce was already used to sign in")
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NonceReplayed => nonce_replayed(),
+            StoreError::Database(e) => e.into(),
+        }
+    }
 }
 
 /// Exchanges the code for Apple's refresh token, with the token's audience as client id (an
@@ -122,9 +128,6 @@ pub async fn sign_in_compat(
         session_ttl_secs: None,
         now: SystemClock.now(),
     };
-    let signed_in = state.store.sign_in(record).await.map_err(|e| match e {
-        StoreError::NonceReplayed => nonce_replayed(),
-        StoreError::Database(e) => e.into(),
-    })?;
+    let signed_in = state.store.sign_in(record).await?;
     Ok((claims, signed_in.is_new_user))
 }
