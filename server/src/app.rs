@@ -1,7 +1,7 @@
 //! Assembling the server: state, routes, middleware, the revocation worker, and serving with
 //! graceful shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,15 +79,41 @@ async fn limit_sign_in(
     request: Request,
     next: Next,
 ) -> Response {
-    if let (Some(limiter), Some(ConnectInfo(peer))) = (
-        &state.sign_in_limiter,
-        request.extensions().get::<ConnectInfo<SocketAddr>>(),
-    ) && let Err(not_until) = limiter.check_key(&peer.ip())
+    if let Some(limiter) = &state.sign_in_limiter
+        && let Some(client) = client_ip(&request, state.config.trusted_proxy_hops)
+        && let Err(not_until) = limiter.check_key(&client)
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         return ApiError::rate_limited(wait.as_secs_f64().ceil() as u64).into_response();
     }
     next.run(request).await
+}
+
+/// The client's address: the connection's, or, behind `hops` trusted proxies, the address the
+/// outermost trusted proxy saw. Each proxy appends the address it was reached from to
+/// `X-Forwarded-For`, so only the last `hops` entries are trustworthy; anything further left
+/// may be forged by the client.
+fn client_ip(request: &Request, hops: usize) -> Option<IpAddr> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(hops)
+        .and_then(|i| forwarded[i].parse().ok())
+        .or(peer)
 }
 
 /// Opens the database, loads the keys, and builds the state.

@@ -23,6 +23,9 @@ pub struct Config {
     pub apple_key: Option<DeveloperKey>,
     /// Per client IP on the sign-in routes; `None` is off.
     pub rate_limit_per_minute: Option<u32>,
+    /// How many reverse proxies (load balancers) stand in front of the server and append to
+    /// `X-Forwarded-For`; 0 trusts no header and uses the connection's address.
+    pub trusted_proxy_hops: usize,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub log_json: bool,
@@ -155,6 +158,7 @@ impl Config {
             Err(_) => return Err(invalid("SIWA_RATE_LIMIT_PER_MINUTE", "too large")),
         };
 
+        let trusted_proxy_hops = number("SIWA_TRUSTED_PROXY_HOPS", 0)? as usize;
         let access = number("SIWA_ACCESS_TOKEN_TTL_SECS", 900)?;
         let refresh = number("SIWA_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
         if access == 0 || refresh == 0 {
@@ -185,6 +189,7 @@ impl Config {
             database_url,
             apple_key,
             rate_limit_per_minute,
+            trusted_proxy_hops,
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
             log_json,

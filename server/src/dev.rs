@@ -49,6 +49,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error
         database_url: options.database_url,
         apple_key: Some(key),
         rate_limit_per_minute: Some(crate::config::DEFAULT_RATE_LIMIT_PER_MINUTE),
+        trusted_proxy_hops: 0,
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
         log_json: false,

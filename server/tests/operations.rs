@@ -169,6 +169,35 @@ async fn the_sign_in_routes_are_rate_limited_per_client_ip() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_applies_per_forwarded_client() {
+    let h = Harness::start_with(Db::Sqlite, |c| {
+        c.rate_limit_per_minute = Some(2);
+        c.trusted_proxy_hops = 1;
+    })
+    .await
+    .unwrap();
+    let token = h.mint(IdentityTokenRequest::default()).identity_token;
+    let post = |forwarded: &'static str| {
+        h.http
+            .post(h.url("/auth/apple"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"identityToken": token}))
+            .send()
+    };
+    // Two clients behind the same load balancer have a limit each.
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(post(client).await.unwrap().status(), 200);
+        assert_eq!(post(client).await.unwrap().status(), 200);
+    }
+    assert_eq!(post("203.0.113.1").await.unwrap().status(), 429);
+    // A client cannot escape by forging entries to the left of what the proxy appended.
+    assert_eq!(
+        post("198.51.100.7, 203.0.113.1").await.unwrap().status(),
+        429
+    );
+}
+
+#[tokio::test]
 async fn a_bad_database_url_stops_start_up_with_a_clear_error() {
     let apple = mock_apple::MockApple::start().await.unwrap();
     let generated = apple.generate_developer_key(None, None).unwrap();

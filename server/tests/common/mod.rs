@@ -80,6 +80,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         database_url: database_url.to_owned(),
         apple_key: Some(key),
         rate_limit_per_minute: None,
+        trusted_proxy_hops: 0,
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(3600),
         log_json: false,
