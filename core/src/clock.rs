@@ -42,9 +42,3 @@ impl Clock for FixedClock {
         self.0.load(Ordering::SeqCst)
     }
 }
-
-impl<C: Clock> Clock for std::sync::Arc<C> {
-    fn now(&self) -> i64 {
-        (**self).now()
-    }
-}

@@ -204,14 +204,6 @@ impl KeySet {
             .ok_or_else(|| state.miss_error())
     }
 
-    /// Fetches the key set now unless the cooldown forbids it; for warming up at start-up.
-    /// Returns whether usable keys are cached afterwards.
-    pub async fn warm_up(&self) -> bool {
-        let generation = self.read_state().generation;
-        self.refresh_once(generation).await;
-        !self.read_state().keys.is_empty()
-    }
-
     pub fn stats(&self) -> KeySetStats {
         KeySetStats {
             fetches: self.inner.fetches.load(Ordering::Relaxed),

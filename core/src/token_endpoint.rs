@@ -155,10 +155,6 @@ impl AppleClient {
         Self { endpoints, http }
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
     /// Exchanges an authorization code. `redirect_uri` only if the authorization request had
     /// one: codes from the iOS app have none. `client_id` must be the one the code was issued
     /// to (the bundle ID for app codes, the Services ID for web codes).

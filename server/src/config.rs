@@ -161,11 +161,11 @@ impl Config {
         let trusted_proxy_hops = number("SIWA_TRUSTED_PROXY_HOPS", 0)? as usize;
         let access = number("SIWA_ACCESS_TOKEN_TTL_SECS", 900)?;
         let refresh = number("SIWA_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
-        if access == 0 || refresh == 0 {
-            return Err(invalid(
-                "SIWA_ACCESS_TOKEN_TTL_SECS",
-                "token lifetimes must be positive",
-            ));
+        if access == 0 {
+            return Err(invalid("SIWA_ACCESS_TOKEN_TTL_SECS", "must be positive"));
+        }
+        if refresh == 0 {
+            return Err(invalid("SIWA_REFRESH_TOKEN_TTL_SECS", "must be positive"));
         }
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
@@ -340,6 +340,23 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_zero_lifetime_names_its_own_variable() {
+        let ids = ("SIWA_APPLE_CLIENT_IDS", "a");
+        assert_eq!(
+            config(&[ids, ("SIWA_ACCESS_TOKEN_TTL_SECS", "0")])
+                .unwrap_err()
+                .variable,
+            "SIWA_ACCESS_TOKEN_TTL_SECS"
+        );
+        assert_eq!(
+            config(&[ids, ("SIWA_REFRESH_TOKEN_TTL_SECS", "0")])
+                .unwrap_err()
+                .variable,
+            "SIWA_REFRESH_TOKEN_TTL_SECS"
+        );
     }
 
     #[test]

@@ -75,8 +75,3 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         }
     }
 }
-
-/// For tests and operators: the queue's length.
-pub async fn pending(state: &AppState) -> Result<i64, sqlx::Error> {
-    state.store.pending_revocations().await
-}

@@ -58,9 +58,20 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
-    let signed_in = state.store.sign_in(record).await?;
-    metrics::counter!("siwa_sign_ins_total", "new_user" => if signed_in.is_new_user { "true" } else { "false" }).increment(1);
+    let signed_in = record_sign_in(state, record).await?;
     Ok(SignInOutcome { claims, signed_in })
+}
+
+/// Writes a sign-in and counts it, for both routes.
+async fn record_sign_in(state: &AppState, record: SignInRecord<'_>) -> Result<SignedIn, ApiError> {
+    let signed_in = state.store.sign_in(record).await?;
+    let new_user = if signed_in.is_new_user {
+        "true"
+    } else {
+        "false"
+    };
+    metrics::counter!("siwa_sign_ins_total", "new_user" => new_user).increment(1);
+    Ok(signed_in)
 }
 
 fn nonce_replayed() -> ApiError {
@@ -128,6 +139,6 @@ pub async fn sign_in_compat(
         session_ttl_secs: None,
         now: SystemClock.now(),
     };
-    let signed_in = state.store.sign_in(record).await?;
+    let signed_in = record_sign_in(state, record).await?;
     Ok((claims, signed_in.is_new_user))
 }

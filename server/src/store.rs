@@ -308,14 +308,6 @@ impl Store {
             .await
     }
 
-    pub async fn user_by_sub(&self, apple_sub: &str) -> Result<Option<User>, sqlx::Error> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE apple_sub = $1");
-        sqlx::query_as(&sql)
-            .bind(apple_sub)
-            .fetch_optional(&self.pool)
-            .await
-    }
-
     pub async fn count_users(&self) -> Result<i64, sqlx::Error> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -651,7 +643,8 @@ async fn revoke_sessions(
         .map(|_| ())
 }
 
-/// Deletes a user's rows. Children first: foreign-key cascades are not on everywhere.
+/// Deletes a user's rows, children first and explicitly, so that deletion does not depend on
+/// SQLite's per-connection `foreign_keys` pragma having been applied.
 async fn delete_user_rows(tx: &mut Transaction<'_, Any>, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
         .bind(user_id)

@@ -82,12 +82,12 @@ async fn deletion_with_apple_down_deletes_now_and_revokes_later(h: Harness) {
     // The worker retries until Apple accepts (the test config polls every 100 ms).
     let state = h.server.state.clone();
     for _ in 0..100 {
-        if siwa_server::revocation::pending(&state).await.unwrap() == 0 {
+        if state.store.pending_revocations().await.unwrap() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(siwa_server::revocation::pending(&state).await.unwrap(), 0);
+    assert_eq!(state.store.pending_revocations().await.unwrap(), 0);
     assert_eq!(h.count(Endpoint::Revoke), 3, "two failures, then success");
 }
 
