@@ -2,8 +2,9 @@
 //!
 //! Endpoints are hard-coded relative to a base URL rather than taken from Apple's discovery
 //! document: in June 2025 discovery reported `https://account.apple.com` as issuer while tokens
-//! still carried `https://appleid.apple.com`, and libraries that followed it broke (protocol
-//! notes, "Endpoints"). A base URL other than Apple's exists so tests can point at `mock-apple`.
+//! still carried `https://appleid.apple.com`, and libraries that followed it broke
+//! (docs/apple-protocol.md, F1, F2, P9). A base URL other than Apple's exists so tests can point
+//! at `mock-apple`.
 
 /// The issuer of Apple identity tokens, and the base URL of Apple's service.
 pub const ISSUER: &str = "https://appleid.apple.com";
@@ -55,18 +56,23 @@ impl Endpoints {
         Self::new(BASE_URL)
     }
 
+    /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
+    /// The JWKS URL.
     pub fn keys(&self) -> String {
         format!("{}{KEYS_PATH}", self.base_url)
     }
+    /// The token endpoint (code exchange and refresh).
     pub fn token(&self) -> String {
         format!("{}{TOKEN_PATH}", self.base_url)
     }
+    /// The revocation endpoint.
     pub fn revoke(&self) -> String {
         format!("{}{REVOKE_PATH}", self.base_url)
     }
+    /// The web flow's consent page.
     pub fn authorize(&self) -> String {
         format!("{}{AUTHORIZE_PATH}", self.base_url)
     }

@@ -1,6 +1,6 @@
 //! The claims of an Apple identity token, typed, with Apple's quirks absorbed.
 //!
-//! Quirks handled here (protocol notes, "The identity token"):
+//! Quirks handled here (docs/apple-protocol.md, F4-F6):
 //! - `email_verified` and `is_private_email` arrive as the strings `"true"`/`"false"` or as
 //!   booleans; `is_private_email` may be absent when false. Both forms are accepted, absent is
 //!   false.
@@ -16,8 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::VerifyError;
 use crate::jws::CompactJws;
 
-/// Apple's hint about whether the user is a real person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Apple's hint about whether the user is a real person (serialized as Apple's integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RealUserStatus {
     /// 0: the platform cannot tell (older OS, web).
     Unsupported,
@@ -27,7 +27,23 @@ pub enum RealUserStatus {
     LikelyReal,
 }
 
+impl Serialize for RealUserStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.as_i64())
+    }
+}
+
 impl RealUserStatus {
+    /// Reads Apple's value; one Apple might add later reads as "unknown".
+    pub fn from_i64(value: i64) -> Self {
+        match value {
+            0 => Self::Unsupported,
+            2 => Self::LikelyReal,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Apple's value: 0, 1 or 2.
     pub fn as_i64(self) -> i64 {
         match self {
             Self::Unsupported => 0,
@@ -41,41 +57,66 @@ impl<'de> Deserialize<'de> for RealUserStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // A value Apple might add later is read as "unknown" rather than refusing the token:
         // the claim is only ever a hint.
-        Ok(match IntOrString::deserialize(d)?.as_i64() {
-            Some(0) => Self::Unsupported,
-            Some(2) => Self::LikelyReal,
-            _ => Self::Unknown,
-        })
+        Ok(IntOrString::deserialize(d)?
+            .as_i64()
+            .map_or(Self::Unknown, Self::from_i64))
     }
 }
 
-/// The verified claims of an Apple identity token.
+/// The verified claims of an Apple identity token (docs/apple-protocol.md, F4).
 ///
-/// `Debug` leaves out the email and nonce so that claims can be logged by mistake without
-/// leaking personal data.
+/// Serializes in Apple's form (absent options and `false` flags left out), which is how
+/// `mock-apple` mints tokens. `Debug` leaves out the email and nonce so that claims can be logged
+/// by mistake without leaking personal data.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct IdentityClaims {
+    /// The issuer: `https://appleid.apple.com`.
     pub iss: String,
     /// The client id the token was minted for: a bundle ID (apps) or a Services ID (web).
     pub aud: String,
     /// Apple's stable user identifier, scoped to the developer team: the account key.
     pub sub: String,
+    /// Issued at, seconds since the epoch.
     pub iat: i64,
+    /// Expires at, seconds since the epoch.
     pub exp: i64,
     /// The hashed nonce (lowercase hex SHA-256 of the client's raw nonce), when one was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Whether the platform could carry a nonce; absent in tokens before about May 2020.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce_supported: Option<bool>,
     /// Possibly a private relay address; may be empty for managed Apple IDs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Apple vouches for the email (always, in practice, when there is one).
+    #[serde(skip_serializing_if = "is_false")]
     pub email_verified: bool,
+    /// The email is a private relay address; Apple leaves the claim out when false (F5).
+    #[serde(skip_serializing_if = "is_false")]
     pub is_private_email: bool,
+    /// A fraud hint, never a reason to refuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub real_user_status: Option<RealUserStatus>,
     /// The user's `sub` under the previous team, for up to 60 days after an app transfer.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_sub: Option<String>,
+    /// When the user authenticated (undocumented; seen in real tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// Hash of the authorization code (tokens from the app or the web flow).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub c_hash: Option<String>,
+    /// Hash of the access token (tokens from `/auth/token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
+    /// The organisation of a managed Apple ID (undocumented; seen in real tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl fmt::Debug for IdentityClaims {

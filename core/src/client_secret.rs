@@ -3,7 +3,7 @@
 //! It is an ES256 JWT signed with the developer's `.p8` key (PKCS#8, P-256): header `kid` = the
 //! 10-character key ID; claims `iss` = the 10-character Team ID, `iat`, `exp` at most six months
 //! ahead, `aud` = `https://appleid.apple.com`, `sub` = the client id of the request. The
-//! signature is JOSE's raw `R||S` (64 bytes), not DER (protocol notes, pitfall 1). Minting
+//! signature is JOSE's raw `R||S` (64 bytes), not DER (docs/apple-protocol.md, P1). Minting
 //! short-lived secrets and caching them means the "secret expired after six months" outage never
 //! happens.
 //!
@@ -24,8 +24,11 @@ use crate::jws::CompactJws;
 pub struct ClientSecretClaims {
     /// The Team ID.
     pub iss: String,
+    /// Issued at, seconds since the epoch.
     pub iat: i64,
+    /// Expires at: at most six months after `iat`.
     pub exp: i64,
+    /// Always `https://appleid.apple.com`.
     pub aud: String,
     /// The client id (bundle ID or Services ID) the secret authenticates.
     pub sub: String,
@@ -36,34 +39,49 @@ pub struct ClientSecretClaims {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientSecretError {
+    /// A Team ID is 10 upper-case letters and digits.
     #[error("a Team ID is 10 upper-case letters and digits")]
     InvalidTeamId,
+    /// A Key ID is 10 upper-case letters and digits.
     #[error("a Key ID is 10 upper-case letters and digits")]
     InvalidKeyId,
+    /// The private key is not a PKCS#8 P-256 key (.p8).
     #[error("the private key is not a PKCS#8 P-256 key (.p8)")]
     InvalidPrivateKey,
+    /// The public key is not a P-256 public key.
     #[error("the public key is not a P-256 public key")]
     InvalidPublicKey,
+    /// The requested lifetime exceeds Apple's six-month maximum.
     #[error("the requested lifetime exceeds Apple's six-month maximum")]
     LifetimeTooLong,
+    /// Signing the client secret failed.
     #[error("signing the client secret failed")]
     Signing,
+    /// The client secret is not a well-formed JWT.
     #[error("the client secret is not a well-formed JWT")]
     Malformed,
+    /// The client secret is not signed with ES256.
     #[error("the client secret is not signed with ES256")]
     WrongAlgorithm,
+    /// No developer key is registered under the client secret's key id.
     #[error("no developer key is registered under the client secret's key id")]
     UnknownKey,
+    /// The client secret's signature does not verify (a DER signature never does).
     #[error("the client secret's signature does not verify (a DER signature never does)")]
     BadSignature,
+    /// The client secret's issuer is not the key's Team ID.
     #[error("the client secret's issuer is not the key's Team ID")]
     WrongTeam,
+    /// The client secret's audience is not https://appleid.apple.com.
     #[error("the client secret's audience is not https://appleid.apple.com")]
     WrongAudience,
+    /// The client secret's subject is not the request's client_id.
     #[error("the client secret's subject is not the request's client_id")]
     WrongSubject,
+    /// The client secret has expired.
     #[error("the client secret has expired")]
     Expired,
+    /// The client secret was issued in the future.
     #[error("the client secret was issued in the future")]
     IssuedInFuture,
 }
@@ -171,10 +189,12 @@ impl DeveloperKey {
         Ok(developer_key)
     }
 
+    /// The 10-character Team ID.
     pub fn team_id(&self) -> &str {
         &self.team_id
     }
 
+    /// The 10-character Key ID.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
@@ -212,12 +232,15 @@ impl DeveloperKey {
 /// A developer key as Apple knows it: the public half, registered under a Key ID for a team.
 #[derive(Clone)]
 pub struct RegisteredDeveloperKey {
+    /// The team the key belongs to.
     pub team_id: String,
+    /// The Key ID secrets name in their `kid`.
     pub key_id: String,
     key: DecodingKey,
 }
 
 impl RegisteredDeveloperKey {
+    /// Registers the public half of a `.p8` (SPKI PEM) under `key_id` for `team_id`.
     pub fn from_public_pem(
         team_id: &str,
         key_id: &str,

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, the unit of JWT time claims.
 pub trait Clock: Send + Sync + 'static {
+    /// Now, in seconds since the Unix epoch.
     fn now(&self) -> i64;
 }
 
@@ -26,12 +27,15 @@ impl Clock for SystemClock {
 pub struct FixedClock(AtomicI64);
 
 impl FixedClock {
+    /// A clock stopped at `now`.
     pub fn new(now: i64) -> Self {
         Self(AtomicI64::new(now))
     }
+    /// Sets the time.
     pub fn set(&self, now: i64) {
         self.0.store(now, Ordering::SeqCst);
     }
+    /// Moves the time forward by `secs` (backward when negative).
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }

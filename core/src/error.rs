@@ -9,36 +9,52 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
+    /// The token is larger than the accepted maximum.
     #[error("the token is larger than the accepted maximum")]
     TooLarge,
+    /// The token is not a well-formed JWS; the text says which part.
     #[error("the token is not a well-formed JWS: {0}")]
     Malformed(&'static str),
+    /// The token's algorithm is not RS256.
     #[error("the token's algorithm is not RS256")]
     UnsupportedAlgorithm,
+    /// The token's header names its own key (`jwk`, `jku`, `x5u`, `x5c`) or a critical extension (P13).
     #[error("the token's header names its own key ({0}); keys are only taken from Apple's key set")]
     ForbiddenHeader(&'static str),
+    /// No key in Apple's key set has the token's key id.
     #[error("no key in Apple's key set has the token's key id")]
     UnknownKey,
+    /// Apple's key set could not be fetched and no cached key matches.
     #[error("Apple's key set could not be fetched and no cached key matches")]
     KeySetUnavailable,
+    /// The token's signature does not verify.
     #[error("the token's signature does not verify")]
     BadSignature,
+    /// The token's issuer is not an accepted one.
     #[error("the token's issuer is not an accepted one")]
     WrongIssuer,
+    /// The token's audience is not an accepted client id.
     #[error("the token's audience is not an accepted client id")]
     WrongAudience,
+    /// The token lacks a required claim (named).
     #[error("the token lacks the required claim `{0}`")]
     MissingClaim(&'static str),
+    /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The token was issued in the future.
     #[error("the token was issued in the future")]
     IssuedInFuture,
+    /// The token's lifetime (exp - iat) is longer than accepted.
     #[error("the token's lifetime (exp - iat) is longer than accepted")]
     LifetimeTooLong,
+    /// The token was issued longer ago than accepted.
     #[error("the token was issued longer ago than accepted")]
     TooOld,
+    /// The token's nonce does not match the nonce of the request.
     #[error("the token's nonce does not match the nonce of the request")]
     NonceMismatch,
+    /// The request has a nonce but the token carries none.
     #[error("the request has a nonce but the token carries none")]
     NonceMissing,
 }

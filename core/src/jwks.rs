@@ -19,6 +19,7 @@ pub const MAX_RSA_BITS: usize = 8192;
 /// A JWKS document: `{"keys": [...]}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JwkSet {
+    /// The keys, in the order the endpoint lists them.
     pub keys: Vec<Jwk>,
 }
 
@@ -27,12 +28,16 @@ pub struct JwkSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Key type: `RSA` for Apple.
     pub kty: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The key id tokens name in their header.
     pub kid: Option<String>,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    /// `sig` for Apple.
     pub key_use: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `RS256` for Apple.
     pub alg: Option<String>,
     /// RSA modulus, base64url without padding.
     #[serde(default, skip_serializing_if = "Option::is_none")]

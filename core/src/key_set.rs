@@ -1,6 +1,6 @@
 //! Apple's signing keys, fetched over HTTPS and cached by `kid`.
 //!
-//! The rules, and why (protocol notes, pitfall 8):
+//! The rules, and why (docs/apple-protocol.md, F3, P8):
 //! - Keys are cached for the lifetime Apple's `Cache-Control` gives, clamped to sane bounds.
 //! - Concurrent misses share **one** fetch (single flight), so a cold start under load costs one
 //!   download, not one per request.
@@ -32,8 +32,9 @@ pub struct KeySetOptions {
     pub refetch_cooldown: Duration,
     /// Cache lifetime when the response has no usable `Cache-Control: max-age`.
     pub default_lifetime: Duration,
-    /// Bounds for the cache lifetime taken from `Cache-Control`.
+    /// Lower bound of the cache lifetime taken from `Cache-Control`.
     pub min_lifetime: Duration,
+    /// Upper bound of the cache lifetime taken from `Cache-Control`.
     pub max_lifetime: Duration,
     /// A larger response is refused as garbage; Apple's is about 1.5 KiB.
     pub max_body_bytes: usize,
@@ -141,7 +142,7 @@ impl KeySet {
         let client = reqwest::Client::builder()
             .timeout(options.fetch_timeout)
             .connect_timeout(options.fetch_timeout)
-            // Apple reportedly rejects requests without a User-Agent (protocol notes).
+            // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
             .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's fixed configuration is valid");
@@ -204,6 +205,7 @@ impl KeySet {
             .ok_or_else(|| state.miss_error())
     }
 
+    /// Fetch counters, for metrics.
     pub fn stats(&self) -> KeySetStats {
         KeySetStats {
             fetches: self.inner.fetches.load(Ordering::Relaxed),

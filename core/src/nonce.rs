@@ -1,6 +1,6 @@
-//! Nonces, in the convention Firebase and Supabase use and this project follows (protocol notes,
-//! "Nonce convention"): the client makes a random raw nonce, gives Apple its SHA-256 as lowercase
-//! hex, and sends the raw value to its backend, which hashes it and compares with the token's
+//! Nonces, in the convention Firebase and Supabase use and this project follows
+//! (docs/apple-protocol.md, F7, P4): the client makes a random raw nonce, gives Apple its SHA-256
+//! as lowercase hex, and sends the raw value to its backend, which hashes it and compares with the token's
 //! `nonce` claim in constant time.
 
 use std::fmt;
@@ -59,6 +59,7 @@ impl fmt::Debug for RawNonce {
 pub struct HashedNonce(String);
 
 impl HashedNonce {
+    /// The hex string.
     pub fn as_str(&self) -> &str {
         &self.0
     }

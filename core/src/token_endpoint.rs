@@ -1,8 +1,8 @@
 //! Apple's token and revocation endpoints: the request and response formats, and a client.
 //!
 //! `/auth/token` answers `{access_token, token_type: "Bearer", expires_in, refresh_token (only on
-//! code exchange), id_token}`; errors are HTTP 400 `{"error", "error_description"?}` (protocol
-//! notes, "Endpoints"). `/auth/revoke` answers 200 with an empty body, also for a token that is
+//! code exchange), id_token}`; errors are HTTP 400 `{"error", "error_description"?}`
+//! (docs/apple-protocol.md, F9, F11). `/auth/revoke` answers 200 with an empty body, also for a token that is
 //! already invalid. `mock-apple` serves these formats, the server consumes them.
 
 use std::fmt;
@@ -16,12 +16,16 @@ use crate::client_secret::ClientSecret;
 /// A successful answer of `/auth/token`. `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
+    /// An access token (siwa has no use for it beyond revocation).
     pub access_token: String,
+    /// Always `Bearer`.
     pub token_type: String,
+    /// Seconds the access token lives (3600).
     pub expires_in: u64,
     /// Only on code exchange, never on refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// An identity token for the user, straight from Apple (docs/apple-protocol.md, F10).
     pub id_token: String,
 }
 
@@ -39,15 +43,22 @@ impl fmt::Debug for TokenResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
+    /// A parameter is missing or malformed.
     InvalidRequest,
+    /// The client secret (or client id) was refused (P1).
     InvalidClient,
+    /// The code or refresh token is invalid, expired, used or for another client (P2).
     InvalidGrant,
+    /// The client may not use this grant.
     UnauthorizedClient,
+    /// The `grant_type` is not one Apple knows.
     UnsupportedGrantType,
+    /// The scope is not one Apple knows.
     InvalidScope,
 }
 
 impl OAuthErrorCode {
+    /// The code as Apple spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",
@@ -63,30 +74,56 @@ impl OAuthErrorCode {
 /// An error answer of Apple's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthError {
+    /// What went wrong.
     pub error: OAuthErrorCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A sentence, sometimes (F9).
     pub error_description: Option<String>,
 }
 
 /// The form fields of `/auth/token` (both grants) and `/auth/revoke`, as Apple names them.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {
+    /// The bundle ID or Services ID the request is for.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// The client secret (F8).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `/auth/token`: see [`TokenRequest::grant_type()`].
     #[serde(default)]
     pub grant_type: Option<String>,
+    /// `authorization_code` grant: the code.
     #[serde(default)]
     pub code: Option<String>,
+    /// `refresh_token` grant: the token.
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// `authorization_code` grant: only for codes of the web flow.
     #[serde(default)]
     pub redirect_uri: Option<String>,
+    /// `/auth/revoke`: the token to revoke.
     #[serde(default)]
     pub token: Option<String>,
+    /// `/auth/revoke`: see [`TokenRequest::token_type_hint()`].
     #[serde(default)]
     pub token_type_hint: Option<String>,
+}
+
+impl TokenRequest {
+    /// The grant asked for: `None` when the field is absent or empty.
+    pub fn grant_type(&self) -> Result<Option<GrantType>, UnknownWord> {
+        non_empty(&self.grant_type).map(str::parse).transpose()
+    }
+
+    /// The kind of token to revoke: `None` when the field is absent or empty.
+    pub fn token_type_hint(&self) -> Result<Option<TokenTypeHint>, UnknownWord> {
+        non_empty(&self.token_type_hint).map(str::parse).transpose()
+    }
+}
+
+fn non_empty(field: &Option<String>) -> Option<&str> {
+    field.as_deref().filter(|v| !v.is_empty())
 }
 
 impl fmt::Debug for TokenRequest {
@@ -100,19 +137,68 @@ impl fmt::Debug for TokenRequest {
     }
 }
 
-/// Which kind of token `/auth/revoke` is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenTypeHint {
-    RefreshToken,
-    AccessToken,
+/// A protocol word that is not one of the values its field allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a known {field}")]
+pub struct UnknownWord {
+    /// The form field, e.g. `grant_type`.
+    pub field: &'static str,
+    /// What was sent.
+    pub value: String,
 }
 
-impl TokenTypeHint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RefreshToken => "refresh_token",
-            Self::AccessToken => "access_token",
+/// Declares a protocol word: an enum whose variants are spelled as Apple spells them, with
+/// `as_str`, `Display`, `FromStr` and serde, so that no crate compares these as strings.
+macro_rules! protocol_word {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
         }
+
+        impl $name {
+            /// The word as Apple spells it.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownWord;
+            fn from_str(value: &str) -> Result<Self, UnknownWord> {
+                match value {
+                    $($word => Ok(Self::$variant),)+
+                    other => Err(UnknownWord { field: $field, value: other.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+protocol_word! {
+    /// The `grant_type` of `/auth/token` (docs/apple-protocol.md, F9).
+    GrantType, "grant_type" {
+        /// Exchange an authorization code; the only grant that gives a refresh token.
+        AuthorizationCode => "authorization_code",
+        /// Validate a refresh token.
+        RefreshToken => "refresh_token",
+    }
+}
+
+protocol_word! {
+    /// Which kind of token `/auth/revoke` is given (docs/apple-protocol.md, F11).
+    TokenTypeHint, "token_type_hint" {
+        /// A refresh token from a code exchange: what account deletion revokes.
+        RefreshToken => "refresh_token",
+        /// An access token.
+        AccessToken => "access_token",
     }
 }
 
@@ -131,6 +217,7 @@ pub enum AppleApiError {
 }
 
 impl AppleApiError {
+    /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
@@ -144,11 +231,12 @@ pub struct AppleClient {
 }
 
 impl AppleClient {
+    /// A client of `endpoints`, each request limited to `timeout`.
     pub fn new(endpoints: Endpoints, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            // Apple reportedly rejects requests without a User-Agent (protocol notes).
+            // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
             .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's fixed configuration is valid");
@@ -168,7 +256,7 @@ impl AppleClient {
         let request = TokenRequest {
             client_id: Some(client_id.into()),
             client_secret: Some(secret.expose().into()),
-            grant_type: Some("authorization_code".into()),
+            grant_type: Some(GrantType::AuthorizationCode.to_string()),
             code: Some(code.into()),
             redirect_uri: redirect_uri.map(Into::into),
             ..TokenRequest::default()
@@ -186,7 +274,7 @@ impl AppleClient {
         let request = TokenRequest {
             client_id: Some(client_id.into()),
             client_secret: Some(secret.expose().into()),
-            grant_type: Some("refresh_token".into()),
+            grant_type: Some(GrantType::RefreshToken.to_string()),
             refresh_token: Some(refresh_token.into()),
             ..TokenRequest::default()
         };
@@ -205,7 +293,7 @@ impl AppleClient {
             client_id: Some(client_id.into()),
             client_secret: Some(secret.expose().into()),
             token: Some(token.into()),
-            token_type_hint: Some(hint.as_str().into()),
+            token_type_hint: Some(hint.to_string()),
             ..TokenRequest::default()
         };
         let response = self.post(self.endpoints.revoke(), &request).await?;

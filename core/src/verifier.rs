@@ -9,7 +9,7 @@
 //! 4. `iss`, `aud`, `sub`, `iat` and `exp` are present, `iss` and `aud` are accepted ones;
 //! 5. it has not expired, was not issued in the future, lives no longer than the maximum
 //!    lifetime and is no older than the maximum age, all with a small leeway for clock skew
-//!    (protocol notes, pitfall 10);
+//!    (docs/apple-protocol.md, P10);
 //! 6. when the caller has a raw nonce, the token's `nonce` is its lowercase hex SHA-256
 //!    (compared in constant time), and a token without `nonce` is refused (pitfall 4).
 //!
@@ -29,7 +29,7 @@ use crate::error::VerifyError;
 use crate::jws::CompactJws;
 use crate::key_set::KeySet;
 use crate::nonce::RawNonce;
-use crate::notification::{Notification, NotificationEvent};
+use crate::notification::{Notification, NotificationClaims};
 
 /// What a token must satisfy.
 #[derive(Clone)]
@@ -69,8 +69,10 @@ impl VerifierConfig {
 /// The configuration was refused when the verifier was built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// At least one accepted audience (bundle ID or Services ID) is required.
     #[error("at least one accepted audience (bundle ID or Services ID) is required")]
     NoAudience,
+    /// At least one accepted issuer is required.
     #[error("at least one accepted issuer is required")]
     NoIssuer,
 }
@@ -83,6 +85,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A verifier of tokens that satisfy `config`, signed by a key of `keys`.
     pub fn new(config: VerifierConfig, keys: KeySet) -> Result<Self, ConfigError> {
         if config.audiences.iter().all(|a| a.trim().is_empty()) {
             return Err(ConfigError::NoAudience);
@@ -96,10 +99,12 @@ impl Verifier {
         })
     }
 
+    /// What tokens must satisfy.
     pub fn config(&self) -> &VerifierConfig {
         &self.config
     }
 
+    /// Apple's key set this verifier uses.
     pub fn key_set(&self) -> &KeySet {
         &self.keys
     }
@@ -150,40 +155,22 @@ impl Verifier {
     /// signature by Apple's keys, issuer, audience (a configured client id), times, a `jti`,
     /// and an `events` claim that decodes to an event.
     pub async fn verify_notification(&self, payload: &str) -> Result<Notification, VerifyError> {
-        #[derive(serde::Deserialize)]
-        struct RawNotification {
-            iss: Option<String>,
-            aud: Option<String>,
-            iat: Option<i64>,
-            exp: Option<i64>,
-            jti: Option<String>,
-            events: Option<serde_json::Value>,
-        }
-        let raw: RawNotification = self.verify_jws(payload).await?;
-        let iss = raw.iss.ok_or(VerifyError::MissingClaim("iss"))?;
-        let aud = raw.aud.ok_or(VerifyError::MissingClaim("aud"))?;
+        let raw: NotificationClaims = self.verify_jws(payload).await?;
+        let iss = raw.iss.as_deref().ok_or(VerifyError::MissingClaim("iss"))?;
+        let aud = raw.aud.as_deref().ok_or(VerifyError::MissingClaim("aud"))?;
         let iat = raw.iat.ok_or(VerifyError::MissingClaim("iat"))?;
         let exp = raw.exp.ok_or(VerifyError::MissingClaim("exp"))?;
-        self.check_issuer_and_audience(&iss, &aud)?;
+        self.check_issuer_and_audience(iss, aud)?;
         self.check_times(iat, exp)?;
         let jti = raw
             .jti
+            .as_deref()
             .filter(|j| !j.is_empty())
             .ok_or(VerifyError::MissingClaim("jti"))?;
-        let event = match raw.events.ok_or(VerifyError::MissingClaim("events"))? {
-            // Apple's format: the event is a JSON object encoded as a string.
-            serde_json::Value::String(encoded) => serde_json::from_str(&encoded),
-            // Tolerated, though Apple does not send it: the same object, not encoded.
-            object => serde_json::from_value(object),
-        };
-        let event: NotificationEvent =
-            event.map_err(|_| VerifyError::Malformed("events is not a notification event"))?;
-        if event.sub.is_empty() {
-            return Err(VerifyError::MissingClaim("events.sub"));
-        }
+        let event = raw.event()?;
         Ok(Notification {
-            jti,
-            aud,
+            jti: jti.to_owned(),
+            aud: aud.to_owned(),
             iat,
             event,
         })

@@ -8,7 +8,8 @@ use common::{NOW, b64};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use rcgen::SigningKey;
 use serde_json::json;
-use siwa_core::{ClientSecretError, DeveloperKey, RegisteredDeveloperKey, verify_client_secret};
+use siwa_core::apple_side::{RegisteredDeveloperKey, verify_client_secret};
+use siwa_core::{ClientSecretError, DeveloperKey};
 
 const TEAM: &str = "TEAM123456";
 const KEY_ID: &str = "KEY1234567";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use futures::future::join_all;
 use serde_json::json;
-use siwa_core::jwks::{Jwk, JwkSet};
+use siwa_core::apple_side::{Jwk, JwkSet};
 use siwa_core::{KeySet, KeySetOptions, Verifier, VerifyError};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers};
 

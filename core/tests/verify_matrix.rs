@@ -335,7 +335,7 @@ async fn a_wrong_issuer_is_refused() {
 
 #[tokio::test]
 async fn the_discovery_issuer_is_refused_unless_configured() {
-    // In June 2025 Apple's discovery document said `https://account.apple.com` (protocol notes).
+    // In June 2025 Apple's discovery document said `https://account.apple.com` (docs/apple-protocol.md, F2).
     let token = mint(&with(
         apple_claims(),
         "iss",
@@ -440,7 +440,7 @@ async fn a_token_living_a_year_is_refused() {
 
 #[tokio::test]
 async fn a_lifetime_of_a_day_is_accepted() {
-    // 86,400 s is the longest lifetime Apple has been seen to use (protocol notes).
+    // 86,400 s is the longest lifetime Apple has been seen to use (docs/apple-protocol.md, F4).
     let claims = with(apple_claims(), "exp", json!(NOW + 86_400));
     assert!(verify(&mint(&claims)).await.is_ok());
 }

@@ -33,7 +33,7 @@ impl Endpoint {
     ];
 
     pub fn from_path(path: &str) -> Option<Self> {
-        use siwa_core::apple::*;
+        use siwa_core::apple_side::*;
         match path {
             KEYS_PATH => Some(Self::Keys),
             DISCOVERY_PATH => Some(Self::Discovery),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use siwa_core::OAuthErrorCode;
-use siwa_core::apple::AUTHORIZATION_CODE_LIFETIME_SECS;
+use siwa_core::apple_side::AUTHORIZATION_CODE_LIFETIME_SECS;
 
 use crate::directory::Identity;
 use crate::random;

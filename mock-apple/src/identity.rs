@@ -5,6 +5,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use siwa_core::{IdentityClaims, RealUserStatus};
 
 use crate::directory::Identity;
 use crate::keys::SigningKey;
@@ -109,7 +110,8 @@ pub struct MintedIdentityToken {
     pub kid: String,
 }
 
-/// The claims Apple puts in an identity token.
+/// The claims Apple puts in an identity token: core's [`IdentityClaims`], serialized in Apple's
+/// form, with the flags in the form asked for.
 pub fn apple_claims(
     issuer: &str,
     client_id: &str,
@@ -119,26 +121,33 @@ pub fn apple_claims(
     lifetime: i64,
     booleans: BooleanForm,
 ) -> Map<String, Value> {
-    let mut claims = Map::new();
-    claims.insert("iss".into(), json!(issuer));
-    claims.insert("aud".into(), json!(client_id));
-    claims.insert("exp".into(), json!(iat + lifetime));
-    claims.insert("iat".into(), json!(iat));
-    claims.insert("sub".into(), json!(identity.sub));
-    if let Some(email) = &identity.email {
-        claims.insert("email".into(), json!(email));
-        claims.insert("email_verified".into(), booleans.value(true));
-        // Apple leaves `is_private_email` out when it is false.
-        if identity.is_private_email {
-            claims.insert("is_private_email".into(), booleans.value(true));
+    let claims = IdentityClaims {
+        iss: issuer.into(),
+        aud: client_id.into(),
+        sub: identity.sub.clone(),
+        iat,
+        exp: iat + lifetime,
+        nonce: nonce.map(Into::into),
+        nonce_supported: Some(true),
+        email: identity.email.clone(),
+        email_verified: identity.email.is_some(),
+        is_private_email: identity.email.is_some() && identity.is_private_email,
+        real_user_status: Some(RealUserStatus::from_i64(identity.real_user_status.into())),
+        transfer_sub: None,
+        auth_time: Some(iat),
+        c_hash: None,
+        at_hash: None,
+        org_id: None,
+    };
+    let Value::Object(mut claims) = serde_json::to_value(claims).expect("claims serialize") else {
+        unreachable!("claims serialize as an object")
+    };
+    for flag in ["email_verified", "is_private_email", "nonce_supported"] {
+        if let Some(Value::Bool(b)) = claims.get(flag) {
+            let value = booleans.value(*b);
+            claims.insert(flag.into(), value);
         }
     }
-    claims.insert("auth_time".into(), json!(iat));
-    claims.insert("nonce_supported".into(), booleans.value(true));
-    if let Some(nonce) = nonce {
-        claims.insert("nonce".into(), json!(nonce));
-    }
-    claims.insert("real_user_status".into(), json!(identity.real_user_status));
     claims
 }
 

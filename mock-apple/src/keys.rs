@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use jsonwebtoken::EncodingKey;
 use serde::{Deserialize, Serialize};
-use siwa_core::jwks::{Jwk, JwkSet};
+use siwa_core::apple_side::{Jwk, JwkSet};
 
 use crate::random;
 

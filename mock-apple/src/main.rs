@@ -20,7 +20,7 @@ struct Args {
     #[arg(long, env = "MOCK_APPLE_KEY_DIR")]
     key_dir: Option<PathBuf>,
     /// The `iss` of the tokens.
-    #[arg(long, env = "MOCK_APPLE_ISSUER", default_value = siwa_core::apple::ISSUER)]
+    #[arg(long, env = "MOCK_APPLE_ISSUER", default_value = siwa_core::ISSUER)]
     issuer: String,
     /// The address clients use to reach the mock, if not http://HOST:PORT.
     #[arg(long, env = "MOCK_APPLE_BASE_URL")]

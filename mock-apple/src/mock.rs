@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use siwa_core::client_secret::{
-    DeveloperKey, RegisteredDeveloperKey, is_apple_id, verify_client_secret,
+use siwa_core::apple_side::{
+    JwkSet, NotificationClaims, RegisteredDeveloperKey, TokenRequest, is_apple_id,
+    verify_client_secret,
 };
-use siwa_core::jwks::JwkSet;
-use siwa_core::notification::{NotificationBody, NotificationEvent};
-use siwa_core::token_endpoint::TokenRequest;
-use siwa_core::{Clock, EventType, OAuthError, OAuthErrorCode, RawNonce, TokenResponse};
+use siwa_core::{
+    Clock, DeveloperKey, EventType, GrantType, NotificationBody, NotificationEvent, OAuthError,
+    OAuthErrorCode, RawNonce, TokenResponse,
+};
 
 use crate::clock::MockClock;
 use crate::directory::{Directory, DirectoryError, Identity, NewUser, TestUser};
@@ -44,7 +45,7 @@ pub struct MockConfig {
 impl Default for MockConfig {
     fn default() -> Self {
         Self {
-            issuer: siwa_core::apple::ISSUER.into(),
+            issuer: siwa_core::ISSUER.into(),
             base_url: None,
             key_dir: None,
             initial_keys: 2,
@@ -204,8 +205,8 @@ impl Mock {
     }
 
     /// Apple's endpoints, at the mock.
-    pub fn endpoints(&self) -> siwa_core::apple::Endpoints {
-        siwa_core::apple::Endpoints::new(self.base_url.clone())
+    pub fn endpoints(&self) -> siwa_core::Endpoints {
+        siwa_core::Endpoints::new(self.base_url.clone())
     }
 
     pub fn jwks_url(&self) -> String {
@@ -248,8 +249,11 @@ impl Mock {
         let now = self.now();
         let mut state = self.state();
         let client_id = authenticated_client(&state, request, now)?;
-        let (identity, nonce, with_refresh) = match non_empty(&request.grant_type) {
-            Some("authorization_code") => {
+        let grant_type = request
+            .grant_type()
+            .map_err(|_| oauth_error(OAuthErrorCode::UnsupportedGrantType, None))?;
+        let (identity, nonce, with_refresh) = match grant_type {
+            Some(GrantType::AuthorizationCode) => {
                 let code = required(&request.code, "code")?;
                 let grant = state
                     .grants
@@ -257,7 +261,7 @@ impl Mock {
                     .map_err(|e| oauth_error(e.code, Some(&e.description)))?;
                 (grant.identity, grant.nonce, true)
             }
-            Some("refresh_token") => {
+            Some(GrantType::RefreshToken) => {
                 let token = required(&request.refresh_token, "refresh_token")?;
                 let identity = state
                     .grants
@@ -265,7 +269,6 @@ impl Mock {
                     .map_err(|e| oauth_error(e.code, Some(&e.description)))?;
                 (identity, None, false)
             }
-            Some(_) => return Err(oauth_error(OAuthErrorCode::UnsupportedGrantType, None)),
             None => {
                 return Err(oauth_error(
                     OAuthErrorCode::InvalidRequest,
@@ -305,10 +308,7 @@ impl Mock {
         let mut state = self.state();
         let client_id = authenticated_client(&state, request, now)?;
         let token = required(&request.token, "token")?;
-        if !matches!(
-            non_empty(&request.token_type_hint),
-            None | Some("refresh_token" | "access_token")
-        ) {
+        if request.token_type_hint().is_err() {
             return Err(oauth_error(
                 OAuthErrorCode::InvalidRequest,
                 Some("token_type_hint must be refresh_token or access_token"),
@@ -670,15 +670,11 @@ impl Mock {
                 email,
                 is_private_email,
             };
-            let mut claims = Map::new();
-            claims.insert("iss".into(), json!(self.issuer));
-            claims.insert("aud".into(), json!(client_id));
-            claims.insert("iat".into(), json!(now));
-            claims.insert("exp".into(), json!(now + 300));
-            claims.insert("jti".into(), json!(jti));
-            // Apple's format: the event as a JSON *string* (protocol notes, pitfall 12).
-            let events = siwa_core::notification::NotificationClaims::events_string(&event);
-            claims.insert("events".into(), json!(events));
+            let claims = NotificationClaims::apple(&self.issuer, &client_id, now, &jti, &event);
+            let Value::Object(claims) = serde_json::to_value(claims).expect("claims serialize")
+            else {
+                unreachable!("claims serialize as an object")
+            };
             sign_rs256(&state.keys, &claims)
         };
         let response = self

@@ -40,7 +40,7 @@ async fn a_notification_arrives_in_apples_format_and_verifies() {
     assert_eq!(requests.len(), 1);
     let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
     let payload = body["payload"].as_str().unwrap();
-    // `events` is a JSON string, not an object (protocol notes, pitfall 12).
+    // `events` is a JSON string, not an object (docs/apple-protocol.md, F12, P12).
     let claims = payload_claims(payload);
     assert!(claims["events"].is_string());
     assert!(claims["jti"].is_string());

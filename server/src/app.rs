@@ -37,7 +37,7 @@ pub enum StartError {
     #[error(transparent)]
     SessionKey(#[from] SessionKeyError),
     #[error("invalid configuration: {0}")]
-    Config(#[from] siwa_core::verifier::ConfigError),
+    Config(#[from] siwa_core::ConfigError),
     #[error("could not listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }

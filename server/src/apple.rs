@@ -1,12 +1,12 @@
 //! The server's side of Apple's token and revocation endpoints: client secrets minted from the
 //! developer key, short-lived, cached per client id and renewed before they expire, so the
-//! "secret expired after six months" outage cannot happen (protocol notes, pitfall 1).
+//! "secret expired after six months" outage cannot happen (docs/apple-protocol.md, P1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use siwa_core::apple::Endpoints;
+use siwa_core::Endpoints;
 use siwa_core::{
     AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, SystemClock, TokenResponse,
     TokenTypeHint,

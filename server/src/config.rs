@@ -125,13 +125,13 @@ impl Config {
         }
 
         let apple_base_url =
-            get("SIWA_APPLE_BASE_URL").unwrap_or_else(|| siwa_core::apple::BASE_URL.to_owned());
+            get("SIWA_APPLE_BASE_URL").unwrap_or_else(|| siwa_core::BASE_URL.to_owned());
         if !(apple_base_url.starts_with("https://") || apple_base_url.starts_with("http://")) {
             return Err(invalid("SIWA_APPLE_BASE_URL", "must be an http(s) URL"));
         }
         let mut issuers = list("SIWA_APPLE_ISSUERS");
         if issuers.is_empty() {
-            issuers.push(siwa_core::apple::ISSUER.to_owned());
+            issuers.push(siwa_core::ISSUER.to_owned());
         }
 
         let database_url =

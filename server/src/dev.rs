@@ -45,7 +45,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error
         port: options.port,
         client_ids: vec![APP_CLIENT_ID.into(), WEB_CLIENT_ID.into()],
         apple_base_url: apple.base_url().to_owned(),
-        issuers: vec![siwa_core::apple::ISSUER.into()],
+        issuers: vec![siwa_core::ISSUER.into()],
         database_url: options.database_url,
         apple_key: Some(key),
         rate_limit_per_minute: Some(crate::config::DEFAULT_RATE_LIMIT_PER_MINUTE),

@@ -27,8 +27,8 @@ impl AppState {
         config: Config,
         store: Store,
         sessions: SessionKeys,
-    ) -> Result<Arc<Self>, siwa_core::verifier::ConfigError> {
-        let endpoints = siwa_core::apple::Endpoints::new(config.apple_base_url.clone());
+    ) -> Result<Arc<Self>, siwa_core::ConfigError> {
+        let endpoints = siwa_core::Endpoints::new(config.apple_base_url.clone());
         let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default());
         let mut verifier_config = VerifierConfig::new(config.client_ids.clone());
         verifier_config.issuers = config.issuers.clone();

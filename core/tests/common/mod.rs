@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use siwa_core::jwks::{Jwk, JwkSet};
+use siwa_core::apple_side::{Jwk, JwkSet};
 use siwa_core::{FixedClock, KeySet, Verifier, VerifierConfig};
 
 pub const NOW: i64 = 1_790_000_000;

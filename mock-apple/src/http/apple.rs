@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use siwa_core::apple::{DISCOVERY_PATH, KEYS_PATH, REVOKE_PATH, TOKEN_PATH};
-use siwa_core::token_endpoint::TokenRequest;
+use siwa_core::apple_side::TokenRequest;
+use siwa_core::apple_side::{DISCOVERY_PATH, KEYS_PATH, REVOKE_PATH, TOKEN_PATH};
 use siwa_core::{OAuthError, OAuthErrorCode};
 
 use crate::mock::Mock;

@@ -17,7 +17,7 @@ use axum::{Form, Router};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::json;
-use siwa_core::apple::AUTHORIZE_PATH;
+use siwa_core::apple_side::AUTHORIZE_PATH;
 
 use crate::mock::Mock;
 

@@ -76,7 +76,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         port: 0,
         client_ids: vec![APP.into(), WEB.into()],
         apple_base_url: apple.base_url().to_owned(),
-        issuers: vec![siwa_core::apple::ISSUER.into()],
+        issuers: vec![siwa_core::ISSUER.into()],
         database_url: database_url.to_owned(),
         apple_key: Some(key),
         rate_limit_per_minute: None,

@@ -1,0 +1,296 @@
+//! The app's side: signing in with Apple against a siwa server, and keeping the session.
+//!
+//! The flow, for an app (docs/apple-protocol.md, F7, F14):
+//! 1. [`Client::start_sign_in`] makes a [`SignInAttempt`]: a fresh raw nonce, kept here in
+//!    memory, and its hash, which the app gives Apple (`ASAuthorizationAppleIDRequest.nonce`).
+//! 2. Apple answers the app with a credential; [`Client::complete_sign_in`] takes it as an
+//!    [`AppleCredential`], checks it locally before any network call (the token decodes, its
+//!    `nonce` is the attempt's hash, its `sub` is the credential's user), then sends the token,
+//!    the authorization code, the raw nonce and the name to the server's `POST /v1/auth/apple`.
+//! 3. The server answers with the user and a session. The session is saved through the app's
+//!    [`SessionStore`] (the Keychain on iOS) and its access token is refreshed shortly before it
+//!    expires; concurrent callers share one refresh.
+//!
+//! Nothing but the session is stored. The raw nonce never leaves memory except towards the
+//! server, and no error or log line carries a token, a nonce or an email.
+
+mod backend;
+mod credential;
+mod error;
+mod session;
+mod store;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::nonce::RawNonce;
+
+use backend::Backend;
+use session::Session;
+
+pub use credential::{AppleCredential, SignInAttempt};
+pub use error::ClientError;
+pub use session::User;
+pub use store::{FileSessionStore, InMemorySessionStore, SessionStore, StoreError};
+
+/// How a [`Client`] talks to its server.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The siwa server, e.g. `https://api.example.com`; its routes are under `/v1`.
+    pub server_url: String,
+    /// Time limit of one request to the server, connection included. Default 15 s.
+    pub timeout: Duration,
+    /// How long before its expiry an access token is refreshed. Default 60 s.
+    pub refresh_margin: Duration,
+    /// The time source. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ClientConfig {
+    /// The defaults, for the server at `server_url`.
+    pub fn new(server_url: impl Into<String>) -> Self {
+        Self {
+            server_url: server_url.into(),
+            timeout: Duration::from_secs(15),
+            refresh_margin: Duration::from_secs(60),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Attempts whose raw nonce is kept at once: enough for a user who opens and cancels Apple's
+/// sheet a few times, small enough that nothing accumulates.
+const MAX_PENDING_ATTEMPTS: usize = 8;
+
+/// A signed-in user's session with a siwa server, and the sign-in that starts it.
+///
+/// Every method may be called from several tasks at once.
+pub struct Client {
+    backend: Backend,
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    refresh_margin: i64,
+    /// The session in memory; mirrors the store. Never held across an `.await`.
+    session: Mutex<Option<Session>>,
+    /// Held while a refresh is in flight, so that concurrent callers share it.
+    refresh_gate: tokio::sync::Mutex<()>,
+    /// Raw nonces of the attempts started and not yet completed, oldest first.
+    attempts: Mutex<VecDeque<RawNonce>>,
+}
+
+impl Client {
+    /// A client for `config.server_url`, restoring the session `store` holds, if any.
+    ///
+    /// A stored session that cannot be read (written by an incompatible version, say) is
+    /// discarded: the user signs in again.
+    pub fn new(config: ClientConfig, store: Arc<dyn SessionStore>) -> Result<Self, ClientError> {
+        let backend = Backend::new(&config.server_url, config.timeout)?;
+        let session = match store.load()? {
+            None => None,
+            Some(stored) => match Session::from_stored(&stored) {
+                Some(session) => Some(session),
+                None => {
+                    tracing::warn!("the stored session could not be read; it was discarded");
+                    store.clear()?;
+                    None
+                }
+            },
+        };
+        Ok(Self {
+            backend,
+            store,
+            clock: config.clock,
+            refresh_margin: i64::try_from(config.refresh_margin.as_secs()).unwrap_or(i64::MAX),
+            session: Mutex::new(session),
+            refresh_gate: tokio::sync::Mutex::new(()),
+            attempts: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Starts a sign-in: give [`SignInAttempt::hashed_nonce`] to Apple's request, then pass the
+    /// attempt and Apple's credential to [`Client::complete_sign_in`].
+    pub fn start_sign_in(&self) -> SignInAttempt {
+        let raw = RawNonce::generate();
+        let attempt = SignInAttempt::new(raw.hashed());
+        let mut attempts = lock(&self.attempts);
+        if attempts.len() == MAX_PENDING_ATTEMPTS {
+            attempts.pop_front();
+        }
+        attempts.push_back(raw);
+        attempt
+    }
+
+    /// Completes a sign-in with what Apple gave the app, and returns the signed-in user.
+    ///
+    /// The credential is checked before any network call; a mismatch is
+    /// [`ClientError::NonceMismatch`] or [`ClientError::UserMismatch`]. An attempt can be
+    /// completed again after a passing failure (network, server fault), and not after anything
+    /// else: the server has spent or refused its nonce.
+    pub async fn complete_sign_in(
+        &self,
+        attempt: &SignInAttempt,
+        credential: &AppleCredential,
+    ) -> Result<User, ClientError> {
+        let raw = lock(&self.attempts)
+            .iter()
+            .find(|raw| raw.hashed() == *attempt.hashed())
+            .cloned()
+            .ok_or(ClientError::UnknownAttempt)?;
+        credential.check(&raw)?;
+        let answer = self.backend.sign_in(credential, &raw).await;
+        if !matches!(&answer, Err(e) if e.is_transient()) {
+            // The server has seen (and so spent) the nonce, or refused it for good.
+            lock(&self.attempts).retain(|r| r.hashed() != *attempt.hashed());
+        }
+        let session = Session::started(answer?, self.clock.now());
+        let user = session.user.clone();
+        self.replace_session(Some(session))?;
+        Ok(user)
+    }
+
+    /// The signed-in user, as last known; `None` when signed out.
+    pub fn current_user(&self) -> Option<User> {
+        lock(&self.session).as_ref().map(|s| s.user.clone())
+    }
+
+    /// An access token for the server, refreshed first when it expires within the margin.
+    ///
+    /// When a refresh fails for a passing reason (network, server fault) and the token has not
+    /// expired yet, the token is returned all the same.
+    pub async fn access_token(&self) -> Result<String, ClientError> {
+        let session = self.current_session()?;
+        if !session.needs_refresh(self.clock.now(), self.refresh_margin) {
+            return Ok(session.access_token);
+        }
+        match self.refresh(&session).await {
+            Ok(fresh) => Ok(fresh.access_token),
+            Err(e) if e.is_transient() && !session.has_expired(self.clock.now()) => {
+                Ok(session.access_token)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refreshes the session now, whatever the access token's expiry (after the app comes back
+    /// to the foreground, say). Concurrent calls share one refresh.
+    pub async fn refresh_session(&self) -> Result<(), ClientError> {
+        let session = self.current_session()?;
+        self.refresh(&session).await.map(drop)
+    }
+
+    /// Reads the user from the server (`GET /v1/me`) and keeps it as the current user.
+    pub async fn refresh_user(&self) -> Result<User, ClientError> {
+        let user = self
+            .authorized(|token| async move { self.backend.me(&token).await })
+            .await?;
+        let mut guard = lock(&self.session);
+        if let Some(session) = guard.as_mut() {
+            session.user = user.clone();
+            let stored = session.to_stored();
+            drop(guard);
+            self.store.save(&stored)?;
+        }
+        Ok(user)
+    }
+
+    /// Signs out: ends the session at the server (`POST /v1/auth/logout`) and forgets it here.
+    /// The local session is forgotten even when the server cannot be reached.
+    pub async fn sign_out(&self) -> Result<(), ClientError> {
+        let Some(session) = lock(&self.session).clone() else {
+            return Ok(());
+        };
+        if let Err(error) = self.backend.logout(&session.refresh_token).await {
+            // The server's session expires by itself; the user asked to be signed out here.
+            tracing::info!(
+                code = error.code(),
+                "the server did not confirm the sign-out"
+            );
+        }
+        self.replace_session(None)
+    }
+
+    /// Deletes the account at the server (`DELETE /v1/me`), which also revokes Apple's tokens,
+    /// then forgets the session. On failure the account and the session are kept.
+    pub async fn delete_account(&self) -> Result<(), ClientError> {
+        self.authorized(|token| async move { self.backend.delete_me(&token).await })
+            .await?;
+        self.replace_session(None)
+    }
+
+    /// The app learned from Apple that the user revoked its access
+    /// (`getCredentialState` said revoked or not found): signs out locally.
+    pub fn credential_revoked(&self) -> Result<(), ClientError> {
+        self.replace_session(None)
+    }
+
+    fn current_session(&self) -> Result<Session, ClientError> {
+        lock(&self.session).clone().ok_or(ClientError::NotSignedIn)
+    }
+
+    /// Refreshes `seen`, unless another caller did while this one waited at the gate.
+    async fn refresh(&self, seen: &Session) -> Result<Session, ClientError> {
+        let _gate = self.refresh_gate.lock().await;
+        let current = self.current_session()?;
+        if current.refresh_token != seen.refresh_token {
+            return Ok(current);
+        }
+        let tokens = self.settle(self.backend.refresh(&current.refresh_token).await)?;
+        let fresh = current.refreshed(tokens, self.clock.now());
+        self.replace_session(Some(fresh.clone()))?;
+        Ok(fresh)
+    }
+
+    /// Calls the server with an access token; after an `invalid_access_token` answer (the
+    /// server's clock, or its key, disagrees with ours), refreshes once and tries again.
+    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let token = self.access_token().await?;
+        let session = self.current_session()?;
+        match self.settle(call(token).await) {
+            Err(e) if e.server_code() == Some("invalid_access_token") => {
+                let fresh = self.refresh(&session).await?;
+                self.settle(call(fresh.access_token).await)
+            }
+            other => other,
+        }
+    }
+
+    /// An answer that says the session is over ends it here too.
+    fn settle<T>(&self, answer: Result<T, ClientError>) -> Result<T, ClientError> {
+        match answer {
+            Err(e) if e.ends_session() => {
+                if let Err(storage) = self.replace_session(None) {
+                    tracing::warn!(
+                        code = storage.code(),
+                        "the ended session could not be cleared"
+                    );
+                }
+                Err(ClientError::SessionExpired)
+            }
+            other => other,
+        }
+    }
+
+    /// Sets the session in memory, then in the store. The memory is updated even when the
+    /// store fails, so that the running app goes on with the server's current tokens.
+    fn replace_session(&self, session: Option<Session>) -> Result<(), ClientError> {
+        let stored = session.as_ref().map(Session::to_stored);
+        *lock(&self.session) = session;
+        match stored {
+            Some(stored) => self.store.save(&stored)?,
+            None => self.store.clear()?,
+        }
+        Ok(())
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (each critical
+/// section is a single assignment or read).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,105 @@
+//! The session as the client keeps it: the user, and the server's tokens.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::{SignedIn, Tokens};
+
+/// The signed-in user, as the server knows it.
+///
+/// `Debug` leaves out the email and the name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// The server's id for the user.
+    pub id: String,
+    /// The email Apple gave, possibly a private relay address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Apple vouches for the email.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// The email is a private relay address.
+    #[serde(default)]
+    pub is_private_email: bool,
+    /// Kept by the server from the first authorization (Apple sends it only then).
+    #[serde(default)]
+    pub given_name: Option<String>,
+    /// Kept by the server from the first authorization.
+    #[serde(default)]
+    pub family_name: Option<String>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("has_email", &self.email.is_some())
+            .field("is_private_email", &self.is_private_email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The version of the stored form: a session stored in another form is discarded.
+const STORED_VERSION: u32 = 1;
+
+/// What is stored: the only thing the client ever stores. `Debug` shows no token.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct Session {
+    version: u32,
+    pub user: User,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds since the epoch, by the client's clock.
+    pub access_token_expires_at: i64,
+}
+
+impl Session {
+    pub fn started(signed_in: SignedIn, now: i64) -> Self {
+        Self {
+            version: STORED_VERSION,
+            user: signed_in.user,
+            access_token: signed_in.session.access_token,
+            refresh_token: signed_in.session.refresh_token,
+            access_token_expires_at: now.saturating_add(signed_in.session.expires_in),
+        }
+    }
+
+    /// The same session with the tokens of a refresh (the refresh token rotates).
+    pub fn refreshed(&self, tokens: Tokens, now: i64) -> Self {
+        Self {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            access_token_expires_at: now.saturating_add(tokens.expires_in),
+            ..self.clone()
+        }
+    }
+
+    pub fn needs_refresh(&self, now: i64, margin: i64) -> bool {
+        now.saturating_add(margin) >= self.access_token_expires_at
+    }
+
+    pub fn has_expired(&self, now: i64) -> bool {
+        now >= self.access_token_expires_at
+    }
+
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(self).expect("a session always serializes")
+    }
+
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        serde_json::from_str::<Self>(stored)
+            .ok()
+            .filter(|s| s.version == STORED_VERSION)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .finish_non_exhaustive()
+    }
+}

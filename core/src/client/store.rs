@@ -1,0 +1,168 @@
+//! Where the session is kept between launches. The app provides it (the Keychain on iOS); an
+//! in-memory store and a file store are here for tests, command-line tools and Linux.
+//!
+//! A store holds one opaque string, the session, and nothing else.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::lock;
+
+/// A session store failed. The text says what failed, never what was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Keeps the session between launches. Implementations must be safe to call from any thread.
+pub trait SessionStore: Send + Sync {
+    /// The stored session, or `None` when there is none.
+    fn load(&self) -> Result<Option<String>, StoreError>;
+    /// Replaces the stored session.
+    fn save(&self, session: &str) -> Result<(), StoreError>;
+    /// Removes the stored session; removing none is not an error.
+    fn clear(&self) -> Result<(), StoreError>;
+}
+
+/// A store that lives as long as the process: for tests and previews.
+#[derive(Debug, Default)]
+pub struct InMemorySessionStore {
+    session: Mutex<Option<String>>,
+}
+
+impl InMemorySessionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl SessionStore for InMemorySessionStore {
+    fn load(&self) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.session).clone())
+    }
+
+    fn save(&self, session: &str) -> Result<(), StoreError> {
+        *lock(&self.session) = Some(session.to_owned());
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        *lock(&self.session) = None;
+        Ok(())
+    }
+}
+
+/// A store in one file, readable by its owner only, replaced atomically: a crash mid-write
+/// leaves the previous session or the new one, never a mix.
+#[derive(Debug, Clone)]
+pub struct FileSessionStore {
+    path: PathBuf,
+}
+
+impl FileSessionStore {
+    /// A store at `path`; its folder must exist. Nothing is read or written until used.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    fn temporary_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".tmp");
+        self.path.with_file_name(name)
+    }
+
+    fn write_atomically(&self, session: &str) -> io::Result<()> {
+        let temporary = self.temporary_path();
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        file.write_all(session.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &self.path)
+    }
+}
+
+impl SessionStore for FileSessionStore {
+    fn load(&self) -> Result<Option<String>, StoreError> {
+        match fs::read_to_string(&self.path) {
+            Ok(session) => Ok(Some(session)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(file_error("read", &e)),
+        }
+    }
+
+    fn save(&self, session: &str) -> Result<(), StoreError> {
+        self.write_atomically(session)
+            .map_err(|e| file_error("write", &e))
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(file_error("remove", &e)),
+        }
+    }
+}
+
+fn file_error(action: &str, error: &io::Error) -> StoreError {
+    StoreError(format!(
+        "could not {action} the session file: {}",
+        error.kind()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "siwa-store-{}",
+            crate::RawNonce::generate().expose()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_file_store_round_trips_and_clears() {
+        let dir = temp_dir();
+        let store = FileSessionStore::new(dir.join("session.json"));
+        assert_eq!(store.load().unwrap(), None);
+        store.save("one").unwrap();
+        store.save("two").unwrap();
+        assert_eq!(store.load().unwrap().as_deref(), Some("two"));
+        store.clear().unwrap();
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_session_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        let store = FileSessionStore::new(dir.join("session.json"));
+        store.save("secret").unwrap();
+        let mode = fs::metadata(dir.join("session.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_in_a_missing_folder_fails_with_a_message_that_quotes_nothing_stored() {
+        let store = FileSessionStore::new("/nonexistent-siwa-folder/session.json");
+        let error = store.save("secret-token").unwrap_err();
+        assert!(error.0.contains("could not write"));
+        assert!(!error.0.contains("secret-token"));
+    }
+}
