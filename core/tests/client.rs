@@ -149,6 +149,7 @@ async fn completing_sends_token_code_raw_nonce_and_name_then_keeps_the_session()
     assert_eq!(user.id, "u1");
     assert_eq!(user.given_name.as_deref(), Some("Jane"));
     assert_eq!(h.client.current_user(), Some(user));
+    assert_eq!(h.client.apple_user_id().as_deref(), Some(SUB));
 
     let request = &h.server.received_requests().await.unwrap()[0];
     let body: Value = serde_json::from_slice(&request.body).unwrap();

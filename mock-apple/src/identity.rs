@@ -108,6 +108,18 @@ pub struct MintedIdentityToken {
     pub authorization_code: String,
     pub sub: String,
     pub kid: String,
+    /// The user authorizes the client for the first time (or again after a revocation): the
+    /// only time Apple's credential carries the name and email.
+    pub first_authorization: bool,
+    /// `fullName.givenName` of the credential: on the first authorization only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// `fullName.familyName` of the credential: on the first authorization only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// `email` of the credential: on the first authorization only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// The claims Apple puts in an identity token: core's [`IdentityClaims`], serialized in Apple's

@@ -407,6 +407,23 @@ impl Mock {
             .client_id
             .clone()
             .unwrap_or_else(|| self.default_client_id.clone());
+        // What the app's credential would hold beyond the token: the name and email, on the
+        // user's first authorization of the client only (docs/apple-protocol.md, F6, F14).
+        let directory_user = match &request.sub {
+            Some(sub) => state.directory.get(sub),
+            None => state.directory.default_user(),
+        }
+        .cloned();
+        let first_authorization = directory_user.as_ref().is_some_and(|user| {
+            let first = state.directory.authorization(&user.sub, &client_id).is_none();
+            if first {
+                let choice = crate::directory::Authorization {
+                    hide_email: request.hide_email,
+                };
+                state.directory.authorize(&user.sub, &client_id, choice);
+            }
+            first
+        });
         let identity = match &request.sub {
             Some(sub) => match state.directory.get(sub) {
                 Some(user) => state
@@ -466,9 +483,14 @@ impl Mock {
         let mut header = identity::header(&kid, request.alg);
         identity::apply_overrides(&mut header, &request.header);
         let identity_token = identity::sign(&header, &claims, key, request.alg);
+        let shared = directory_user.filter(|_| first_authorization);
         Ok(MintedIdentityToken {
             identity_token,
             authorization_code: code,
+            first_authorization,
+            given_name: shared.as_ref().map(|u| u.given_name.clone()),
+            family_name: shared.as_ref().map(|u| u.family_name.clone()),
+            email: shared.and(identity.email.clone()),
             sub: identity.sub,
             kid,
         })

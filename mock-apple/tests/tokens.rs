@@ -351,3 +351,37 @@ async fn the_control_api_mints_tokens_over_http() {
     let error: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(error["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn the_credential_carries_name_and_email_on_the_first_authorization_only() {
+    let apple = apple().await;
+    let first = apple.mint_identity_token(request()).unwrap();
+    assert!(first.first_authorization);
+    assert_eq!(first.given_name.as_deref(), Some("Jane"));
+    assert_eq!(first.family_name.as_deref(), Some("Appleseed"));
+    assert_eq!(first.email.as_deref(), Some("jane.appleseed@example.com"));
+
+    let again = apple.mint_identity_token(request()).unwrap();
+    assert!(!again.first_authorization);
+    assert_eq!((again.given_name, again.family_name, again.email), (None, None, None));
+}
+
+#[tokio::test]
+async fn revoking_the_apps_tokens_makes_the_next_authorization_a_first_one_again() {
+    let apple = apple().await;
+    let (client, key) = developer(&apple);
+    let minted = apple.mint_identity_token(request()).unwrap();
+    let secret = secret(&apple, &key, APP);
+    let tokens = client
+        .exchange_code(APP, &secret, &minted.authorization_code, None)
+        .await
+        .unwrap();
+    let refresh = tokens.refresh_token.unwrap();
+    client
+        .revoke(APP, &secret, &refresh, siwa_core::TokenTypeHint::RefreshToken)
+        .await
+        .unwrap();
+    let after = apple.mint_identity_token(request()).unwrap();
+    assert!(after.first_authorization);
+    assert_eq!(after.given_name.as_deref(), Some("Jane"));
+}

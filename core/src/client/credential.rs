@@ -8,25 +8,35 @@ use crate::nonce::{HashedNonce, RawNonce};
 
 use super::ClientError;
 
-/// A sign-in in progress. Its raw nonce stays inside the [`super::Client`] that started it.
+/// A sign-in in progress, known by the hash of its nonce. The raw nonce stays inside the
+/// [`super::Client`] that started it, which finds it again by this hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInAttempt {
-    hashed_nonce: HashedNonce,
+    hashed_nonce: String,
 }
 
 impl SignInAttempt {
-    pub(super) fn new(hashed_nonce: HashedNonce) -> Self {
-        Self { hashed_nonce }
+    pub(super) fn new(hashed_nonce: &HashedNonce) -> Self {
+        Self::from_hashed_nonce(hashed_nonce.as_str())
+    }
+
+    /// The attempt with this hashed nonce, as [`SignInAttempt::hashed_nonce`] gave it (for a
+    /// binding that passes the hash across a language boundary).
+    pub fn from_hashed_nonce(hashed_nonce: impl Into<String>) -> Self {
+        Self {
+            hashed_nonce: hashed_nonce.into(),
+        }
     }
 
     /// Lowercase hex SHA-256 of the raw nonce: the value for
     /// `ASAuthorizationAppleIDRequest.nonce` (or the web flow's `nonce`).
     pub fn hashed_nonce(&self) -> &str {
-        self.hashed_nonce.as_str()
+        &self.hashed_nonce
     }
 
-    pub(super) fn hashed(&self) -> &HashedNonce {
-        &self.hashed_nonce
+    /// Whether `raw` is this attempt's nonce.
+    pub(super) fn is_for(&self, raw: &RawNonce) -> bool {
+        raw.hashed().as_str() == self.hashed_nonce
     }
 }
 

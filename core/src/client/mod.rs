@@ -113,7 +113,7 @@ impl Client {
     /// attempt and Apple's credential to [`Client::complete_sign_in`].
     pub fn start_sign_in(&self) -> SignInAttempt {
         let raw = RawNonce::generate();
-        let attempt = SignInAttempt::new(raw.hashed());
+        let attempt = SignInAttempt::new(&raw.hashed());
         let mut attempts = lock(&self.attempts);
         if attempts.len() == MAX_PENDING_ATTEMPTS {
             attempts.pop_front();
@@ -135,16 +135,16 @@ impl Client {
     ) -> Result<User, ClientError> {
         let raw = lock(&self.attempts)
             .iter()
-            .find(|raw| raw.hashed() == *attempt.hashed())
+            .find(|raw| attempt.is_for(raw))
             .cloned()
             .ok_or(ClientError::UnknownAttempt)?;
         credential.check(&raw)?;
         let answer = self.backend.sign_in(credential, &raw).await;
         if !matches!(&answer, Err(e) if e.is_transient()) {
             // The server has seen (and so spent) the nonce, or refused it for good.
-            lock(&self.attempts).retain(|r| r.hashed() != *attempt.hashed());
+            lock(&self.attempts).retain(|raw| !attempt.is_for(raw));
         }
-        let session = Session::started(answer?, self.clock.now());
+        let session = Session::started(answer?, &credential.user, self.clock.now());
         let user = session.user.clone();
         self.replace_session(Some(session))?;
         Ok(user)
@@ -153,6 +153,11 @@ impl Client {
     /// The signed-in user, as last known; `None` when signed out.
     pub fn current_user(&self) -> Option<User> {
         lock(&self.session).as_ref().map(|s| s.user.clone())
+    }
+
+    /// Apple's identifier of the signed-in user, for `getCredentialState(forUserID:)` at launch.
+    pub fn apple_user_id(&self) -> Option<String> {
+        lock(&self.session).as_ref().map(|s| s.apple_user_id.clone())
     }
 
     /// An access token for the server, refreshed first when it expires within the margin.

@@ -49,6 +49,9 @@ const STORED_VERSION: u32 = 1;
 pub(super) struct Session {
     version: u32,
     pub user: User,
+    /// Apple's identifier of the user (the credential's `user`): what
+    /// `getCredentialState(forUserID:)` asks about at launch.
+    pub apple_user_id: String,
     pub access_token: String,
     pub refresh_token: String,
     /// Seconds since the epoch, by the client's clock.
@@ -56,10 +59,11 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub fn started(signed_in: SignedIn, now: i64) -> Self {
+    pub fn started(signed_in: SignedIn, apple_user_id: &str, now: i64) -> Self {
         Self {
             version: STORED_VERSION,
             user: signed_in.user,
+            apple_user_id: apple_user_id.to_owned(),
             access_token: signed_in.session.access_token,
             refresh_token: signed_in.session.refresh_token,
             access_token_expires_at: now.saturating_add(signed_in.session.expires_in),

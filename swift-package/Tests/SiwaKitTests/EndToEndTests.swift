@@ -1,0 +1,136 @@
+import Foundation
+import SiwaKit
+import SiwaKitTesting
+import XCTest
+
+/// SiwaKit through UniFFI and siwa-core's client, against a real siwa-server whose Apple is
+/// mock-apple: the whole chain an iOS app uses, with credentials from the mock.
+final class EndToEndTests: XCTestCase {
+    var stack: Stack!
+
+    override func setUp() async throws {
+        stack = try await Stack.start()
+    }
+
+    override func tearDown() async throws {
+        stack?.stop()
+    }
+
+    func client(_ store: any SessionStore) throws -> SiwaClient {
+        try SiwaClient(serverUrl: stack.serverURL, store: store)
+    }
+
+    func signIn(_ client: SiwaClient, sub: String? = nil) async throws -> SiwaUser {
+        let attempt = client.startSignIn()
+        let credential = try await stack.apple.credential(for: attempt, sub: sub)
+        return try await client.completeSignIn(attempt: attempt, credential: credential)
+    }
+
+    func testTheWholeLifeOfAnAccount() async throws {
+        let file = stack.sessionFile()
+        let client = try client(FileSessionStore(path: file))
+
+        // First sign-in: Apple gives the name, the server keeps it.
+        let user = try await signIn(client)
+        XCTAssertEqual(user.givenName, "Jane")
+        XCTAssertEqual(user.familyName, "Appleseed")
+        XCTAssertEqual(user.email, "jane.appleseed@example.com")
+        XCTAssertEqual(client.currentUser(), user)
+        XCTAssertNotNil(client.appleUserId())
+
+        // Reading the user and a forced refresh rotate nothing the app has to handle.
+        let me = try await client.refreshUser()
+        XCTAssertEqual(me.id, user.id)
+        let before = try await client.accessToken()
+        try await client.refreshSession()
+        let after = try await client.accessToken()
+        XCTAssertNotEqual(before, after)
+
+        // A restarted app finds its session in the store.
+        let restarted = try self.client(FileSessionStore(path: file))
+        XCTAssertEqual(restarted.currentUser(), user)
+        let restored = try await restarted.refreshUser()
+        XCTAssertEqual(restored.id, user.id)
+
+        // Sign out, and in again: Apple does not send the name twice; the server kept it.
+        try await restarted.signOut()
+        XCTAssertNil(restarted.currentUser())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: file))
+        let again = try await signIn(restarted)
+        XCTAssertEqual(again.id, user.id)
+        XCTAssertEqual(again.givenName, "Jane")
+
+        // Deleting the account revokes Apple's token at the mock.
+        let revocations = try await stack.apple.requestCount("revoke")
+        try await restarted.deleteAccount()
+        XCTAssertNil(restarted.currentUser())
+        let revocationsAfter = try await stack.apple.requestCount("revoke")
+        XCTAssertEqual(revocationsAfter, revocations + 1)
+
+        // A new account now, with the name again (the revocation reset Apple's memory).
+        let reborn = try await signIn(restarted)
+        XCTAssertNotEqual(reborn.id, user.id)
+        XCTAssertEqual(reborn.givenName, "Jane")
+    }
+
+    func testANonceMismatchIsCaughtBeforeTheServer() async throws {
+        let client = try client(InMemorySessionStore())
+        let attempt = client.startSignIn()
+        let other = client.startSignIn()
+        let credential = try await stack.apple.credential(for: attempt, nonce: other.hashedNonce)
+        do {
+            _ = try await client.completeSignIn(attempt: attempt, credential: credential)
+            XCTFail("accepted")
+        } catch SiwaError.NonceMismatch {}
+        let exchanges = try await stack.apple.requestCount("token")
+        XCTAssertEqual(exchanges, 0, "the code was not spent")
+    }
+
+    func testAServerThatIsDownIsANetworkError() async throws {
+        let client = try SiwaClient(serverUrl: "http://127.0.0.1:9", store: InMemorySessionStore())
+        let attempt = client.startSignIn()
+        let credential = try await stack.apple.credential(for: attempt)
+        do {
+            _ = try await client.completeSignIn(attempt: attempt, credential: credential)
+            XCTFail("accepted")
+        } catch SiwaError.Network {}
+        XCTAssertNil(client.currentUser())
+    }
+
+    func testATokenForAnotherAppIsRefusedByTheServer() async throws {
+        let client = try client(InMemorySessionStore())
+        let attempt = client.startSignIn()
+        let otherApp = MockApple(baseURL: stack.apple.baseURL, clientId: "com.example.other")
+        let credential = try await otherApp.credential(for: attempt)
+        do {
+            _ = try await client.completeSignIn(attempt: attempt, credential: credential)
+            XCTFail("accepted")
+        } catch let SiwaError.Server(code, _) {
+            XCTAssertEqual(code, "wrong_audience")
+        }
+        XCTAssertNil(client.currentUser())
+    }
+
+    func testARefreshTokenReusedElsewhereEndsTheSession() async throws {
+        let original = stack.sessionFile("original.json")
+        let copy = stack.sessionFile("copy.json")
+        let client = try client(FileSessionStore(path: original))
+        _ = try await signIn(client)
+
+        // Someone copies the stored session and refreshes with it first.
+        try FileManager.default.copyItem(atPath: original, toPath: copy)
+        let thief = try self.client(FileSessionStore(path: copy))
+        try await thief.refreshSession()
+
+        do {
+            try await client.refreshSession()
+            XCTFail("the reused refresh token was accepted")
+        } catch SiwaError.SessionExpired {}
+        XCTAssertNil(client.currentUser())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: original))
+        do {
+            _ = try await thief.refreshUser()
+            XCTFail("the whole session family should have ended")
+        } catch SiwaError.SessionExpired {}
+    }
+}
