@@ -23,24 +23,11 @@ done
 apple_only=$(grep -rl --include='*.swift' -E '^#if canImport\((AuthenticationServices|Security|SwiftUI|UIKit)\)|^import SwiftUI' \
     swift-package/Sources swift-package/Examples | sort)
 
-root=$(scripts/swift-toolchain.sh)
-if [ -z "$root" ]; then
-    bin_dir="$PWD/$rust_dir"
-    run_swift() { (cd swift-package && "$@"); }
-    run_parse() { swiftc -parse "$@"; }
-else
-    # Swift runs in the provisioned root file system; the checkout is bound into it.
-    bin_dir="/src/$rust_dir"
-    mkdir -p "$root/src"
-    mountpoint -q "$root/src" && umount "$root/src"
-    mount --bind "$PWD" "$root/src"
-    trap 'umount "$root/src" 2>/dev/null || true' EXIT
-    run_swift() { chroot "$root" env HOME=/root PATH=/usr/bin:/bin sh -c 'cd /src/swift-package && "$@"' sh "$@"; }
-    run_parse() { chroot "$root" sh -c 'cd /src && swiftc -parse "$@"' sh "$@"; }
-fi
-
 echo "== swiftc -parse over the Apple-only sources:" $apple_only
-run_parse $apple_only
+scripts/with-swift.sh . swiftc -parse $apple_only
 
 echo "== swift test (SiwaKit)"
-run_swift env SIWA_TEST_BIN_DIR="$bin_dir" SIWA_REQUIRE_E2E=1 swift test 2>&1 | tee "$rust_dir/swift-test.log"
+# The end-to-end test runs the binaries in .rust/ (SIWA_IN_CHECKOUT: the checkout as Swift sees it).
+scripts/with-swift.sh swift-package sh -c \
+    'SIWA_TEST_BIN_DIR="$SIWA_IN_CHECKOUT/swift-package/.rust" SIWA_REQUIRE_E2E=1 swift test' \
+    2>&1 | tee "$rust_dir/swift-test.log"

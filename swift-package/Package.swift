@@ -35,6 +35,8 @@ let package = Package(
         ),
         .target(name: "SiwaKitTesting", dependencies: ["SiwaKit"]),
         .testTarget(name: "SiwaKitTests", dependencies: ["SiwaKit", "SiwaKitTesting"]),
+        // bench/ffi: the cost of one call into Rust from Swift.
+        .executableTarget(name: "FFIRoundTrip", dependencies: ["SiwaKit"], path: "Benchmarks/FFIRoundTrip"),
     ],
     swiftLanguageModes: [.v6]
 )

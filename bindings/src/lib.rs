@@ -283,7 +283,11 @@ impl SiwaClient {
     ) -> Result<SiwaUser, SiwaError> {
         let attempt = core::SignInAttempt::from_hashed_nonce(attempt.hashed_nonce);
         let credential = core::AppleCredential::from(credential);
-        Ok(self.client.complete_sign_in(&attempt, &credential).await?.into())
+        Ok(self
+            .client
+            .complete_sign_in(&attempt, &credential)
+            .await?
+            .into())
     }
 
     /// The signed-in user as last known, or nil when signed out.

@@ -54,6 +54,12 @@ fn user_json() -> Value {
            "familyName": "Appleseed", "createdAt": NOW})
 }
 
+/// The server's answer to a sign-in: the user and session 1.
+fn signed_in_answer() -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"user": user_json(), "session": tokens(1), "isNewUser": true}))
+}
+
 fn error(code: &str) -> Value {
     json!({"error": code, "message": "fixed text"})
 }
@@ -83,9 +89,7 @@ impl Harness {
     async fn signed_in(self) -> Self {
         let guard = Mock::given(method("POST"))
             .and(path("/v1/auth/apple"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": true}),
-            ))
+            .respond_with(signed_in_answer())
             .mount_as_scoped(&self.server)
             .await;
         let attempt = self.client.start_sign_in();
@@ -132,11 +136,7 @@ async fn completing_sends_token_code_raw_nonce_and_name_then_keeps_the_session()
     let h = Harness::new().await;
     Mock::given(method("POST"))
         .and(path("/v1/auth/apple"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": true}),
-            ),
-        )
+        .respond_with(signed_in_answer())
         .expect(1)
         .mount(&h.server)
         .await;
@@ -177,9 +177,7 @@ async fn no_full_name_is_sent_when_apple_gave_none() {
     Mock::given(method("POST"))
         .and(path("/v1/auth/apple"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": false}),
-            ),
+            signed_in_answer(),
         )
         .mount(&h.server)
         .await;
@@ -287,11 +285,7 @@ async fn an_attempt_can_be_completed_again_after_a_server_fault() {
         .await;
     Mock::given(method("POST"))
         .and(path("/v1/auth/apple"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": true}),
-            ),
-        )
+        .respond_with(signed_in_answer())
         .mount(&h.server)
         .await;
     let attempt = h.client.start_sign_in();
@@ -552,11 +546,7 @@ async fn the_session_survives_a_restart_from_its_file() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/auth/apple"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": true}),
-            ),
-        )
+        .respond_with(signed_in_answer())
         .mount(&server)
         .await;
     let clock = Arc::new(FixedClock::new(NOW));
@@ -615,11 +605,7 @@ async fn routes_are_joined_under_a_server_path_prefix() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/identity/v1/auth/apple"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"user": user_json(), "session": tokens(1), "isNewUser": true}),
-            ),
-        )
+        .respond_with(signed_in_answer())
         .expect(1)
         .mount(&server)
         .await;

@@ -415,7 +415,10 @@ impl Mock {
         }
         .cloned();
         let first_authorization = directory_user.as_ref().is_some_and(|user| {
-            let first = state.directory.authorization(&user.sub, &client_id).is_none();
+            let first = state
+                .directory
+                .authorization(&user.sub, &client_id)
+                .is_none();
             if first {
                 let choice = crate::directory::Authorization {
                     hide_email: request.hide_email,

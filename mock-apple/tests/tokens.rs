@@ -363,7 +363,10 @@ async fn the_credential_carries_name_and_email_on_the_first_authorization_only()
 
     let again = apple.mint_identity_token(request()).unwrap();
     assert!(!again.first_authorization);
-    assert_eq!((again.given_name, again.family_name, again.email), (None, None, None));
+    assert_eq!(
+        (again.given_name, again.family_name, again.email),
+        (None, None, None)
+    );
 }
 
 #[tokio::test]
@@ -378,7 +381,12 @@ async fn revoking_the_apps_tokens_makes_the_next_authorization_a_first_one_again
         .unwrap();
     let refresh = tokens.refresh_token.unwrap();
     client
-        .revoke(APP, &secret, &refresh, siwa_core::TokenTypeHint::RefreshToken)
+        .revoke(
+            APP,
+            &secret,
+            &refresh,
+            siwa_core::TokenTypeHint::RefreshToken,
+        )
         .await
         .unwrap();
     let after = apple.mint_identity_token(request()).unwrap();

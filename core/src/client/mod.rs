@@ -157,7 +157,9 @@ impl Client {
 
     /// Apple's identifier of the signed-in user, for `getCredentialState(forUserID:)` at launch.
     pub fn apple_user_id(&self) -> Option<String> {
-        lock(&self.session).as_ref().map(|s| s.apple_user_id.clone())
+        lock(&self.session)
+            .as_ref()
+            .map(|s| s.apple_user_id.clone())
     }
 
     /// An access token for the server, refreshed first when it expires within the margin.

@@ -66,10 +66,14 @@ final class Stack: @unchecked Sendable {
         self.dataDirectory = dataDirectory
     }
 
+    /// Kills the processes and waits for them. SIGKILL, because on Linux Foundation's `Process`
+    /// spawns children with the blocked signal mask of the dispatch thread that launched them:
+    /// SIGTERM stays pending forever. `waitpid`, because `waitUntilExit()` spins a run loop,
+    /// which hangs on the cooperative threads async tests run on.
     func stop() {
-        for process in processes where process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        for process in processes {
+            kill(process.processIdentifier, SIGKILL)
+            waitpid(process.processIdentifier, nil, 0)
         }
         try? FileManager.default.removeItem(at: dataDirectory)
     }
