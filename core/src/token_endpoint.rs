@@ -170,6 +170,14 @@ macro_rules! protocol_word {
             }
         }
 
+        /// For stored values (a database column, say).
+        impl TryFrom<String> for $name {
+            type Error = UnknownWord;
+            fn try_from(value: String) -> Result<Self, UnknownWord> {
+                value.parse()
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = UnknownWord;
             fn from_str(value: &str) -> Result<Self, UnknownWord> {

@@ -176,9 +176,7 @@ async fn no_full_name_is_sent_when_apple_gave_none() {
     let h = Harness::new().await;
     Mock::given(method("POST"))
         .and(path("/v1/auth/apple"))
-        .respond_with(
-            signed_in_answer(),
-        )
+        .respond_with(signed_in_answer())
         .mount(&h.server)
         .await;
     let attempt = h.client.start_sign_in();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use siwa_core::{Clock, SystemClock, TokenTypeHint};
+use siwa_core::{Clock, SystemClock};
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -15,14 +15,9 @@ const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 /// Tries one revocation; on failure schedules the next attempt. Returns whether Apple
 /// confirmed it.
 pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
-    let hint = if pending.token_type_hint == "access_token" {
-        TokenTypeHint::AccessToken
-    } else {
-        TokenTypeHint::RefreshToken
-    };
     match state
         .apple
-        .revoke(&pending.client_id, &pending.token, hint)
+        .revoke(&pending.client_id, &pending.token, pending.token_type_hint)
         .await
     {
         Ok(()) => {

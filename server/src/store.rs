@@ -5,7 +5,7 @@
 //! one transaction, whose first statement writes: SQLite then takes its write lock at once and
 //! concurrent writers wait (busy timeout) instead of failing on a stale read snapshot.
 
-use siwa_core::{EventType, IdentityClaims, NotificationEvent};
+use siwa_core::{EventType, IdentityClaims, NotificationEvent, TokenTypeHint};
 use sqlx::{Any, AnyPool, Transaction};
 
 use std::sync::LazyLock;
@@ -89,7 +89,8 @@ pub struct PendingRevocation {
     pub id: String,
     pub client_id: String,
     pub token: String,
-    pub token_type_hint: String,
+    #[sqlx(try_from = "String")]
+    pub token_type_hint: TokenTypeHint,
     pub attempts: i64,
 }
 
@@ -335,14 +336,14 @@ impl Store {
                     id: secrets::new_id(),
                     client_id,
                     token,
-                    token_type_hint: "refresh_token".into(),
+                    token_type_hint: TokenTypeHint::RefreshToken,
                     attempts: 0,
                 };
                 sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $5)")
                     .bind(&pending.id)
                     .bind(&pending.client_id)
                     .bind(&pending.token)
-                    .bind(&pending.token_type_hint)
+                    .bind(pending.token_type_hint.as_str())
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
