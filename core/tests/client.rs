@@ -653,3 +653,36 @@ async fn no_error_or_debug_output_carries_a_token_a_nonce_or_an_email() {
     }
     assert!(!shown.contains(&cred.identity_token));
 }
+
+#[tokio::test]
+async fn a_sign_in_while_a_refresh_is_in_flight_wins_over_the_refresh() {
+    let h = Harness::new().await.signed_in().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/refresh"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(tokens(2))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&h.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/apple"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"user": user_json(), "session": tokens(3), "isNewUser": false}),
+            ),
+        )
+        .mount(&h.server)
+        .await;
+    let attempt = h.client.start_sign_in();
+    let credential = credential(&attempt);
+    let (refreshed, signed_in) = tokio::join!(h.client.refresh_session(), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.client.complete_sign_in(&attempt, &credential).await
+    });
+    refreshed.unwrap();
+    signed_in.unwrap();
+    assert_eq!(h.client.access_token().await.unwrap(), "access-3");
+    assert!(stored(&h).unwrap().contains("refresh-3"));
+}

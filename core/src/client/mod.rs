@@ -72,7 +72,8 @@ pub struct Client {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     refresh_margin: i64,
-    /// The session in memory; mirrors the store. Never held across an `.await`.
+    /// The session in memory, mirrored by the store: both change together under this lock
+    /// (the store is synchronous). Never held across an `.await`.
     session: Mutex<Option<Session>>,
     /// Held while a refresh is in flight, so that concurrent callers share it.
     refresh_gate: tokio::sync::Mutex<()>,
@@ -146,7 +147,7 @@ impl Client {
         }
         let session = Session::started(answer?, &credential.user, self.clock.now());
         let user = session.user.clone();
-        self.replace_session(Some(session))?;
+        self.write(&mut lock(&self.session), Some(session))?;
         Ok(user)
     }
 
@@ -189,15 +190,13 @@ impl Client {
 
     /// Reads the user from the server (`GET /v1/me`) and keeps it as the current user.
     pub async fn refresh_user(&self) -> Result<User, ClientError> {
-        let user = self
+        let (session, user) = self
             .authorized(|token| async move { self.backend.me(&token).await })
             .await?;
         let mut guard = lock(&self.session);
-        if let Some(session) = guard.as_mut() {
-            session.user = user.clone();
-            let stored = session.to_stored();
-            drop(guard);
-            self.store.save(&stored)?;
+        if let Some(current) = guard.as_ref().filter(|s| s.is_same(&session)) {
+            let updated = current.with_user(user.clone());
+            self.write(&mut guard, Some(updated))?;
         }
         Ok(user)
     }
@@ -215,7 +214,7 @@ impl Client {
                 "the server did not confirm the sign-out"
             );
         }
-        self.replace_session(None)
+        self.write(&mut lock(&self.session), None)
     }
 
     /// Deletes the account at the server (`DELETE /v1/me`), which also revokes Apple's tokens,
@@ -223,13 +222,13 @@ impl Client {
     pub async fn delete_account(&self) -> Result<(), ClientError> {
         self.authorized(|token| async move { self.backend.delete_me(&token).await })
             .await?;
-        self.replace_session(None)
+        self.write(&mut lock(&self.session), None)
     }
 
     /// The app learned from Apple that the user revoked its access
     /// (`getCredentialState` said revoked or not found): signs out locally.
     pub fn credential_revoked(&self) -> Result<(), ClientError> {
-        self.replace_session(None)
+        self.write(&mut lock(&self.session), None)
     }
 
     fn current_session(&self) -> Result<Session, ClientError> {
@@ -240,42 +239,60 @@ impl Client {
     async fn refresh(&self, seen: &Session) -> Result<Session, ClientError> {
         let _gate = self.refresh_gate.lock().await;
         let current = self.current_session()?;
-        if current.refresh_token != seen.refresh_token {
+        if !current.is_same(seen) {
             return Ok(current);
         }
-        let tokens = self.settle(self.backend.refresh(&current.refresh_token).await)?;
+        let answer = self.backend.refresh(&current.refresh_token).await;
+        let tokens = self.settle(&current, answer)?;
         let fresh = current.refreshed(tokens, self.clock.now());
-        self.replace_session(Some(fresh.clone()))?;
+        let mut guard = lock(&self.session);
+        match guard.as_ref() {
+            Some(s) if s.is_same(&current) => self.write(&mut guard, Some(fresh.clone()))?,
+            // A sign-in or a sign-out while the refresh was in flight wins over it.
+            Some(newer) => return Ok(newer.clone()),
+            None => return Err(ClientError::NotSignedIn),
+        }
         Ok(fresh)
     }
 
     /// Calls the server with an access token; after an `invalid_access_token` answer (the
     /// server's clock, or its key, disagrees with ours), refreshes once and tries again.
-    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    /// Returns the session the answer was given in, and the answer.
+    async fn authorized<T, F, Fut>(&self, call: F) -> Result<(Session, T), ClientError>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let token = self.access_token().await?;
         let session = self.current_session()?;
-        match self.settle(call(token).await) {
+        match self.settle(&session, call(token).await) {
             Err(e) if e.server_code() == Some("invalid_access_token") => {
                 let fresh = self.refresh(&session).await?;
-                self.settle(call(fresh.access_token).await)
+                let answer = call(fresh.access_token.clone()).await;
+                let answer = self.settle(&fresh, answer)?;
+                Ok((fresh, answer))
             }
-            other => other,
+            other => other.map(|answer| (session, answer)),
         }
     }
 
-    /// An answer that says the session is over ends it here too.
-    fn settle<T>(&self, answer: Result<T, ClientError>) -> Result<T, ClientError> {
+    /// An answer that says `session` is over ends it here too, unless a newer session has
+    /// replaced it meanwhile.
+    fn settle<T>(
+        &self,
+        session: &Session,
+        answer: Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
         match answer {
             Err(e) if e.ends_session() => {
-                if let Err(storage) = self.replace_session(None) {
-                    tracing::warn!(
-                        code = storage.code(),
-                        "the ended session could not be cleared"
-                    );
+                let mut guard = lock(&self.session);
+                if guard.as_ref().is_some_and(|s| s.is_same(session)) {
+                    if let Err(storage) = self.write(&mut guard, None) {
+                        tracing::warn!(
+                            code = storage.code(),
+                            "the ended session could not be cleared"
+                        );
+                    }
                 }
                 Err(ClientError::SessionExpired)
             }
@@ -283,11 +300,16 @@ impl Client {
         }
     }
 
-    /// Sets the session in memory, then in the store. The memory is updated even when the
-    /// store fails, so that the running app goes on with the server's current tokens.
-    fn replace_session(&self, session: Option<Session>) -> Result<(), ClientError> {
+    /// Sets the session in memory and in the store while `guard` holds the session lock, so
+    /// that the two never disagree about which session is the newest. Memory is updated even
+    /// when the store fails: the running app goes on with the server's current tokens.
+    fn write(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Session>>,
+        session: Option<Session>,
+    ) -> Result<(), ClientError> {
         let stored = session.as_ref().map(Session::to_stored);
-        *lock(&self.session) = session;
+        **guard = session;
         match stored {
             Some(stored) => self.store.save(&stored)?,
             None => self.store.clear()?,

@@ -80,6 +80,19 @@ impl Session {
         }
     }
 
+    /// The same session with the user as the server now describes them.
+    pub fn with_user(&self, user: User) -> Self {
+        Self {
+            user,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` is this session at the same point of its life (same refresh token).
+    pub fn is_same(&self, other: &Session) -> bool {
+        self.refresh_token == other.refresh_token
+    }
+
     pub fn needs_refresh(&self, now: i64, margin: i64) -> bool {
         now.saturating_add(margin) >= self.access_token_expires_at
     }
