@@ -24,7 +24,7 @@ use crate::routes::{account, auth, notifications, ops};
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{db, revocation, telemetry};
+use crate::{db, responses, revocation, telemetry};
 
 /// Identity tokens are at most 8 KiB; nothing the API takes is larger than that and a name.
 const BODY_LIMIT_BYTES: usize = 32 * 1024;
@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(middleware::from_fn(responses::policy))
         .with_state(state)
 }
 

@@ -31,10 +31,20 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         Some(raw) => Some(RawNonce::new(raw)),
         None => None,
     };
+    let given_name = name_part("givenName", request.given_name)?;
+    let family_name = name_part("familyName", request.family_name)?;
     let claims = state
         .verifier
         .verify(request.identity_token, nonce.as_ref())
         .await?;
+    // A token that carries a nonce is single-use only if its raw nonce comes with it: without
+    // this, replaying it without `rawNonce` would sign in again (docs/apple-protocol.md, P4).
+    if nonce.is_none() && claims.nonce.is_some() {
+        return Err(ApiError::unauthorized(
+            "nonce_missing",
+            "the token carries a nonce: send its rawNonce too",
+        ));
+    }
     let nonce_hash = nonce.as_ref().and(claims.nonce.as_deref());
     if let Some(hash) = nonce_hash
         && state.store.nonce_used(hash).await?
@@ -52,14 +62,36 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
     let record = SignInRecord {
         claims: &claims,
         nonce_hash,
-        given_name: request.given_name,
-        family_name: request.family_name,
+        given_name,
+        family_name,
         apple_refresh_token: apple_refresh_token.as_deref(),
         session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
     let signed_in = record_sign_in(state, record).await?;
     Ok(SignInOutcome { claims, signed_in })
+}
+
+/// The longest name part kept, in characters: Apple's own fields are far shorter.
+const MAX_NAME_CHARS: usize = 100;
+
+/// A part of the name as given by the app: trimmed, empty as none, and refused when it holds
+/// control characters (PostgreSQL cannot store NUL) or is longer than any real name.
+fn name_part<'a>(field: &str, part: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    let Some(part) = part.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if part.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "fullName.{field} contains control characters"
+        )));
+    }
+    if part.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "fullName.{field} is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(Some(part))
 }
 
 /// Writes a sign-in and counts it, for both routes.

@@ -12,6 +12,9 @@ on_both_databases!(
     metrics_count_requests_and_refusals_by_reason,
     the_openapi_document_lists_every_route,
     unknown_routes_answer_json_404,
+    every_error_is_the_json_error_even_those_axum_makes,
+    a_lowercase_bearer_scheme_is_accepted,
+    responses_are_not_cached_or_sniffed_and_a_401_says_how_to_authenticate,
 );
 
 async fn health_and_readiness_answer(h: Harness) {
@@ -213,4 +216,74 @@ async fn a_bad_database_url_stops_start_up_with_a_clear_error() {
         .err()
         .expect("start-up fails");
     assert!(error.to_string().contains("database"), "{error}");
+}
+
+async fn every_error_is_the_json_error_even_those_axum_makes(h: Harness) {
+    let big = vec![b'x'; 64 * 1024];
+    let response = h
+        .http
+        .post(h.url("/v1/auth/logout"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("body_too_large")),
+        "{body}"
+    );
+
+    let response = h.http.get(h.url("/v1/auth/apple")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+}
+
+async fn a_lowercase_bearer_scheme_is_accepted(h: Harness) {
+    let (_, body) = h.sign_in(IdentityTokenRequest::default(), None).await;
+    let access = body["session"]["accessToken"].as_str().unwrap();
+    for scheme in ["bearer", "BEARER"] {
+        let response = h
+            .http
+            .get(h.url("/v1/me"))
+            .header("authorization", format!("{scheme} {access}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+}
+
+async fn responses_are_not_cached_or_sniffed_and_a_401_says_how_to_authenticate(h: Harness) {
+    let nonce = siwa_core::RawNonce::generate();
+    let minted = h.mint(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..IdentityTokenRequest::default()
+    });
+    let body =
+        serde_json::json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()});
+    let response = h
+        .http
+        .post(h.url("/v1/auth/apple"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+
+    let health = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+
+    let denied = h.http.get(h.url("/v1/me")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    assert_eq!(denied.headers()["www-authenticate"], "Bearer");
+    assert_eq!(denied.headers()["cache-control"], "no-store");
 }

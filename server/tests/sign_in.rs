@@ -25,6 +25,9 @@ on_both_databases!(
     a_token_for_another_app_is_refused,
     a_transferred_user_keeps_their_account,
     concurrent_seed_route_sign_ins_make_one_user_per_sub,
+    a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
+    a_name_with_control_characters_is_refused_and_nothing_is_written,
+    a_name_longer_than_the_limit_is_refused,
 );
 
 async fn a_first_sign_in_creates_the_user_and_a_session(h: Harness) {
@@ -347,4 +350,73 @@ async fn concurrent_seed_route_sign_ins_make_one_user_per_sub(h: Harness) {
         50
     );
     assert_eq!(h.users().await, 50);
+}
+
+async fn a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce(h: Harness) {
+    let nonce = RawNonce::generate();
+    let minted = h.mint(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..default()
+    });
+    let with_nonce = json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()});
+    let without = json!({"identityToken": minted.identity_token});
+
+    let (status, body) = h.post("/v1/auth/apple", &without).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("nonce_missing")),
+        "{body}"
+    );
+    let (status, _) = h.post("/v1/auth/apple", &with_nonce).await;
+    assert_eq!(status, 200);
+    let (status, body) = h.post("/v1/auth/apple", &with_nonce).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("nonce_replayed"))
+    );
+    let (status, body) = h.post("/v1/auth/apple", &without).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("nonce_missing"))
+    );
+
+    // A token minted without a nonce needs none.
+    let plain = h.mint(default());
+    let (status, _) = h
+        .post(
+            "/v1/auth/apple",
+            &json!({"identityToken": plain.identity_token}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+async fn a_name_with_control_characters_is_refused_and_nothing_is_written(h: Harness) {
+    for name in [
+        json!({"givenName": "Ja\u{0}ne"}),
+        json!({"familyName": "Apple\nseed"}),
+    ] {
+        let (status, body) = h.sign_in(default(), Some(name)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_request");
+    }
+    assert_eq!(h.users().await, 0);
+    assert_eq!(
+        h.count(Endpoint::Token),
+        0,
+        "refused before the code was spent"
+    );
+}
+
+async fn a_name_longer_than_the_limit_is_refused(h: Harness) {
+    let long = "J".repeat(101);
+    let (status, body) = h.sign_in(default(), Some(json!({"givenName": long}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("100"));
+    let longest = "é".repeat(100);
+    let (status, body) = h
+        .sign_in(default(), Some(json!({"givenName": longest})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["givenName"], longest);
 }

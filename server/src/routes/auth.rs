@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::{Json, http::HeaderMap};
 use siwa_core::{Clock, SystemClock};
 
@@ -132,12 +131,8 @@ pub async fn logout(
         state.store.logout(&token, now).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let claims = bearer
-        .and_then(|t| state.sessions.verify(t.trim()))
+    let claims = crate::responses::bearer_token(&headers)
+        .and_then(|t| state.sessions.verify(t))
         .ok_or_else(|| {
             ApiError::unauthorized(
                 "missing_access_token",

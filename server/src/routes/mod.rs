@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -63,18 +62,13 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing_access_token",
-                    "an `Authorization: Bearer` access token is required",
-                )
-            })?;
-        let claims = state.sessions.verify(token.trim()).ok_or_else(|| {
+        let token = crate::responses::bearer_token(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_access_token",
+                "an `Authorization: Bearer` access token is required",
+            )
+        })?;
+        let claims = state.sessions.verify(token).ok_or_else(|| {
             ApiError::unauthorized(
                 "invalid_access_token",
                 "the access token is invalid or expired",

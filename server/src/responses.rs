@@ -1,0 +1,104 @@
+//! What every response of the API carries, applied once around the whole router: so that the
+//! answers made by axum and tower themselves (405, 408, 413 before a handler runs) keep the API's
+//! promises too.
+//!
+//! - Every error is the JSON error `{"error", "message"}`, whoever made it.
+//! - `Cache-Control: no-store`: answers hold tokens or personal data, and no cache should keep
+//!   them. Routes meant to be cached (the key set) set their own.
+//! - `X-Content-Type-Options: nosniff`.
+//! - A 401 says how to authenticate (`WWW-Authenticate: Bearer`, RFC 6750).
+
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+pub async fn policy(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if !is_json {
+            let kept = response.headers().clone();
+            response = error_for(status).into_response();
+            carry_over(&kept, response.headers_mut());
+        }
+    }
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if status == StatusCode::UNAUTHORIZED && !headers.contains_key(WWW_AUTHENTICATE) {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// The JSON error for an answer that axum or tower made without a body of ours.
+fn error_for(status: StatusCode) -> ApiError {
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take this method")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body must be JSON"),
+        s if s.is_server_error() => ("internal_error", "an internal error occurred"),
+        _ => ("invalid_request", "the request was refused"),
+    };
+    ApiError::new(status, code, message)
+}
+
+/// Headers of the replaced answer that still apply (`Allow` of a 405, `Retry-After`).
+fn carry_over(from: &HeaderMap, to: &mut HeaderMap) {
+    for name in [axum::http::header::ALLOW, axum::http::header::RETRY_AFTER] {
+        if let Some(value) = from.get(&name) {
+            to.insert(name, value.clone());
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235 2.1).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            authorization.parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc "] {
+            assert_eq!(bearer_token(&headers(value)), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc"] {
+            assert_eq!(bearer_token(&headers(value)), None, "{value}");
+        }
+    }
+}
