@@ -324,6 +324,12 @@ impl Store {
         now: i64,
     ) -> Result<Option<PendingRevocation>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
+        // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
+        sqlx::query("UPDATE users SET sign_in_count = sign_in_count WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let token: Option<(String, String)> = sqlx::query_as(
             "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
         )

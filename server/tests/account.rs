@@ -40,6 +40,7 @@ on_both_databases!(
     account_delete_removes_the_user_in_both_spellings,
     a_duplicate_notification_is_acknowledged_once,
     an_invalid_notification_is_refused,
+    a_deletion_racing_two_sign_ins_always_completes,
 );
 
 async fn deletion_revokes_apples_token_and_removes_the_data(h: Harness) {
@@ -175,4 +176,18 @@ async fn an_invalid_notification_is_refused(h: Harness) {
         .post("/v1/apple/notifications", &json!({"events": "{}"}))
         .await;
     assert_eq!(status, 400);
+}
+
+async fn a_deletion_racing_two_sign_ins_always_completes(h: Harness) {
+    for round in 0..30 {
+        let body = signed_in(&h).await;
+        let (deleted, first, second) = tokio::join!(
+            h.delete_auth("/v1/me", access(&body)),
+            h.sign_in(IdentityTokenRequest::default(), None),
+            h.sign_in(IdentityTokenRequest::default(), None),
+        );
+        assert_eq!(deleted.0, 200, "round {round}: {}", deleted.1);
+        assert_eq!(first.0, 200, "round {round}: {}", first.1);
+        assert_eq!(second.0, 200, "round {round}: {}", second.1);
+    }
 }
