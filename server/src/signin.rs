@@ -4,10 +4,13 @@
 //! failed exchange leaves no half-made account.
 
 use axum::http::StatusCode;
-use siwa_core::{AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock};
+use siwa_core::{
+    AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock, TokenTypeHint,
+};
 
 use crate::apple::GatewayError;
 use crate::error::ApiError;
+use crate::revocation;
 use crate::state::AppState;
 use crate::store::{SignInRecord, SignedIn, StoreError};
 
@@ -68,8 +71,41 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
-    let signed_in = record_sign_in(state, record).await?;
+    let signed_in = match record_sign_in(state, record).await {
+        Ok(signed_in) => signed_in,
+        Err(error) => {
+            if let Some(token) = apple_refresh_token {
+                revoke_unkept_grant(state, &claims.aud, &token).await;
+            }
+            return Err(error);
+        }
+    };
     Ok(SignInOutcome { claims, signed_in })
+}
+
+/// A grant obtained for a sign-in that then failed (its nonce was spent by a concurrent
+/// request, the database refused the write) is revoked rather than dropped: through the queue,
+/// or straight at Apple when the database cannot take it.
+async fn revoke_unkept_grant(state: &AppState, client_id: &str, token: &str) {
+    let now = SystemClock.now();
+    match state
+        .store
+        .queue_apple_revocation(client_id, token, now)
+        .await
+    {
+        Ok(pending) => {
+            revocation::attempt(state, &pending, now).await;
+        }
+        Err(_) => {
+            let revoked = state
+                .apple
+                .revoke(client_id, token, TokenTypeHint::RefreshToken)
+                .await;
+            if let Err(error) = revoked {
+                tracing::error!(%error, "an Apple grant of a failed sign-in could neither be queued nor revoked");
+            }
+        }
+    }
 }
 
 /// The longest name part kept, in characters: Apple's own fields are far shorter.

@@ -189,11 +189,17 @@ impl Store {
         }
         let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
         if let Some(token) = record.apple_refresh_token {
+            // The grant this one replaces is revoked, not forgotten: every Apple refresh token
+            // obtained is either stored or queued for revocation.
+            let replaced: Option<(String, String)> = sqlx::query_as(
+                "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
+            )
+            .bind(&user.id)
+            .fetch_optional(&mut *tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO apple_tokens (user_id, client_id, refresh_token, created_at, last_validated_at) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id) DO UPDATE SET \
-                 client_id = excluded.client_id, refresh_token = excluded.refresh_token, \
-                 created_at = excluded.created_at, last_validated_at = excluded.last_validated_at",
+                 VALUES ($1, $2, $3, $4, $4)",
             )
             .bind(&user.id)
             .bind(&claims.aud)
@@ -201,6 +207,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            if let Some((client_id, old)) = replaced.filter(|(_, old)| old != token) {
+                queue_revocation(&mut tx, client_id, old, now).await?;
+            }
         }
         let session = match record.session_ttl_secs {
             Some(ttl) => Some(create_session(&mut tx, &user.id, now, ttl).await?),
@@ -338,26 +347,25 @@ impl Store {
         .await?;
         let pending = match token {
             Some((client_id, token)) => {
-                let pending = PendingRevocation {
-                    id: secrets::new_id(),
-                    client_id,
-                    token,
-                    token_type_hint: TokenTypeHint::RefreshToken,
-                    attempts: 0,
-                };
-                sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $5)")
-                    .bind(&pending.id)
-                    .bind(&pending.client_id)
-                    .bind(&pending.token)
-                    .bind(pending.token_type_hint.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                Some(pending)
+                Some(queue_revocation(&mut tx, client_id, token, now).await?)
             }
             None => None,
         };
         delete_user_rows(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(pending)
+    }
+
+    /// Queues an Apple refresh token that nothing keeps any more (a grant obtained for a
+    /// sign-in that then failed), for the revocation worker.
+    pub async fn queue_apple_revocation(
+        &self,
+        client_id: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<PendingRevocation, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let pending = queue_revocation(&mut tx, client_id.into(), token.into(), now).await?;
         tx.commit().await?;
         Ok(pending)
     }
@@ -648,6 +656,31 @@ async fn revoke_sessions(
         .execute(&mut **tx)
         .await
         .map(|_| ())
+}
+
+/// Puts an Apple refresh token in the revocation queue, due now.
+async fn queue_revocation(
+    tx: &mut Transaction<'_, Any>,
+    client_id: String,
+    token: String,
+    now: i64,
+) -> Result<PendingRevocation, sqlx::Error> {
+    let pending = PendingRevocation {
+        id: secrets::new_id(),
+        client_id,
+        token,
+        token_type_hint: TokenTypeHint::RefreshToken,
+        attempts: 0,
+    };
+    sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $5)")
+        .bind(&pending.id)
+        .bind(&pending.client_id)
+        .bind(&pending.token)
+        .bind(pending.token_type_hint.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(pending)
 }
 
 /// Deletes a user's rows, children first and explicitly, so that deletion does not depend on

@@ -28,6 +28,8 @@ on_both_databases!(
     a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
     a_name_with_control_characters_is_refused_and_nothing_is_written,
     a_name_longer_than_the_limit_is_refused,
+    an_apple_grant_replaced_by_a_new_sign_in_is_revoked,
+    the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked,
 );
 
 async fn a_first_sign_in_creates_the_user_and_a_session(h: Harness) {
@@ -419,4 +421,63 @@ async fn a_name_longer_than_the_limit_is_refused(h: Harness) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["givenName"], longest);
+}
+
+/// Waits (at most 5 s) for the mock to have had `n` revocations.
+async fn revocations_reach(h: &Harness, n: u64) {
+    for _ in 0..100 {
+        if h.count(Endpoint::Revoke) >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.count(Endpoint::Revoke), n);
+}
+
+async fn an_apple_grant_replaced_by_a_new_sign_in_is_revoked(h: Harness) {
+    let (status, _) = h.sign_in(default(), None).await;
+    assert_eq!(status, 200);
+    let (status, second) = h.sign_in(default(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.count(Endpoint::Token), 2);
+    revocations_reach(&h, 1).await;
+    // The second grant is the one kept: deleting the account revokes it.
+    let (_, deleted) = h
+        .delete_auth("/v1/me", second["session"]["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(deleted["appleRevocation"], "revoked");
+    revocations_reach(&h, 2).await;
+}
+
+async fn the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked(h: Harness) {
+    // Two credentials for one nonce, exchanged slowly enough that both pass the early replay
+    // check before either writes its nonce.
+    h.apple.set_fault(
+        Endpoint::Token,
+        Fault {
+            delay_ms: 300,
+            count: Some(2),
+            ..Fault::default()
+        },
+    );
+    let nonce = RawNonce::generate();
+    let bodies: Vec<_> = (0..2)
+        .map(|_| {
+            let minted = h.mint(IdentityTokenRequest {
+                raw_nonce: Some(nonce.expose().into()),
+                ..default()
+            });
+            json!({"identityToken": minted.identity_token,
+                   "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()})
+        })
+        .collect();
+    let (a, b) = tokio::join!(
+        h.post("/v1/auth/apple", &bodies[0]),
+        h.post("/v1/auth/apple", &bodies[1])
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401], "{} {}", a.1, b.1);
+    assert_eq!(h.count(Endpoint::Token), 2, "both codes were exchanged");
+    revocations_reach(&h, 1).await;
 }
