@@ -175,20 +175,31 @@ async fn exchange(
             ApiError::new(StatusCode::BAD_GATEWAY, "apple_exchange_failed", "Apple refused the server's credentials or answered unexpectedly")
         }
     })?;
-    let from_code = state.verifier.verify(&tokens.id_token, None).await?;
+    // This token comes straight from Apple over TLS, which OpenID Connect accepts in place of
+    // its signature (docs/apple-protocol.md, F10). Checking the signature would tie a spent
+    // code to the key set: a key rotation inside a refetch cooldown would refuse it.
+    let from_code = siwa_core::decode_unverified(&tokens.id_token)
+        .map_err(|_| apple_answer_unexpected("Apple's id_token could not be read"))?
+        .claims;
+    state
+        .verifier
+        .check_issuer_and_audience(&from_code.iss, &from_code.aud)?;
+    if from_code.aud != claims.aud {
+        return Err(siwa_core::VerifyError::WrongAudience.into());
+    }
     if from_code.sub != claims.sub {
         return Err(ApiError::unauthorized(
             "authorization_code_mismatch",
             "the authorization code belongs to another user than the identity token",
         ));
     }
-    tokens.refresh_token.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "apple_exchange_failed",
-            "Apple's answer had no refresh token",
-        )
-    })
+    tokens
+        .refresh_token
+        .ok_or_else(|| apple_answer_unexpected("Apple's answer had no refresh token"))
+}
+
+fn apple_answer_unexpected(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "apple_exchange_failed", message)
 }
 
 /// The seed-compatible sign-in: the same verification and user record, without a session

@@ -30,6 +30,7 @@ on_both_databases!(
     a_name_longer_than_the_limit_is_refused,
     an_apple_grant_replaced_by_a_new_sign_in_is_revoked,
     the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked,
+    a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_code,
 );
 
 async fn a_first_sign_in_creates_the_user_and_a_session(h: Harness) {
@@ -480,4 +481,30 @@ async fn the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked(h: Harness) {
     assert_eq!(statuses, [200, 401], "{} {}", a.1, b.1);
     assert_eq!(h.count(Endpoint::Token), 2, "both codes were exchanged");
     revocations_reach(&h, 1).await;
+}
+
+async fn a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_code(h: Harness) {
+    // A genuine credential, signed with the key Apple uses now.
+    let nonce = RawNonce::generate();
+    let minted = h.mint(IdentityTokenRequest {
+        raw_nonce: Some(nonce.expose().into()),
+        ..default()
+    });
+    // Someone sends a made-up kid: the server refetches Apple's keys, and may not again for a
+    // while.
+    let forged = h.mint(IdentityTokenRequest {
+        kid: Some("made-up".into()),
+        ..default()
+    });
+    let (status, body) = h
+        .post("/v1/auth/apple", &json!({"identityToken": forged.identity_token}))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("unknown_key")));
+    // Apple rotates: the id_token of the code exchange is signed with a key the server has
+    // not fetched.
+    h.apple.add_key().unwrap();
+    let body = json!({"identityToken": minted.identity_token,
+                      "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()});
+    let (status, answer) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(status, 200, "{answer}");
 }
