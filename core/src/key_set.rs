@@ -9,11 +9,14 @@
 //!   sending made-up `kid`s, which is exactly what the seed's server does.
 //! - When the endpoint fails or returns garbage, known keys keep working (stale-if-error) and the
 //!   failure is reported as [`VerifyError::KeySetUnavailable`], distinct from an unknown key.
+//! - A stale key set is refreshed in the background while its keys keep serving
+//!   (stale-while-revalidate): a slow endpoint never stalls requests for keys we have. Only an
+//!   unknown `kid` waits for a fetch.
 //!
 //! The same key set verifies server-to-server notifications, which Apple signs with these keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -76,6 +79,8 @@ struct Inner {
     fetch_gate: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
     fetch_failures: AtomicU64,
+    /// A background revalidation is under way: at most one at a time.
+    revalidating: AtomicBool,
 }
 
 enum Source {
@@ -175,6 +180,7 @@ impl KeySet {
                 fetch_gate: tokio::sync::Mutex::new(()),
                 fetches: AtomicU64::new(0),
                 fetch_failures: AtomicU64::new(0),
+                revalidating: AtomicBool::new(false),
             }),
         }
     }
@@ -192,8 +198,15 @@ impl KeySet {
             let fresh = state.fresh_until.is_some_and(|t| now < t);
             match cached {
                 Some(key) if fresh || !state.cooldown_over(now, cooldown) => return Ok(key.clone()),
+                Some(key) => {
+                    let key = key.clone();
+                    let generation = state.generation;
+                    drop(state);
+                    self.revalidate_in_background(generation);
+                    return Ok(key);
+                }
                 None if !state.cooldown_over(now, cooldown) => return Err(state.miss_error()),
-                _ => state.generation,
+                None => state.generation,
             }
         };
         self.refresh_once(seen_generation).await;
@@ -211,6 +224,22 @@ impl KeySet {
             fetches: self.inner.fetches.load(Ordering::Relaxed),
             fetch_failures: self.inner.fetch_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Starts a refresh that no request waits for, unless one is under way. The task ends by
+    /// itself within the fetch timeout, and holds the key set only until then.
+    fn revalidate_in_background(&self, seen_generation: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.revalidating.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        runtime.spawn(async move {
+            this.refresh_once(seen_generation).await;
+            this.inner.revalidating.store(false, Ordering::Release);
+        });
     }
 
     /// Fetches unless another task completed a fetch since `seen_generation` was read.

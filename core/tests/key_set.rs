@@ -73,6 +73,18 @@ async fn always_stale() -> (Endpoint, Verifier) {
     (endpoint, verifier)
 }
 
+/// Waits (at most 5 s) until the endpoint has had `n` requests: background revalidations
+/// complete after the verification that started them.
+async fn fetches_reach(endpoint: &Endpoint, n: usize) {
+    for _ in 0..100 {
+        if endpoint.fetches().await >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(endpoint.fetches().await, n);
+}
+
 fn token_with_kid(kid: &str) -> String {
     let header = json!({"alg": "RS256", "kid": kid});
     sign_raw(
@@ -165,6 +177,11 @@ async fn a_retired_key_stops_verifying_once_the_key_set_is_refetched() {
     assert!(verifier.verify(&token, None).await.is_ok());
 
     endpoint.script.set(serving(&jwks(&[&ATTACKER])));
+    // The stale key still serves while the key set is refreshed in the background...
+    assert!(verifier.verify(&token, None).await.is_ok());
+    fetches_reach(&endpoint, 2).await;
+    // ...and once the refreshed set is in, the retired key is gone.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         verifier.verify(&token, None).await.unwrap_err(),
         VerifyError::UnknownKey
@@ -251,10 +268,34 @@ async fn the_cache_lifetime_comes_from_cache_control() {
 async fn a_stale_cache_is_refreshed() {
     let (endpoint, verifier) = always_stale().await;
     let token = mint(&apple_claims());
-    for _ in 0..3 {
+    for n in 1..=3 {
         assert!(verifier.verify(&token, None).await.is_ok());
+        fetches_reach(&endpoint, n).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(endpoint.fetches().await, 3);
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_never_stalls_requests_for_keys_we_have() {
+    let (endpoint, verifier) = always_stale().await;
+    let token = mint(&apple_claims());
+    assert!(verifier.verify(&token, None).await.is_ok());
+    // Apple's endpoint hangs past the fetch timeout (5 s by default).
+    endpoint
+        .script
+        .set(serving(&jwks(&[&APPLE])).set_delay(Duration::from_secs(60)));
+    // Every verification with a known key answers without waiting for the fetch: a behaviour,
+    // not a speed (the bound is far below the endpoint's delay).
+    let within = Duration::from_secs(2);
+    for _ in 0..32 {
+        let verified = tokio::time::timeout(within, verifier.verify(&token, None)).await;
+        assert!(matches!(verified, Ok(Ok(_))), "waited for the key set");
+    }
+    // The endpoint records a request once it answers; the key set counts fetches it started
+    // (once the test's single-threaded runtime lets the background task run).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = verifier.key_set().stats().fetches;
+    assert_eq!(started, 2, "one background revalidation at a time");
 }
 
 #[tokio::test]
