@@ -10,13 +10,15 @@ use siwa_core::{IdentityClaims, RealUserStatus};
 use crate::directory::Identity;
 use crate::keys::SigningKey;
 
-/// How long Apple's identity tokens live (observed values range from 600 s to a day).
-pub const DEFAULT_LIFETIME_SECS: i64 = 600;
+/// How long Apple's identity tokens live: a day since September 2020 (600 s before;
+/// docs/apple-protocol.md, F4).
+pub const DEFAULT_LIFETIME_SECS: i64 = 86_400;
 
 /// A request for a token with overrides. Every field is optional: an empty request mints the
-/// token Apple would send for the default user and client.
+/// token Apple would send for the default user and client. Any key of the body that is not one
+/// of these fields is a claim to set (`{"aud": "...", "email": "..."}`), as `claims` does.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct IdentityTokenRequest {
     /// The audience, and the client the authorization code is bound to.
     pub client_id: Option<String>,
@@ -32,6 +34,9 @@ pub struct IdentityTokenRequest {
     /// Claims to set; `null` removes a claim.
     #[serde(default)]
     pub claims: Map<String, Value>,
+    /// The body's other keys: claims to set too (`claims` wins where both name one).
+    #[serde(flatten)]
+    pub top_level_claims: Map<String, Value>,
     /// Header fields to set; `null` removes one.
     #[serde(default)]
     pub header: Map<String, Value>,

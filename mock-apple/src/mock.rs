@@ -292,6 +292,11 @@ impl Mock {
             "at_hash".into(),
             json!(identity::code_hash(&issued.access_token)),
         );
+        if !with_refresh {
+            // Recorded: a refresh grant's id_token has neither (docs/apple-protocol.md, F10).
+            claims.remove("auth_time");
+            claims.remove("nonce_supported");
+        }
         let id_token = sign_rs256(&state.keys, &claims);
         Ok(TokenResponse {
             access_token: issued.access_token,
@@ -476,6 +481,7 @@ impl Mock {
             request.booleans_as,
         );
         claims.insert("c_hash".into(), json!(identity::code_hash(&code)));
+        identity::apply_overrides(&mut claims, &request.top_level_claims);
         identity::apply_overrides(&mut claims, &request.claims);
 
         let key = match request.kid.as_deref().and_then(|kid| state.keys.get(kid)) {

@@ -226,6 +226,74 @@ async fn refresh_returns_no_new_refresh_token() {
             .await
             .is_ok()
     );
+    // As recorded: at_hash, and neither auth_time nor nonce_supported.
+    let claims = payload_claims(&refreshed.id_token);
+    assert!(claims.get("at_hash").is_some());
+    assert!(claims.get("auth_time").is_none(), "{claims}");
+    assert!(claims.get("nonce_supported").is_none(), "{claims}");
+}
+
+#[tokio::test]
+async fn token_answers_carry_apples_recorded_headers_and_our_client_reads_them() {
+    let s = setup().await;
+    let code = s.code(APP);
+    let secret = s.secret(APP);
+    let form = [
+        ("client_id", APP),
+        ("client_secret", secret.expose()),
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+    ];
+    let success = http()
+        .post(s.apple.endpoints().token())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let failure = http()
+        .post(s.apple.endpoints().token())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (success.status().as_u16(), failure.status().as_u16()),
+        (200, 400),
+        "the code is single-use"
+    );
+    for response in [&success, &failure] {
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-type"],
+            "application/json;charset=ISO-8859-1"
+        );
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(headers["pragma"], "no-cache");
+    }
+    // siwa-core's client of the endpoint reads answers declared in that charset.
+    let tokens = s
+        .client
+        .exchange_code(APP, &s.secret(APP), &s.code(APP), None)
+        .await
+        .unwrap();
+    assert_eq!(tokens.token_type, "Bearer");
+    let refused = s
+        .client
+        .exchange_code(APP, &s.secret(APP), &code, None)
+        .await;
+    assert_eq!(rejected(refused).0, OAuthErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn invalid_client_comes_without_a_description() {
+    let s = setup().await;
+    let status = s
+        .exchange_with_raw_secret("not-a-secret", &s.code(APP))
+        .await;
+    assert_eq!(
+        status, 400,
+        "exchange_with_raw_secret asserts the exact body"
+    );
 }
 
 #[tokio::test]

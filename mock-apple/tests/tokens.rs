@@ -178,6 +178,7 @@ async fn attack_forms_are_refused_with_their_specific_errors() {
         (
             IdentityTokenRequest {
                 issued_at: Some(apple.now() - 7200),
+                lifetime_secs: Some(600),
                 ..request()
             },
             VerifyError::Expired,
@@ -343,7 +344,8 @@ async fn the_control_api_mints_tokens_over_http() {
 
     let bad = http()
         .post(format!("{}/mock/identity-token", apple.base_url()))
-        .body("{\"unknownField\": 1}")
+        // Any other key is a claim; a control field of the wrong type is still refused.
+        .body("{\"hideEmail\": \"yes\"}")
         .send()
         .await
         .unwrap();
@@ -392,4 +394,34 @@ async fn revoking_the_apps_tokens_makes_the_next_authorization_a_first_one_again
     let after = apple.mint_identity_token(request()).unwrap();
     assert!(after.first_authorization);
     assert_eq!(after.given_name.as_deref(), Some("Jane"));
+}
+
+#[tokio::test]
+async fn tokens_live_a_day_by_default_as_apples_have_since_2020() {
+    let apple = apple().await;
+    let minted = apple.mint_identity_token(request()).unwrap();
+    let claims = payload_claims(&minted.identity_token);
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 86_400);
+}
+
+#[tokio::test]
+async fn keys_of_the_body_that_are_not_control_fields_are_claims() {
+    let apple = apple().await;
+    let response = http()
+        .post(format!("{}/mock/identity-token", apple.base_url()))
+        .json(
+            &json!({"aud": "com.example.other", "sub": "001999.custom.0001",
+                      "email": "someone@example.com", "claims": {"email_verified": false}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let minted: serde_json::Value = response.json().await.unwrap();
+    let claims = payload_claims(minted["identityToken"].as_str().unwrap());
+    assert_eq!(claims["aud"], "com.example.other");
+    assert_eq!(claims["sub"], "001999.custom.0001");
+    assert_eq!(claims["email"], "someone@example.com");
+    assert_eq!(claims["email_verified"], false, "`claims` still applies");
 }

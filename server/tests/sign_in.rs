@@ -497,7 +497,10 @@ async fn a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_
         ..default()
     });
     let (status, body) = h
-        .post("/v1/auth/apple", &json!({"identityToken": forged.identity_token}))
+        .post(
+            "/v1/auth/apple",
+            &json!({"identityToken": forged.identity_token}),
+        )
         .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("unknown_key")));
     // Apple rotates: the id_token of the code exchange is signed with a key the server has

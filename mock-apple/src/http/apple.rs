@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -32,7 +33,19 @@ async fn discovery(State(mock): State<Arc<Mock>>) -> Response {
 
 /// Apple answers every OAuth error with HTTP 400.
 fn oauth_failure(error: OAuthError) -> Response {
-    (StatusCode::BAD_REQUEST, Json(error)).into_response()
+    token_endpoint_answer(StatusCode::BAD_REQUEST, &error)
+}
+
+/// An answer of `/auth/token` with the headers Apple's carry (docs/apple-protocol.md, F9): a
+/// JSON body declared as ISO-8859-1, and no caching.
+fn token_endpoint_answer(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(body).expect("token endpoint answers serialize");
+    let headers = [
+        (CONTENT_TYPE, "application/json;charset=ISO-8859-1"),
+        (CACHE_CONTROL, "no-store"),
+        (PRAGMA, "no-cache"),
+    ];
+    (status, headers, body).into_response()
 }
 
 fn not_a_form() -> OAuthError {
@@ -50,7 +63,7 @@ async fn token(
         return oauth_failure(not_a_form());
     };
     match mock.token(&request) {
-        Ok(tokens) => Json(tokens).into_response(),
+        Ok(tokens) => token_endpoint_answer(StatusCode::OK, &tokens),
         Err(error) => oauth_failure(error),
     }
 }
