@@ -12,9 +12,24 @@ use crate::store::PendingRevocation;
 
 const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 
-/// Tries one revocation; on failure schedules the next attempt. Returns whether Apple
-/// confirmed it.
+/// How long an instance holds a revocation it attempts: far longer than a call to Apple takes.
+const LEASE_SECS: i64 = 120;
+
+/// Tries one revocation, if no other instance is attempting it; on failure schedules the next
+/// attempt. Returns whether Apple confirmed it.
 pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
+    match state
+        .store
+        .claim_revocation(&pending.id, now, now + LEASE_SECS)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(error) => {
+            tracing::warn!(%error, "could not claim a revocation");
+            return false;
+        }
+    }
     match state
         .apple
         .revoke(&pending.client_id, &pending.token, pending.token_type_hint)

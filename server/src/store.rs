@@ -390,6 +390,26 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Takes the lease on a due revocation: it is not due for anyone else until `lease_until`.
+    /// Of several instances claiming one row, exactly one gets it; an instance that dies
+    /// holding it only delays the row until the lease runs out.
+    pub async fn claim_revocation(
+        &self,
+        id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let claimed = sqlx::query(
+            "UPDATE apple_revocations SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     pub async fn revocation_failed(
         &self,
         id: &str,

@@ -41,6 +41,7 @@ on_both_databases!(
     a_duplicate_notification_is_acknowledged_once,
     an_invalid_notification_is_refused,
     a_deletion_racing_two_sign_ins_always_completes,
+    two_instances_attempt_each_queued_revocation_once_at_a_time,
 );
 
 async fn deletion_revokes_apples_token_and_removes_the_data(h: Harness) {
@@ -190,4 +191,50 @@ async fn a_deletion_racing_two_sign_ins_always_completes(h: Harness) {
         assert_eq!(first.0, 200, "round {round}: {}", first.1);
         assert_eq!(second.0, 200, "round {round}: {}", second.1);
     }
+}
+
+async fn two_instances_attempt_each_queued_revocation_once_at_a_time(h: Harness) {
+    // Apple is down while ten accounts are deleted: ten revocations wait in the queue.
+    h.apple.set_fault(
+        Endpoint::Revoke,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    for i in 0..10 {
+        let request = IdentityTokenRequest {
+            sub: Some(format!("001000.lease{i:02}.0001")),
+            ..IdentityTokenRequest::default()
+        };
+        let (status, body) = h.sign_in(request, None).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, deleted) = h.delete_auth("/v1/me", access(&body)).await;
+        assert_eq!(deleted["appleRevocation"], "queued");
+    }
+    // A second instance polls the same queue; Apple comes back, slow enough that the two
+    // would overlap on every row without a lease.
+    let second = h.another_instance().await;
+    h.apple.set_fault(
+        Endpoint::Revoke,
+        Fault {
+            delay_ms: 300,
+            ..Fault::default()
+        },
+    );
+    h.apple.reset_request_counts();
+    let state = h.server.state.clone();
+    for _ in 0..200 {
+        if state.store.pending_revocations().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state.store.pending_revocations().await.unwrap(), 0);
+    assert_eq!(
+        h.count(Endpoint::Revoke),
+        10,
+        "each revocation attempted once"
+    );
+    second.shutdown().await;
 }
