@@ -218,6 +218,23 @@ impl KeySet {
             .ok_or_else(|| state.miss_error())
     }
 
+    /// Whether verification can work: some key is known, or the key set can be fetched now
+    /// (the fetch obeys the cooldown and is shared with concurrent callers). For readiness.
+    pub async fn usable(&self) -> bool {
+        let generation = {
+            let state = self.read_state();
+            if !state.keys.is_empty() {
+                return true;
+            }
+            if !state.cooldown_over(Instant::now(), self.inner.options.refetch_cooldown) {
+                return false;
+            }
+            state.generation
+        };
+        self.refresh_once(generation).await;
+        !self.read_state().keys.is_empty()
+    }
+
     /// Fetch counters, for metrics.
     pub fn stats(&self) -> KeySetStats {
         KeySetStats {

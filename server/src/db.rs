@@ -34,6 +34,15 @@ impl Backend {
     }
 }
 
+/// The file of a SQLite URL (`sqlite://PATH?...` or `sqlite:PATH`); none for an in-memory
+/// database or another backend.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+}
+
 /// Connects, sets SQLite up for concurrent use, and applies the embedded migrations.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
@@ -88,5 +97,25 @@ pub async fn checkpoint_wal(pool: AnyPool) {
             }
             tracing::warn!(%error, "WAL checkpoint failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_file_is_read_from_the_url() {
+        assert_eq!(
+            sqlite_file("sqlite://siwa.db?mode=rwc"),
+            Some("siwa.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/a/siwa.db"),
+            Some("/tmp/a/siwa.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite:siwa.db"), Some("siwa.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/siwa"), None);
     }
 }

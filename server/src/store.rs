@@ -121,8 +121,10 @@ impl Store {
         Self { pool, group_commit }
     }
 
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
+    /// Whether the database takes a committed write: what every sign-in needs.
+    pub async fn accepts_writes(&self, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE readiness SET checked_at = $1 WHERE id = 1")
+            .bind(now)
             .execute(&self.pool)
             .await
             .map(|_| ())

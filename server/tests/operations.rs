@@ -15,6 +15,8 @@ on_both_databases!(
     every_error_is_the_json_error_even_those_axum_makes,
     a_lowercase_bearer_scheme_is_accepted,
     responses_are_not_cached_or_sniffed_and_a_401_says_how_to_authenticate,
+    readiness_needs_apples_keys_known_or_fetchable,
+    readiness_needs_the_database_file_that_takes_the_writes,
 );
 
 async fn health_and_readiness_answer(h: Harness) {
@@ -286,4 +288,33 @@ async fn responses_are_not_cached_or_sniffed_and_a_401_says_how_to_authenticate(
     assert_eq!(denied.status(), 401);
     assert_eq!(denied.headers()["www-authenticate"], "Bearer");
     assert_eq!(denied.headers()["cache-control"], "no-store");
+}
+
+async fn readiness_needs_apples_keys_known_or_fetchable(h: Harness) {
+    // Nothing has fetched Apple's keys yet, and Apple's key endpoint is down.
+    h.apple.set_fault(
+        mock_apple::Endpoint::Keys,
+        mock_apple::Fault {
+            status: Some(503),
+            ..mock_apple::Fault::default()
+        },
+    );
+    let (status, body) = read(h.http.get(h.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_ne!(body["checks"]["appleKeys"], "ok");
+}
+
+async fn readiness_needs_the_database_file_that_takes_the_writes(h: Harness) {
+    let (status, body) = read(h.http.get(h.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"], json!({"database": "ok", "appleKeys": "ok"}));
+    let Some(file) = siwa_server::db::sqlite_file(&h.database_url) else {
+        return; // PostgreSQL: the closed-pool case of health_and_readiness_answer covers it
+    };
+    std::fs::remove_file(&file).unwrap();
+    let (status, body) = read(h.http.get(h.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["database"], "the database file is gone");
 }

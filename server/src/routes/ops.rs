@@ -8,6 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
+use siwa_core::{Clock, SystemClock};
+
 use crate::state::AppState;
 
 /// 200 once the server accepts requests.
@@ -15,15 +17,37 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 when the database answers too.
+/// 200 when a sign-in could succeed: the database takes a committed write (and, on SQLite,
+/// its file is still there) and Apple's keys are known or can be fetched. 503 otherwise, with
+/// the failing check named.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => "ready".into_response(),
+    let database = match state.store.accepts_writes(SystemClock.now()).await {
+        Ok(()) => match crate::db::sqlite_file(&state.config.database_url) {
+            Some(file) if !file.exists() => Err("the database file is gone"),
+            _ => Ok(()),
+        },
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            tracing::warn!(%error, "readiness: the database refused a write");
+            Err("the database refused a write")
         }
-    }
+    };
+    let apple_keys = if state.verifier.key_set().usable().await {
+        Ok(())
+    } else {
+        Err("Apple's keys are not known and cannot be fetched")
+    };
+    let ready = database.is_ok() && apple_keys.is_ok();
+    let check = |r: Result<(), &'static str>| r.err().unwrap_or("ok");
+    let body = serde_json::json!({
+        "ready": ready,
+        "checks": {"database": check(database), "appleKeys": check(apple_keys)},
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus text format.
