@@ -24,7 +24,7 @@ use crate::routes::{account, auth, notifications, ops};
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{db, responses, revocation, telemetry};
+use crate::{db, responses, revocation, serve, telemetry};
 
 /// Identity tokens are at most 8 KiB; nothing the API takes is larger than that and a name.
 const BODY_LIMIT_BYTES: usize = 32 * 1024;
@@ -164,18 +164,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| StartError::Bind(address, e))?;
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(revocation::run(state.clone(), stopped.clone()));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone());
+    let limits = state.config.connections;
     let task = tokio::spawn(async move {
-        let mut stopped = stopped;
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "the server stopped");
-        }
+        serve::serve(listener, app, limits, stopped).await;
         let _ = worker.await;
     });
     Ok(RunningServer {

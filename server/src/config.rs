@@ -33,6 +33,8 @@ pub struct Config {
     pub revocation_poll_interval: Duration,
     /// The first retry delay of a failed revocation; doubled at each failure, up to 6 h.
     pub revocation_retry_base: Duration,
+    /// How connections are accepted, timed out and drained (`crate::serve`).
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -167,6 +169,13 @@ impl Config {
         if refresh == 0 {
             return Err(invalid("SIWA_REFRESH_TOKEN_TTL_SECS", "must be positive"));
         }
+        let max_connections = number(
+            "SIWA_MAX_CONNECTIONS",
+            crate::serve::ConnectionLimits::default().max_connections as u64,
+        )?;
+        if max_connections == 0 {
+            return Err(invalid("SIWA_MAX_CONNECTIONS", "must be positive"));
+        }
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
@@ -195,6 +204,10 @@ impl Config {
             log_json,
             revocation_poll_interval: Duration::from_secs(poll.max(1)),
             revocation_retry_base: Duration::from_secs(retry_base),
+            connections: crate::serve::ConnectionLimits {
+                max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                ..Default::default()
+            },
         })
     }
 }

@@ -55,6 +55,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error
         log_json: false,
         revocation_poll_interval: Duration::from_secs(10),
         revocation_retry_base: Duration::from_secs(30),
+        connections: Default::default(),
     };
     let server = app::start(config).await?;
     Ok(DevSandbox { apple, server })

@@ -17,6 +17,7 @@ pub mod responses;
 pub mod revocation;
 pub mod routes;
 pub mod secrets;
+pub mod serve;
 pub mod sessions;
 pub mod signin;
 pub mod state;

@@ -86,6 +86,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         log_json: false,
         revocation_poll_interval: Duration::from_millis(100),
         revocation_retry_base: Duration::ZERO,
+        connections: Default::default(),
     }
 }
 

@@ -1,0 +1,140 @@
+//! The connection limits (`siwa_server::serve`): unfinished headers and silent connections are
+//! cut off, connections beyond the cap wait for a free slot, and a shutdown ends within its
+//! grace period even with connections open. Connection handling does not touch the database,
+//! so these run on SQLite only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use siwa_server::serve::ConnectionLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn server(limits: ConnectionLimits) -> Harness {
+    Harness::start_with(Db::Sqlite, |config| config.connections = limits)
+        .await
+        .unwrap()
+}
+
+async fn connect(h: &Harness) -> TcpStream {
+    TcpStream::connect(h.server.address).await.unwrap()
+}
+
+/// Reads until the server closes the connection; `None` if it is still open after `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_headers_are_cut_off() {
+    let h = server(ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let mut stream = connect(&h).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: siwa\r\n")
+        .await
+        .unwrap();
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "a client that never finishes its headers keeps the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_keep_alive_connection_is_closed() {
+    let h = server(ConnectionLimits {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let mut stream = connect(&h).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: siwa\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the silent connection is closed");
+    assert!(
+        answered.starts_with(b"HTTP/1.1 200"),
+        "the request itself was served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let h = server(ConnectionLimits {
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await;
+    let first = connect(&h).await;
+    let _second = connect(&h).await;
+    // Let the server take both before asking for a third.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let refused = quick.get(h.url("/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "a third connection was served beyond the cap"
+    );
+    drop(first);
+    let served = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        served.status(),
+        200,
+        "a freed slot serves the next connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_within_its_grace_period_with_connections_open() {
+    let h = server(ConnectionLimits::default()).await;
+    // A server of the test's own (the harness keeps its own until dropped), with a short grace.
+    let generated = h.apple.generate_developer_key(None, None).unwrap();
+    let key = siwa_core::DeveloperKey::from_p8_pem(
+        &generated.team_id,
+        &generated.key_id,
+        &generated.private_key_pem,
+    )
+    .unwrap();
+    let mut config = config_for(&h.apple, key, &h.database_url);
+    config.connections.shutdown_grace = Duration::from_millis(300);
+    let server = siwa_server::start(config).await.unwrap();
+    let mut hanging = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(server.address).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        hanging.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    assert!(
+        stopped.is_ok(),
+        "the shutdown waited on connections past its grace period"
+    );
+    drop(hanging);
+}
