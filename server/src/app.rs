@@ -24,10 +24,8 @@ use crate::routes::{account, auth, notifications, ops};
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{db, responses, revocation, serve, telemetry};
+use crate::{db, request_body, responses, revocation, serve, telemetry};
 
-/// Identity tokens are at most 8 KiB; nothing the API takes is larger than that and a name.
-const BODY_LIMIT_BYTES: usize = 32 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn(telemetry::observe));
     api.fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(DefaultBodyLimit::max(request_body::LIMIT_BYTES))
+        .layer(middleware::from_fn(request_body::read_whole))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

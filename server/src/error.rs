@@ -97,9 +97,11 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            // Refused before its body was used: say the connection ends, rather than leave the
+            // client with a connection closed under it.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod dev;
 pub mod error;
 pub mod group_commit;
+pub mod request_body;
 pub mod responses;
 pub mod revocation;
 pub mod routes;

@@ -138,3 +138,50 @@ async fn a_shutdown_ends_within_its_grace_period_with_connections_open() {
     );
     drop(hanging);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_writes_its_whole_body_first_gets_the_413() {
+    let h = server(ConnectionLimits::default()).await;
+    for mib in [1usize, 4, 16, 64] {
+        let size = mib * 1024 * 1024;
+        let mut stream = connect(&h).await;
+        let head = format!(
+            "POST /v1/auth/apple HTTP/1.1\r\nHost: siwa\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&vec![b' '; size]).await.unwrap();
+        let answer = closed_within(&mut stream, Duration::from_secs(30))
+            .await
+            .expect("the server closes after the 413");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{mib} MiB: {answer}");
+        assert!(answer.contains("\"body_too_large\""), "{mib} MiB: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_client_is_told_the_connection_closes() {
+    let h = Harness::start_with(Db::Sqlite, |config| config.rate_limit_per_minute = Some(1))
+        .await
+        .unwrap();
+    let body = serde_json::json!({"identityToken": "x"});
+    let first = h
+        .http
+        .post(h.url("/auth/apple"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(first.status(), 429);
+    let limited = h
+        .http
+        .post(h.url("/auth/apple"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["connection"], "close");
+    assert!(limited.headers().contains_key("retry-after"));
+}
