@@ -30,7 +30,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("the database could not be opened or migrated: {0}")]
+    /// The URL itself is not shown: it may hold a password.
+    #[error("the database of SIWA_DATABASE_URL could not be opened or migrated: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     SessionKey(#[from] SessionKeyError),
@@ -154,13 +155,14 @@ impl RunningServer {
 /// Starts serving on the configured address (port 0 picks a free one).
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let address = SocketAddr::new(config.host, config.port);
-    let state = prepare(config).await?;
+    // The port first: a port already taken is reported before any database file is made.
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| StartError::Bind(address, e))?;
     let address = listener
         .local_addr()
         .map_err(|e| StartError::Bind(address, e))?;
+    let state = prepare(config).await?;
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(revocation::run(state.clone(), stopped.clone()));
     let app = router(state.clone());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -46,6 +46,9 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// Connects, sets SQLite up for concurrent use, and applies the embedded migrations.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
+    // One connection first, outside the pool: the pool reports an unreachable server only as
+    // "pool timed out", while this says why (refused, unknown host, bad password...).
+    sqlx::AnyConnection::connect(url).await?.close().await?;
     let backend = Backend::of(url);
     let pool = AnyPoolOptions::new()
         // SQLite has one writer at a time: more connections only wait on its lock, and its

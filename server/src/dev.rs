@@ -26,20 +26,37 @@ pub struct DevSandbox {
     pub server: RunningServer,
 }
 
+/// Why the sandbox could not start, naming the flag to change.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("the fake Apple could not listen on port {0} ({1}): choose another with --mock-port")]
+    MockPort(u16, String),
+    #[error("the server could not listen on port {0} ({1}): choose another with --port")]
+    Port(u16, String),
+    #[error(transparent)]
+    Server(#[from] app::StartError),
+    #[error("the fake Apple's developer key: {0}")]
+    DeveloperKey(String),
+}
+
 /// Starts the mock, gives it a developer key, and starts the server against it.
-pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error::Error>> {
+pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let apple = MockApple::builder()
         .address(SocketAddr::new(localhost, options.mock_port))
         .default_client_id(APP_CLIENT_ID)
         .start()
-        .await?;
-    let generated = apple.generate_developer_key(Some("DEVTEAM001"), Some("DEVKEY0001"))?;
+        .await
+        .map_err(|e| DevError::MockPort(options.mock_port, e.to_string()))?;
+    let generated = apple
+        .generate_developer_key(Some("DEVTEAM001"), Some("DEVKEY0001"))
+        .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
     let key = DeveloperKey::from_p8_pem(
         &generated.team_id,
         &generated.key_id,
         &generated.private_key_pem,
-    )?;
+    )
+    .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
     let config = Config {
         host: localhost,
         port: options.port,
@@ -57,7 +74,12 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, Box<dyn std::error
         revocation_retry_base: Duration::from_secs(30),
         connections: Default::default(),
     };
-    let server = app::start(config).await?;
+    let server = match app::start(config).await {
+        Err(app::StartError::Bind(_, error)) => {
+            return Err(DevError::Port(options.port, error.to_string()));
+        }
+        other => other?,
+    };
     Ok(DevSandbox { apple, server })
 }
 

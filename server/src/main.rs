@@ -108,19 +108,20 @@ async fn run_dev(port: u16, mock_port: u16, database_url: String) -> ExitCode {
         Err(error) => println!("The demonstration sign-in failed: {error}"),
     }
     println!();
-    println!("Try it yourself:");
+    // Each line works when pasted into a shell, in order: the variables it sets are used by
+    // the next ones (server/tests/binary.rs runs them).
+    println!("Try it yourself (paste the lines in order):");
     println!(
         "  TOKEN=$(curl -s -X POST {apple}/mock/identity-token | sed 's/.*\"identityToken\":\"\\([^\"]*\\)\".*/\\1/')"
     );
     println!(
-        "  curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
+        "  ACCESS=$(curl -s {server}/v1/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\" | sed 's/.*\"accessToken\":\"\\([^\"]*\\)\".*/\\1/')"
     );
-    println!(
-        "  curl -s {server}/v1/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
-    );
-    println!("Then, with the accessToken of the answer:");
     println!("  curl -s {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
     println!("  curl -s -X DELETE {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
+    println!(
+        "The seed's route: curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
+    );
     println!("API: {server}/openapi.json   metrics: {server}/metrics   Ctrl-C stops.");
     shutdown_signal().await;
     sandbox.server.shutdown().await;

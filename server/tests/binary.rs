@@ -52,22 +52,132 @@ fn dev_shows_a_complete_sign_in_with_no_apple_account() {
     let started = Instant::now();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
-    let outcome = loop {
+    // Everything it prints, up to its last line.
+    loop {
         let Some(Ok(line)) = lines.next() else {
-            break None;
+            break;
         };
-        seen.push(line.clone());
-        if line.contains("POST ") && line.contains("/v1/auth/apple ->") {
-            break Some(line);
+        let last = line.starts_with("API:");
+        seen.push(line);
+        if last || started.elapsed() > Duration::from_secs(60) {
+            break;
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            break None;
-        }
-    };
+    }
+    let printed = seen.join("\n");
+    let line = seen
+        .iter()
+        .find(|l| l.contains("POST ") && l.contains("/v1/auth/apple ->"))
+        .unwrap_or_else(|| panic!("no sign-in shown:\n{printed}"));
+    assert!(line.contains("(new: true)"), "{line}");
+    assert!(line.contains("access token ey"), "{line}");
+
+    // The commands it prints work when pasted, in order.
+    let commands: Vec<&str> = seen
+        .iter()
+        .skip_while(|l| !l.starts_with("Try it yourself"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim())
+        .collect();
+    assert_eq!(commands.len(), 4, "{printed}");
+    let pasted = Command::new("sh")
+        .arg("-c")
+        .arg(commands.join("\n"))
+        .output()
+        .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    let line = outcome.unwrap_or_else(|| panic!("no sign-in shown:\n{}", seen.join("\n")));
-    assert!(line.contains("(new: true)"), "{line}");
-    assert!(line.contains("access token ey"), "{line}");
+    let out = String::from_utf8_lossy(&pasted.stdout);
+    assert!(
+        out.contains("\"emailVerified\""),
+        "GET /v1/me answered: {out}"
+    );
+    assert!(
+        out.contains("\"deleted\":true"),
+        "DELETE /v1/me answered: {out}"
+    );
+}
+
+#[test]
+fn a_port_already_taken_is_named_before_any_database_file_is_made() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = std::env::temp_dir().join(format!("siwa-port-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("siwa.db");
+    let database = format!("sqlite://{}?mode=rwc", file.display());
+
+    let dev = siwa_server()
+        .args([
+            "dev",
+            "--port",
+            &port,
+            "--mock-port",
+            "0",
+            "--database-url",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(!dev.status.success());
+    assert!(
+        String::from_utf8_lossy(&dev.stderr).contains("--port"),
+        "{dev:?}"
+    );
+    let mock = siwa_server()
+        .args([
+            "dev",
+            "--port",
+            "0",
+            "--mock-port",
+            &port,
+            "--database-url",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&mock.stderr).contains("--mock-port"),
+        "{mock:?}"
+    );
+
+    let serve = siwa_server()
+        .env("SIWA_APPLE_CLIENT_IDS", "com.example.app")
+        .env("SIWA_HOST", "127.0.0.1")
+        .env("PORT", &port)
+        .env("SIWA_DATABASE_URL", &database)
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    assert!(
+        !file.exists(),
+        "a database file was made before the port was found taken"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_its_cause() {
+    let output = siwa_server()
+        .env("SIWA_APPLE_CLIENT_IDS", "com.example.app")
+        .env("PORT", "0")
+        .env(
+            "SIWA_DATABASE_URL",
+            "postgres://siwa:secret-password@127.0.0.1:1/siwa",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("SIWA_DATABASE_URL"), "{said}");
+    assert!(said.to_lowercase().contains("refused"), "the cause: {said}");
+    assert!(
+        !said.contains("secret-password"),
+        "the URL's password was shown: {said}"
+    );
 }
