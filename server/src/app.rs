@@ -21,6 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::routes::{account, auth, notifications, ops};
+use crate::sealing::Sealer;
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
@@ -39,6 +40,8 @@ pub enum StartError {
     Config(#[from] siwa_core::ConfigError),
     #[error("could not listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("secrets at rest: {0}")]
+    EncryptionKey(String),
 }
 
 /// The routes and middleware, over a ready state.
@@ -120,8 +123,10 @@ fn client_ip(request: &Request, hops: usize) -> Option<IpAddr> {
 /// Opens the database, loads the keys, and builds the state.
 pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     telemetry::prometheus();
+    let sealer = sealer(&config)?;
     let pool = db::connect(&config.database_url).await?;
-    let store = Store::new(pool, db::Backend::of(&config.database_url));
+    let store = Store::new(pool, db::Backend::of(&config.database_url), sealer);
+    store.seal_secrets_at_rest().await?;
     let sessions = SessionKeys::load(
         &store,
         config.access_token_ttl.as_secs() as i64,
@@ -129,6 +134,42 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     )
     .await?;
     Ok(AppState::new(config, store, sessions)?)
+}
+
+/// The keys that seal secrets at rest: `SIWA_ENCRYPTION_KEY`'s or, on SQLite, those of a key
+/// file beside the database, made (readable by its owner only) on first start.
+fn sealer(config: &Config) -> Result<Sealer, StartError> {
+    if let Some(sealer) = &config.encryption_key {
+        return Ok(sealer.clone());
+    }
+    if db::Backend::of(&config.database_url) == db::Backend::Postgres {
+        return Err(StartError::EncryptionKey(
+            "SIWA_ENCRYPTION_KEY is required with PostgreSQL".into(),
+        ));
+    }
+    let Some(database) = db::sqlite_file(&config.database_url) else {
+        // An in-memory database dies with the process, and so may its key.
+        return Ok(Sealer::from_keys(&Sealer::generate_key()).expect("a generated key is valid"));
+    };
+    let mut file = database.into_os_string();
+    file.push(".key");
+    let file = std::path::PathBuf::from(file);
+    let fail = |e: &dyn std::fmt::Display| {
+        StartError::EncryptionKey(format!("the key file {}: {e}", file.display()))
+    };
+    if !file.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut created = options.open(&file).map_err(|e| fail(&e))?;
+        std::io::Write::write_all(&mut created, Sealer::generate_key().as_bytes())
+            .and_then(|()| created.sync_all())
+            .map_err(|e| fail(&e))?;
+        tracing::warn!(file = %file.display(), "made an encryption key for the secrets in the database: back it up with the database, or set SIWA_ENCRYPTION_KEY");
+    }
+    let key = std::fs::read_to_string(&file).map_err(|e| fail(&e))?;
+    Sealer::from_keys(key.trim()).map_err(|e| fail(&e))
 }
 
 /// A server running in the background (for `dev`, tests and embedding).

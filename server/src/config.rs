@@ -35,6 +35,9 @@ pub struct Config {
     pub revocation_retry_base: Duration,
     /// How connections are accepted, timed out and drained (`crate::serve`).
     pub connections: crate::serve::ConnectionLimits,
+    /// The keys that seal secrets at rest (`SIWA_ENCRYPTION_KEY`). On SQLite, none means a key
+    /// file beside the database; on PostgreSQL it is required.
+    pub encryption_key: Option<crate::sealing::Sealer>,
 }
 
 impl std::fmt::Debug for Config {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Config {
             )
             .field("apple_key", &self.apple_key)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("encryption_key", &self.encryption_key)
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +180,20 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("SIWA_MAX_CONNECTIONS", "must be positive"));
         }
+        let encryption_key = match get("SIWA_ENCRYPTION_KEY") {
+            Some(value) => Some(
+                crate::sealing::Sealer::from_keys(&value)
+                    .map_err(|e| invalid("SIWA_ENCRYPTION_KEY", e.to_string()))?,
+            ),
+            None if crate::db::Backend::of(&database_url) == crate::db::Backend::Postgres => {
+                return Err(invalid(
+                    "SIWA_ENCRYPTION_KEY",
+                    "required with PostgreSQL, where every instance must seal with the same key \
+                     (make one with `openssl rand -base64 32`)",
+                ));
+            }
+            None => None,
+        };
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
@@ -208,6 +226,7 @@ impl Config {
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                 ..Default::default()
             },
+            encryption_key,
         })
     }
 }
@@ -350,9 +369,28 @@ mod tests {
         let c = config(&[
             ("SIWA_APPLE_CLIENT_IDS", "a"),
             ("SIWA_DATABASE_URL", "postgres://siwa:s3cret@db/siwa"),
+            ("SIWA_ENCRYPTION_KEY", KEY),
         ])
         .unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"));
+        assert!(!shown.contains(KEY), "the encryption key is shown: {shown}");
+    }
+
+    const KEY: &str = "c2l3YS10ZXN0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=";
+
+    #[test]
+    fn postgresql_needs_an_encryption_key_and_sqlite_does_not() {
+        let postgres = ("SIWA_DATABASE_URL", "postgres://db/siwa");
+        let ids = ("SIWA_APPLE_CLIENT_IDS", "a");
+        assert_eq!(
+            config(&[ids, postgres]).unwrap_err().variable,
+            "SIWA_ENCRYPTION_KEY"
+        );
+        assert!(config(&[ids, postgres, ("SIWA_ENCRYPTION_KEY", KEY)]).is_ok());
+        assert!(config(&[ids]).unwrap().encryption_key.is_none());
+        let bad = config(&[ids, ("SIWA_ENCRYPTION_KEY", "short")]).unwrap_err();
+        assert_eq!(bad.variable, "SIWA_ENCRYPTION_KEY");
     }
 
     #[test]

@@ -43,9 +43,26 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
 }
 
+/// Creates a missing SQLite file readable by its owner only: it holds sealed secrets and personal
+/// data, and SQLite gives its `-wal` and `-shm` files the database file's permissions.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Connects, sets SQLite up for concurrent use, and applies the embedded migrations.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
+    if let Some(file) = sqlite_file(url) {
+        create_private(&file).map_err(sqlx::Error::Io)?;
+    }
     // One connection first, outside the pool: the pool reports an unreachable server only as
     // "pool timed out", while this says why (refused, unknown host, bad password...).
     sqlx::AnyConnection::connect(url).await?.close().await?;

@@ -73,6 +73,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         revocation_poll_interval: Duration::from_secs(10),
         revocation_retry_base: Duration::from_secs(30),
         connections: Default::default(),
+        encryption_key: None,
     };
     let server = match app::start(config).await {
         Err(app::StartError::Bind(_, error)) => {

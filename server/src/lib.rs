@@ -17,6 +17,7 @@ pub mod request_body;
 pub mod responses;
 pub mod revocation;
 pub mod routes;
+pub mod sealing;
 pub mod secrets;
 pub mod serve;
 pub mod sessions;

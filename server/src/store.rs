@@ -6,6 +6,8 @@
 //! concurrent writers wait (busy timeout) instead of failing on a stale read snapshot.
 
 use siwa_core::{EventType, IdentityClaims, NotificationEvent, TokenTypeHint};
+
+use crate::sealing::{Purpose, SealError, Sealer};
 use sqlx::{Any, AnyPool, Transaction};
 
 use std::sync::LazyLock;
@@ -107,18 +109,24 @@ pub enum NotificationOutcome {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Seals Apple's refresh tokens and the server's signing key (`crate::sealing`).
+    sealer: Sealer,
     /// SQLite only: one writer commits concurrent single-statement sign-ins together.
     group_commit: Option<GroupCommit>,
 }
 
 impl Store {
     /// Must be called within the Tokio runtime (the SQLite writer is a task).
-    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub fn new(pool: AnyPool, backend: Backend, sealer: Sealer) -> Self {
         let group_commit = (backend == Backend::Sqlite).then(|| {
             tokio::spawn(crate::db::checkpoint_wal(pool.clone()));
             GroupCommit::start(pool.clone())
         });
-        Self { pool, group_commit }
+        Self {
+            pool,
+            sealer,
+            group_commit,
+        }
     }
 
     /// Whether the database takes a committed write: what every sign-in needs.
@@ -199,18 +207,22 @@ impl Store {
             .bind(&user.id)
             .fetch_optional(&mut *tx)
             .await?;
+            let replaced = match replaced {
+                Some((client_id, sealed)) => Some((client_id, self.open_apple_token(&sealed)?)),
+                None => None,
+            };
             sqlx::query(
                 "INSERT INTO apple_tokens (user_id, client_id, refresh_token, created_at, last_validated_at) \
                  VALUES ($1, $2, $3, $4, $4)",
             )
             .bind(&user.id)
             .bind(&claims.aud)
-            .bind(token)
+            .bind(self.sealer.seal(Purpose::AppleToken, token))
             .bind(now)
             .execute(&mut *tx)
             .await?;
             if let Some((client_id, old)) = replaced.filter(|(_, old)| old != token) {
-                queue_revocation(&mut tx, client_id, old, now).await?;
+                queue_revocation(&mut tx, &self.sealer, client_id, old, now).await?;
             }
         }
         let session = match record.session_ttl_secs {
@@ -348,8 +360,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let pending = match token {
-            Some((client_id, token)) => {
-                Some(queue_revocation(&mut tx, client_id, token, now).await?)
+            Some((client_id, sealed)) => {
+                let token = self.open_apple_token(&sealed)?;
+                Some(queue_revocation(&mut tx, &self.sealer, client_id, token, now).await?)
             }
             None => None,
         };
@@ -367,7 +380,8 @@ impl Store {
         now: i64,
     ) -> Result<PendingRevocation, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let pending = queue_revocation(&mut tx, client_id.into(), token.into(), now).await?;
+        let pending =
+            queue_revocation(&mut tx, &self.sealer, client_id.into(), token.into(), now).await?;
         tx.commit().await?;
         Ok(pending)
     }
@@ -377,11 +391,24 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<PendingRevocation>, sqlx::Error> {
-        sqlx::query_as("SELECT id, client_id, token, token_type_hint, attempts FROM apple_revocations WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2")
+        let due: Vec<PendingRevocation> = sqlx::query_as("SELECT id, client_id, token, token_type_hint, attempts FROM apple_revocations WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2")
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
-            .await
+            .await?;
+        Ok(due
+            .into_iter()
+            .filter_map(|mut pending| match self.open_apple_token(&pending.token) {
+                Ok(token) => {
+                    pending.token = token;
+                    Some(pending)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "a queued revocation cannot be opened; it stays queued");
+                    None
+                }
+            })
+            .collect())
     }
 
     pub async fn revocation_done(&self, id: &str) -> Result<(), sqlx::Error> {
@@ -515,17 +542,82 @@ impl Store {
     ) -> Result<(String, String), sqlx::Error> {
         const NEWEST: &str =
             "SELECT kid, private_key_pem FROM server_keys ORDER BY created_at DESC, kid LIMIT 1";
+        let open = |(kid, sealed): (String, String)| {
+            let pem = self
+                .sealer
+                .open(Purpose::ServerKey, &sealed)
+                .map_err(|e| unopenable("the server's signing key", &e))?;
+            Ok((kid, pem))
+        };
         if let Some(key) = sqlx::query_as(NEWEST).fetch_optional(&self.pool).await? {
-            return Ok(key);
+            return open(key);
         }
         let (kid, pem) = generate();
         sqlx::query("INSERT INTO server_keys (kid, private_key_pem, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
             .bind(&kid)
-            .bind(&pem)
+            .bind(self.sealer.seal(Purpose::ServerKey, &pem))
             .bind(now)
             .execute(&self.pool)
             .await?;
-        sqlx::query_as(NEWEST).fetch_one(&self.pool).await
+        open(sqlx::query_as(NEWEST).fetch_one(&self.pool).await?)
+    }
+
+    fn open_apple_token(&self, sealed: &str) -> Result<String, sqlx::Error> {
+        self.sealer
+            .open(Purpose::AppleToken, sealed)
+            .map_err(|e| unopenable("an Apple refresh token", &e))
+    }
+
+    /// Seals what is stored in clear (rows from before sealing) and reseals what an older key
+    /// sealed (after a rotation), so that an old key can be dropped from the list once every
+    /// instance has started with the new one. Each row is replaced only if unchanged meanwhile,
+    /// so instances starting together do not undo each other.
+    pub async fn seal_secrets_at_rest(&self) -> Result<(), sqlx::Error> {
+        const COLUMNS: [(&str, &str, &str, Purpose); 3] = [
+            ("server_keys", "kid", "private_key_pem", Purpose::ServerKey),
+            (
+                "apple_tokens",
+                "user_id",
+                "refresh_token",
+                Purpose::AppleToken,
+            ),
+            ("apple_revocations", "id", "token", Purpose::AppleToken),
+        ];
+        let newest_prefix = self.sealer.newest_prefix();
+        let mut resealed = 0;
+        for (table, key, column, purpose) in COLUMNS {
+            let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                "SELECT {key}, {column} FROM {table} WHERE {column} NOT LIKE $1"
+            ))
+            .bind(format!("{newest_prefix}%"))
+            .fetch_all(&self.pool)
+            .await?;
+            for (id, stored) in rows {
+                let plaintext = if Sealer::is_sealed(&stored) {
+                    self.sealer
+                        .open(purpose, &stored)
+                        .map_err(|e| unopenable("a stored secret", &e))?
+                } else {
+                    stored.clone()
+                };
+                sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
+                ))
+                .bind(self.sealer.seal(purpose, &plaintext))
+                .bind(&id)
+                .bind(&stored)
+                .execute(&self.pool)
+                .await?;
+                resealed += 1;
+            }
+        }
+        if resealed > 0 {
+            tracing::info!(
+                rows = resealed,
+                "sealed secrets stored in clear or with an older key"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -680,9 +772,22 @@ async fn revoke_sessions(
         .map(|_| ())
 }
 
-/// Puts an Apple refresh token in the revocation queue, due now.
+/// A stored secret that the configured keys cannot open: the operator dropped the key that
+/// sealed it.
+fn unopenable(what: &str, error: &SealError) -> sqlx::Error {
+    sqlx::Error::Decode(
+        format!(
+            "{what} cannot be opened ({error}): SIWA_ENCRYPTION_KEY (or the key file) must list \
+             the key it was sealed with"
+        )
+        .into(),
+    )
+}
+
+/// Puts an Apple refresh token in the revocation queue, due now, sealed.
 async fn queue_revocation(
     tx: &mut Transaction<'_, Any>,
+    sealer: &Sealer,
     client_id: String,
     token: String,
     now: i64,
@@ -697,7 +802,7 @@ async fn queue_revocation(
     sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $5)")
         .bind(&pending.id)
         .bind(&pending.client_id)
-        .bind(&pending.token)
+        .bind(sealer.seal(Purpose::AppleToken, &pending.token))
         .bind(pending.token_type_hint.as_str())
         .bind(now)
         .execute(&mut **tx)

@@ -166,6 +166,10 @@ fn an_unreachable_database_is_named_with_its_cause() {
             "SIWA_DATABASE_URL",
             "postgres://siwa:secret-password@127.0.0.1:1/siwa",
         )
+        .env(
+            "SIWA_ENCRYPTION_KEY",
+            "c2l3YS10ZXN0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=",
+        )
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -180,4 +184,15 @@ fn an_unreachable_database_is_named_with_its_cause() {
         !said.contains("secret-password"),
         "the URL's password was shown: {said}"
     );
+}
+
+#[test]
+fn postgresql_without_an_encryption_key_refuses_to_start_naming_it() {
+    let output = siwa_server()
+        .env("SIWA_APPLE_CLIENT_IDS", "com.example.app")
+        .env("SIWA_DATABASE_URL", "postgres://siwa@127.0.0.1:1/siwa")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SIWA_ENCRYPTION_KEY"));
 }

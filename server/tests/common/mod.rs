@@ -12,6 +12,8 @@ use sqlx::Connection;
 
 pub const APP: &str = "com.example.app";
 pub const WEB: &str = "com.example.web";
+/// The operator key the test servers seal with (32 bytes of base64).
+pub const TEST_ENCRYPTION_KEY: &str = "c2l3YS10ZXN0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Db {
@@ -87,6 +89,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         revocation_poll_interval: Duration::from_millis(100),
         revocation_retry_base: Duration::ZERO,
         connections: Default::default(),
+        encryption_key: Some(siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
     }
 }
 
@@ -126,6 +129,12 @@ impl Harness {
     /// The same database and mock, a new server process (as after a restart, or a second
     /// instance behind a load balancer).
     pub async fn another_instance(&self) -> RunningServer {
+        siwa_server::start(self.config()).await.unwrap()
+    }
+
+    /// The configuration of another instance: the same database and mock, a developer key of
+    /// its own.
+    pub fn config(&self) -> Config {
         let generated = self.apple.generate_developer_key(None, None).unwrap();
         let key = DeveloperKey::from_p8_pem(
             &generated.team_id,
@@ -133,9 +142,7 @@ impl Harness {
             &generated.private_key_pem,
         )
         .unwrap();
-        siwa_server::start(config_for(&self.apple, key, &self.database_url))
-            .await
-            .unwrap()
+        config_for(&self.apple, key, &self.database_url)
     }
 
     pub fn url(&self, path: &str) -> String {
