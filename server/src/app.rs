@@ -58,10 +58,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/apple/notifications", post(notifications::receive))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn(telemetry::observe));
+    // Metrics on the public address unless they have an address of their own.
+    let api = match state.config.metrics_address {
+        None => api.merge(metrics_router()),
+        Some(_) => api,
+    };
     api.fallback(not_found)
         .layer(DefaultBodyLimit::max(request_body::LIMIT_BYTES))
         .layer(middleware::from_fn(request_body::read_whole))
@@ -71,6 +75,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn(responses::policy))
         .with_state(state)
+}
+
+/// `/metrics` alone: merged into the API, or served on `SIWA_METRICS_ADDR`.
+fn metrics_router() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(ops::metrics))
 }
 
 async fn not_found() -> ApiError {
@@ -175,6 +184,8 @@ fn sealer(config: &Config) -> Result<Sealer, StartError> {
 /// A server running in the background (for `dev`, tests and embedding).
 pub struct RunningServer {
     pub address: SocketAddr,
+    /// Where `/metrics` is served, when not on `address`.
+    pub metrics_address: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -203,17 +214,41 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let address = listener
         .local_addr()
         .map_err(|e| StartError::Bind(address, e))?;
+    let metrics_listener = match config.metrics_address {
+        Some(metrics) => Some(
+            TcpListener::bind(metrics)
+                .await
+                .map_err(|e| StartError::Bind(metrics, e))?,
+        ),
+        None => None,
+    };
+    let metrics_address = match &metrics_listener {
+        Some(listener) => Some(
+            listener
+                .local_addr()
+                .map_err(|e| StartError::Bind(address, e))?,
+        ),
+        None => None,
+    };
     let state = prepare(config).await?;
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(revocation::run(state.clone(), stopped.clone()));
     let app = router(state.clone());
     let limits = state.config.connections;
+    let metrics = metrics_listener.map(|listener| {
+        let app = metrics_router().with_state(state.clone());
+        tokio::spawn(serve::serve(listener, app, limits, stopped.clone()))
+    });
     let task = tokio::spawn(async move {
         serve::serve(listener, app, limits, stopped).await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         let _ = worker.await;
     });
     Ok(RunningServer {
         address,
+        metrics_address,
         state,
         stop,
         task,

@@ -38,6 +38,8 @@ pub struct Config {
     /// The keys that seal secrets at rest (`SIWA_ENCRYPTION_KEY`). On SQLite, none means a key
     /// file beside the database; on PostgreSQL it is required.
     pub encryption_key: Option<crate::sealing::Sealer>,
+    /// Where `/metrics` is served instead of the public address (`SIWA_METRICS_ADDR`).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -194,6 +196,15 @@ impl Config {
             }
             None => None,
         };
+        let metrics_address = match get("SIWA_METRICS_ADDR") {
+            Some(value) => Some(value.parse().map_err(|_| {
+                invalid(
+                    "SIWA_METRICS_ADDR",
+                    format!("`{value}` is not an address such as 127.0.0.1:9100"),
+                )
+            })?),
+            None => None,
+        };
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
@@ -227,6 +238,7 @@ impl Config {
                 ..Default::default()
             },
             encryption_key,
+            metrics_address,
         })
     }
 }

@@ -74,6 +74,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         revocation_retry_base: Duration::from_secs(30),
         connections: Default::default(),
         encryption_key: None,
+        metrics_address: None,
     };
     let server = match app::start(config).await {
         Err(app::StartError::Bind(_, error)) => {

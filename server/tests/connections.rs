@@ -185,3 +185,23 @@ async fn a_rate_limited_client_is_told_the_connection_closes() {
     assert_eq!(limited.headers()["connection"], "close");
     assert!(limited.headers().contains_key("retry-after"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_an_address_of_their_own() {
+    let h = Harness::start_with(Db::Sqlite, |config| {
+        config.metrics_address = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+    .unwrap();
+    let public = h.http.get(h.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "metrics stay off the public address");
+    let private = h.server.metrics_address.expect("a metrics address");
+    let metrics = h
+        .http
+        .get(format!("http://{private}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("siwa_"));
+}
