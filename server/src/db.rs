@@ -75,6 +75,24 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
             Backend::Postgres => 16,
         })
         .acquire_timeout(Duration::from_secs(5))
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                if !connection.is_in_transaction() {
+                    return Ok(true);
+                }
+                // A dropped transaction's rollback is queued on the connection and runs before
+                // this statement. A connection still in a transaction after it is one whose
+                // COMMIT and ROLLBACK both failed (a full disk, say): reused, it would nest every
+                // later transaction in one that never commits, and answer 200 for writes that are
+                // lost. It is closed instead.
+                sqlx::query("SELECT 1").execute(&mut *connection).await?;
+                let healthy = !connection.is_in_transaction();
+                if !healthy {
+                    tracing::warn!("a connection left inside a failed transaction was closed");
+                }
+                Ok(healthy)
+            })
+        })
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

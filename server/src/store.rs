@@ -695,8 +695,14 @@ pub async fn upsert_user(
         .bind(u.real_user_status)
         .bind(&u.client_id)
         .bind(u.now)
-        .fetch_one(conn)
-        .await
+        // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with
+        // RETURNING only when it steps to its end, and a statement reset after its first row
+        // commits at the reset, whose failure (a full disk) would go unreported: a user
+        // answered 200 and never saved.
+        .fetch_all(conn)
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 async fn create_session(
