@@ -111,14 +111,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 async fn a_shutdown_ends_within_its_grace_period_with_connections_open() {
     let h = server(ConnectionLimits::default()).await;
     // A server of the test's own (the harness keeps its own until dropped), with a short grace.
-    let generated = h.apple.generate_developer_key(None, None).unwrap();
-    let key = siwa_core::DeveloperKey::from_p8_pem(
-        &generated.team_id,
-        &generated.key_id,
-        &generated.private_key_pem,
-    )
-    .unwrap();
-    let mut config = config_for(&h.apple, key, &h.database_url);
+    let mut config = h.config();
     config.connections.shutdown_grace = Duration::from_millis(300);
     let server = siwa_server::start(config).await.unwrap();
     let mut hanging = Vec::new();
