@@ -11,7 +11,8 @@ COPY core core
 COPY bindings bindings
 COPY mock-apple mock-apple
 COPY server server
-RUN cargo build --release --locked -p siwa-server \
+# Without the `dev` feature: no fake Apple in the production binary.
+RUN cargo build --release --locked -p siwa-server --no-default-features \
  && strip target/release/siwa-server \
  && mkdir -p /out/data
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod apple;
 pub mod config;
 pub mod db;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
 pub mod group_commit;

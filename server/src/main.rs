@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use siwa_server::{Config, dev, telemetry};
+#[cfg(feature = "dev")]
+use siwa_server::dev;
+use siwa_server::{Config, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The Sign in with Apple backend")]
@@ -19,6 +21,7 @@ enum Command {
     Serve,
     /// Serve against an in-process mock of Apple, with an SQLite file: a full sign-in with no
     /// Apple account.
+    #[cfg(feature = "dev")]
     Dev {
         #[arg(long, default_value_t = 3000)]
         port: u16,
@@ -33,6 +36,7 @@ enum Command {
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        #[cfg(feature = "dev")]
         Command::Dev {
             port,
             mock_port,
@@ -70,6 +74,7 @@ async fn serve() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[cfg(feature = "dev")]
 async fn run_dev(port: u16, mock_port: u16, database_url: String) -> ExitCode {
     telemetry::init_logging(false);
     let sandbox = match dev::start(dev::DevOptions {
