@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -67,7 +67,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         Some(_) => api,
     };
     api.fallback(not_found)
-        .layer(DefaultBodyLimit::max(request_body::LIMIT_BYTES))
         .layer(middleware::from_fn(request_body::read_whole))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -166,12 +165,7 @@ fn sealer(config: &Config) -> Result<Sealer, StartError> {
     let fail = |e: &dyn std::fmt::Display| {
         StartError::EncryptionKey(format!("the key file {}: {e}", file.display()))
     };
-    if !file.exists() {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut created = options.open(&file).map_err(|e| fail(&e))?;
+    if let Some(mut created) = db::create_private(&file).map_err(|e| fail(&e))? {
         std::io::Write::write_all(&mut created, Sealer::generate_key().as_bytes())
             .and_then(|()| created.sync_all())
             .map_err(|e| fail(&e))?;
@@ -226,7 +220,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Some(listener) => Some(
             listener
                 .local_addr()
-                .map_err(|e| StartError::Bind(address, e))?,
+                .map_err(|e| StartError::Bind(config.metrics_address.unwrap_or(address), e))?,
         ),
         None => None,
     };

@@ -43,16 +43,17 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
 }
 
-/// Creates a missing SQLite file readable by its owner only: it holds sealed secrets and personal
-/// data, and SQLite gives its `-wal` and `-shm` files the database file's permissions.
-fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+/// Creates `file` readable by its owner only, unless it exists; returns it when it was made.
+/// For the SQLite file (it holds sealed secrets and personal data, and SQLite gives its `-wal`
+/// and `-shm` files the database file's permissions) and the key file beside it.
+pub fn create_private(file: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(file) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(created) => Ok(Some(created)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(e),
     }
 }

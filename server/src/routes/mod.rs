@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body whose every rejection is an API error: 400 for a bad or ill-typed body, 413
-/// when it is too large, 415 without a JSON content type.
+/// A JSON body whose every rejection is an API error: 400 for a bad or ill-typed body, 415
+/// without a JSON content type. (Size is `request_body`'s: a body over the limit never gets here.)
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -31,15 +31,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "unsupported_media_type",
                 "the body must be JSON (content-type: application/json)",
             )),
-            Err(JsonRejection::BytesRejection(r))
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is too large",
-                ))
-            }
             // serde's own message would quote the offending value, which may be a token.
             Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request(
                 "the body is JSON but a required field is missing or has the wrong type",
