@@ -142,11 +142,6 @@ impl Sealer {
     pub fn newest_prefix(&self) -> String {
         format!("{PREFIX}{}:", self.keys[0].0)
     }
-
-    /// Whether the newest key sealed it (else it is worth resealing after a rotation).
-    pub fn sealed_with_newest(&self, stored: &str) -> bool {
-        stored.starts_with(&self.newest_prefix())
-    }
 }
 
 fn decode_key(text: &str) -> Result<[u8; KEY_BYTES], SealError> {
@@ -206,8 +201,12 @@ mod tests {
         let sealed = before.seal(Purpose::AppleToken, "t");
         let rotated = Sealer::from_keys(&format!("{new},{old}")).unwrap();
         assert_eq!(rotated.open(Purpose::AppleToken, &sealed).unwrap(), "t");
-        assert!(!rotated.sealed_with_newest(&sealed));
-        assert!(rotated.sealed_with_newest(&rotated.seal(Purpose::AppleToken, "t")));
+        assert!(!sealed.starts_with(&rotated.newest_prefix()));
+        assert!(
+            rotated
+                .seal(Purpose::AppleToken, "t")
+                .starts_with(&rotated.newest_prefix())
+        );
         let forgotten = Sealer::from_keys(&new).unwrap();
         assert!(matches!(
             forgotten.open(Purpose::AppleToken, &sealed),
