@@ -1,4 +1,4 @@
-//! Assembling the server: state, routes, middleware, the revocation worker, and serving with
+//! Assembling the server: state, routes, middleware, the background tasks, and serving with
 //! graceful shutdown.
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use governor::clock::{Clock as _, DefaultClock};
 use siwa_core::{Clock, SystemClock};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
@@ -25,7 +25,8 @@ use crate::sealing::Sealer;
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{db, request_body, responses, revocation, serve, telemetry};
+use crate::tasks::Tasks;
+use crate::{db, housekeeping, request_body, responses, revocation, serve, telemetry};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -60,7 +61,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/openapi.json", get(ops::openapi))
-        .route_layer(middleware::from_fn(telemetry::observe));
+        .route_layer(middleware::from_fn(telemetry::count))
+        .route_layer(telemetry::request_log());
     // Metrics on the public address unless they have an address of their own.
     let api = match state.config.metrics_address {
         None => api.merge(metrics_router()),
@@ -82,7 +84,7 @@ fn metrics_router() -> Router<Arc<AppState>> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::NotFound
 }
 
 /// Per client IP, on the sign-in routes only.
@@ -96,7 +98,10 @@ async fn limit_sign_in(
         && let Err(not_until) = limiter.check_key(&client)
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        return ApiError::rate_limited(wait.as_secs_f64().ceil() as u64).into_response();
+        return ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        }
+        .into_response();
     }
     next.run(request).await
 }
@@ -128,12 +133,12 @@ fn client_ip(request: &Request, hops: usize) -> Option<IpAddr> {
         .or(peer)
 }
 
-/// Opens the database, loads the keys, and builds the state.
-pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
+/// Opens the database, loads the keys, and builds the state; the store's tasks join `tasks`.
+async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartError> {
     telemetry::prometheus();
     let sealer = sealer(&config)?;
     let pool = db::connect(&config.database_url).await?;
-    let store = Store::new(pool, db::Backend::of(&config.database_url), sealer);
+    let store = Store::new(pool, db::Backend::of(&config.database_url), sealer, tasks);
     store.seal_secrets_at_rest().await?;
     let sessions = SessionKeys::load(
         &store,
@@ -181,8 +186,12 @@ pub struct RunningServer {
     /// Where `/metrics` is served, when not on `address`.
     pub metrics_address: Option<SocketAddr>,
     pub state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Stops accepting; the listeners drain.
+    stop_serving: CancellationToken,
+    /// The listeners: the API's and, if it has its own address, the metrics'.
+    serving: JoinHandle<()>,
+    /// The revocation worker, housekeeping, and the store's writer and checkpointer.
+    tasks: Tasks,
 }
 
 impl RunningServer {
@@ -190,10 +199,12 @@ impl RunningServer {
         format!("http://{}", self.address)
     }
 
-    /// Stops accepting requests, lets those in flight finish, and stops the worker.
+    /// Stops accepting requests and lets those in flight finish; then stops every background
+    /// task (the SQLite writer last writes what is queued) and closes the database.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.stop_serving.cancel();
+        let _ = self.serving.await;
+        self.tasks.stop().await;
         self.state.store.close().await;
     }
 }
@@ -224,27 +235,40 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ),
         None => None,
     };
-    let state = prepare(config).await?;
-    let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(revocation::run(state.clone(), stopped.clone()));
+    let tasks = Tasks::new();
+    let state = match prepare(config, &tasks).await {
+        Ok(state) => state,
+        Err(error) => {
+            tasks.stop().await;
+            return Err(error);
+        }
+    };
+    let worked = state.clone();
+    tasks.spawn("revocation-worker", |stop| {
+        revocation::work_queue(worked, stop)
+    });
+    let kept = state.clone();
+    tasks.spawn("housekeeping", |stop| housekeeping::run(kept, stop));
+    let stop_serving = CancellationToken::new();
     let app = router(state.clone());
     let limits = state.config.connections;
     let metrics = metrics_listener.map(|listener| {
         let app = metrics_router().with_state(state.clone());
-        tokio::spawn(serve::serve(listener, app, limits, stopped.clone()))
+        tokio::spawn(serve::serve(listener, app, limits, stop_serving.clone()))
     });
-    let task = tokio::spawn(async move {
-        serve::serve(listener, app, limits, stopped).await;
+    let serving = tokio::spawn(serve::serve(listener, app, limits, stop_serving.clone()));
+    let serving = tokio::spawn(async move {
+        let _ = serving.await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
-        let _ = worker.await;
     });
     Ok(RunningServer {
         address,
         metrics_address,
         state,
-        stop,
-        task,
+        stop_serving,
+        serving,
+        tasks,
     })
 }

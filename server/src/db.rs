@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection, Executor};
+use tokio_util::sync::CancellationToken;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -121,19 +122,19 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
 
 /// SQLite only: folds the write-ahead log into the database every second, without blocking
 /// writers (a passive checkpoint), so the log stays small while no commit pays for it.
-/// Runs until the pool is closed.
-pub async fn checkpoint_wal(pool: AnyPool) {
+/// Runs until `stop`.
+pub async fn checkpoint_wal(pool: AnyPool, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !pool.is_closed() {
-        every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await
         {
-            if pool.is_closed() {
-                return;
-            }
             tracing::warn!(%error, "WAL checkpoint failed");
         }
     }

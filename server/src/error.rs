@@ -1,12 +1,19 @@
-//! The one error type of the HTTP API: `{"error": <stable code>, "message": <human text>}`.
+//! The one error type of the HTTP API: every cause a request can fail for, each with a stable
+//! code and a status, answered as `{"error": <code>, "message": <human text>}`.
+//!
 //! Codes of token refusals are `siwa-core`'s; the others are the server's own. Messages are
-//! fixed texts: never a token, a nonce, an email or a key.
+//! fixed texts: never a token, a nonce, an email or a key. Errors are counted and logged in one
+//! place, [`ApiError::into_response`], not where they are made.
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use siwa_core::VerifyError;
+
+use crate::store::StoreError;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -16,87 +23,218 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    retry_after: Option<u64>,
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the text says how (never quoting what was sent).
+    #[error("{0}")]
+    InvalidRequest(Cow<'static, str>),
+    #[error("the body must be JSON (content-type: application/json)")]
+    UnsupportedMediaType,
+    #[error("no such route")]
+    NotFound,
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
+    #[error("the request took too long")]
+    RequestTimeout,
+    #[error("the request body is too large")]
+    BodyTooLarge,
+    #[error("too many sign-in attempts from this address")]
+    RateLimited { retry_after_secs: u64 },
+
+    /// An identity token refused (401), or Apple's keys not to be had (503).
+    #[error(transparent)]
+    Token(VerifyError),
+    /// A notification payload refused: 400 tells Apple that retrying will not help.
+    #[error(transparent)]
+    Notification(VerifyError),
+    #[error("the token carries a nonce: send its rawNonce too")]
+    NonceMissing,
+    #[error("this nonce was already used to sign in")]
+    NonceReplayed,
+    #[error("Apple refused the authorization code (expired, used, or issued to another client)")]
+    AuthorizationCodeRejected,
+    #[error("the authorization code belongs to another user than the identity token")]
+    AuthorizationCodeMismatch,
+    #[error("Apple could not be reached; try again")]
+    AppleUnavailable,
+    /// Apple refused our credentials or answered something we cannot use; `detail` (Apple's
+    /// error code, say) is logged, not answered.
+    #[error("{message}")]
+    AppleExchangeFailed {
+        message: &'static str,
+        detail: Option<String>,
+    },
+
+    #[error("an `Authorization: Bearer` access token is required")]
+    MissingAccessToken,
+    #[error("the access token is invalid or expired")]
+    InvalidAccessToken,
+    #[error("the session has ended or the account no longer exists")]
+    SessionEnded,
+    #[error("the refresh token is invalid, expired or its session ended")]
+    InvalidRefreshToken,
+    #[error("the refresh token was already used; the session has been ended")]
+    RefreshTokenReused,
+
+    #[error("the database could not be reached")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("an internal error occurred")]
+    Internal,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidRequest(message.into())
+    }
+
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::BodyTooLarge => "body_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Token(e) | Self::Notification(e) => e.code(),
+            Self::NonceMissing => "nonce_missing",
+            Self::NonceReplayed => "nonce_replayed",
+            Self::AuthorizationCodeRejected => "authorization_code_rejected",
+            Self::AuthorizationCodeMismatch => "authorization_code_mismatch",
+            Self::AppleUnavailable => "apple_unavailable",
+            Self::AppleExchangeFailed { .. } => "apple_exchange_failed",
+            Self::MissingAccessToken => "missing_access_token",
+            Self::InvalidAccessToken => "invalid_access_token",
+            Self::SessionEnded => "session_ended",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::Internal => "internal_error",
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) | Self::AuthorizationCodeRejected => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Token(e) | Self::Notification(e) if e.is_retryable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Token(_) => StatusCode::UNAUTHORIZED,
+            Self::Notification(_) => StatusCode::BAD_REQUEST,
+            Self::NonceMissing
+            | Self::NonceReplayed
+            | Self::AuthorizationCodeMismatch
+            | Self::MissingAccessToken
+            | Self::InvalidAccessToken
+            | Self::SessionEnded
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::AppleUnavailable | Self::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::AppleExchangeFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    /// Every code the server's own causes answer; token refusals add
+    /// [`VerifyError::ALL_CODES`].
+    pub const OWN_CODES: &'static [&'static str] = &[
+        "invalid_request",
+        "unsupported_media_type",
+        "not_found",
+        "method_not_allowed",
+        "request_timeout",
+        "body_too_large",
+        "rate_limited",
+        // `nonce_missing` is listed by `VerifyError`: the server's `NonceMissing` is the same
+        // refusal seen from the other side (a nonce in the token, none in the request).
+        "nonce_replayed",
+        "authorization_code_rejected",
+        "authorization_code_mismatch",
+        "apple_unavailable",
+        "apple_exchange_failed",
+        "missing_access_token",
+        "invalid_access_token",
+        "session_ended",
+        "invalid_refresh_token",
+        "refresh_token_reused",
+        "database_unavailable",
+        "internal_error",
+    ];
+
+    /// Every code the API can answer.
+    pub fn all_codes() -> impl Iterator<Item = &'static str> {
+        Self::OWN_CODES
+            .iter()
+            .chain(VerifyError::ALL_CODES)
+            .copied()
     }
 
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "an internal error occurred",
-        )
-    }
-
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many sign-in attempts from this address",
-        );
-        e.retry_after = Some(retry_after_secs.max(1));
-        e
+    /// Counts the refusal and logs what an operator must act on. Causes that are the client's
+    /// doing are counted only: a log line per bad request is noise an attacker controls.
+    fn record(&self) {
+        let code = self.code();
+        metrics::counter!("siwa_api_errors_total", "code" => code).increment(1);
+        match self {
+            Self::Token(_) | Self::Notification(_) => {
+                metrics::counter!("siwa_verification_failures_total", "reason" => code)
+                    .increment(1);
+            }
+            Self::DatabaseUnavailable(error) => tracing::error!(%error, "database error"),
+            Self::AppleExchangeFailed { message, detail } => {
+                tracing::error!(message, detail, "Apple code exchange failed");
+            }
+            Self::RefreshTokenReused => tracing::warn!(
+                "a rotated refresh token was presented again; its session was revoked"
+            ),
+            _ => {}
+        }
     }
 }
 
-/// A refused token: 401, except when Apple's keys could not be had (503: try again).
 impl From<VerifyError> for ApiError {
     fn from(error: VerifyError) -> Self {
-        metrics::counter!("siwa_verification_failures_total", "reason" => error.code())
-            .increment(1);
-        let status = if error.is_retryable() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        Self::new(status, error.code(), error.to_string())
+        Self::Token(error)
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        tracing::error!(%error, "database error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database could not be reached",
-        )
+        Self::DatabaseUnavailable(error)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NonceReplayed => Self::NonceReplayed,
+            StoreError::Database(e) => Self::DatabaseUnavailable(e),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(ErrorBody {
-                error: self.code.into(),
-                message: self.message,
-            }),
-        )
-            .into_response();
-        if let Some(secs) = self.retry_after {
+        self.record();
+        let status = self.status();
+        let retry_after = match self {
+            Self::RateLimited { retry_after_secs } => Some(retry_after_secs.max(1)),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.code().into(),
+            message: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             // Refused before its body was used: say the connection ends, rather than leave the
@@ -104,5 +242,76 @@ impl IntoResponse for ApiError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each cause; a new variant that is not listed here fails to compile the `match`
+    /// in `code()` first, and then this test if its code is missing from `OWN_CODES`.
+    fn one_of_each() -> Vec<ApiError> {
+        vec![
+            ApiError::bad_request("x"),
+            ApiError::UnsupportedMediaType,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::RequestTimeout,
+            ApiError::BodyTooLarge,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Token(VerifyError::Expired),
+            ApiError::Notification(VerifyError::Expired),
+            ApiError::NonceMissing,
+            ApiError::NonceReplayed,
+            ApiError::AuthorizationCodeRejected,
+            ApiError::AuthorizationCodeMismatch,
+            ApiError::AppleUnavailable,
+            ApiError::AppleExchangeFailed {
+                message: "x",
+                detail: None,
+            },
+            ApiError::MissingAccessToken,
+            ApiError::InvalidAccessToken,
+            ApiError::SessionEnded,
+            ApiError::InvalidRefreshToken,
+            ApiError::RefreshTokenReused,
+            ApiError::DatabaseUnavailable(sqlx::Error::PoolClosed),
+            ApiError::Internal,
+        ]
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let all: Vec<_> = ApiError::all_codes().collect();
+        for error in one_of_each() {
+            assert!(
+                all.contains(&error.code()),
+                "{} is not listed",
+                error.code()
+            );
+        }
+        let mut unique = all.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "a code is listed twice");
+    }
+
+    #[test]
+    fn retryable_refusals_are_503_and_notifications_400() {
+        assert_eq!(
+            ApiError::Token(VerifyError::KeySetUnavailable).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::Token(VerifyError::Expired).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ApiError::Notification(VerifyError::Expired).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -13,7 +13,7 @@ pub mod db;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
-pub mod group_commit;
+pub mod housekeeping;
 pub mod request_body;
 pub mod responses;
 pub mod revocation;
@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod signin;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 
 pub use app::{RunningServer, StartError, router, start};

@@ -7,8 +7,8 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
+use axum::http::HeaderValue;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH};
-use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -55,12 +55,7 @@ pub async fn read_whole(request: Request, next: Next) -> Response {
 
 /// The 413, telling the client the connection ends with it.
 fn too_large() -> Response {
-    let mut response = ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "the request body is too large",
-    )
-    .into_response();
+    let mut response = ApiError::BodyTooLarge.into_response();
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -43,17 +43,15 @@ pub async fn policy(request: Request, next: Next) -> Response {
 
 /// The JSON error for an answer that axum or tower made without a body of ours.
 fn error_for(status: StatusCode) -> ApiError {
-    let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "this route does not take this method")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body must be JSON"),
-        s if s.is_server_error() => ("internal_error", "an internal error occurred"),
-        _ => ("invalid_request", "the request was refused"),
-    };
-    ApiError::new(status, code, message)
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        s if s.is_server_error() => ApiError::Internal,
+        _ => ApiError::bad_request("the request was refused"),
+    }
 }
 
 /// Headers of the replaced answer that still apply (`Allow` of a 405, `Retry-After`).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use siwa_core::{Clock, SystemClock};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 use crate::store::PendingRevocation;
@@ -59,29 +59,25 @@ pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) ->
     }
 }
 
-/// Works the queue until `stop` turns true; also purges expired nonces and old notification
-/// ids, and forgets idle rate-limit entries.
-pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+/// Works the queue until `stop`: every poll interval, attempts each due revocation.
+pub async fn work_queue(state: Arc<AppState>, stop: CancellationToken) {
     let interval = state.config.revocation_poll_interval;
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
         let now = SystemClock.now();
         match state.store.due_revocations(now, 50).await {
             Ok(due) => {
                 for pending in &due {
+                    if stop.is_cancelled() {
+                        return;
+                    }
                     attempt(&state, pending, now).await;
                 }
             }
             Err(error) => tracing::warn!(%error, "could not read the revocation queue"),
-        }
-        if let Err(error) = state.store.purge_expired(now).await {
-            tracing::warn!(%error, "could not purge expired rows");
-        }
-        if let Some(limiter) = &state.sign_in_limiter {
-            limiter.retain_recent();
         }
     }
 }

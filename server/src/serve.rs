@@ -24,8 +24,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// How connections are accepted, timed out and drained.
@@ -54,12 +55,12 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then drains within the grace period.
+/// Serves `app` on `listener` until `stop`, then drains within the grace period.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -72,7 +73,7 @@ pub async fn serve(
         // Waiting for a free slot before accepting is the backpressure.
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = stopped(&mut stop) => break,
+            () = stop.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -84,7 +85,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stopped(&mut stop) => break,
+            () = stop.cancelled() => break,
         };
         let service = app
             .clone()
@@ -110,11 +111,6 @@ pub async fn serve(
             "connections still open after the shutdown grace period were closed"
         );
     }
-}
-
-/// Resolves once `stop` turns true (the guard it reads is not held across an await).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// A connection that fails its reads once nothing has been read for `limit`: hyper then

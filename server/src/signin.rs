@@ -3,7 +3,6 @@
 //! user (and session) in one transaction. Nothing is written before Apple has answered, so a
 //! failed exchange leaves no half-made account.
 
-use axum::http::StatusCode;
 use siwa_core::{
     AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock, TokenTypeHint,
 };
@@ -12,7 +11,7 @@ use crate::apple::GatewayError;
 use crate::error::ApiError;
 use crate::revocation;
 use crate::state::AppState;
-use crate::store::{SignInRecord, SignedIn, StoreError};
+use crate::store::{SignInRecord, SignedIn};
 
 pub struct SignIn<'a> {
     pub identity_token: &'a str,
@@ -43,16 +42,13 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
     // A token that carries a nonce is single-use only if its raw nonce comes with it: without
     // this, replaying it without `rawNonce` would sign in again (docs/apple-protocol.md, P4).
     if nonce.is_none() && claims.nonce.is_some() {
-        return Err(ApiError::unauthorized(
-            "nonce_missing",
-            "the token carries a nonce: send its rawNonce too",
-        ));
+        return Err(ApiError::NonceMissing);
     }
     let nonce_hash = nonce.as_ref().and(claims.nonce.as_deref());
     if let Some(hash) = nonce_hash
         && state.store.nonce_used(hash).await?
     {
-        return Err(nonce_replayed());
+        return Err(ApiError::NonceReplayed);
     }
     let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
         Some(code) if state.apple.configured() => Some(exchange(state, &claims, code).await?),
@@ -142,19 +138,6 @@ async fn record_sign_in(state: &AppState, record: SignInRecord<'_>) -> Result<Si
     Ok(signed_in)
 }
 
-fn nonce_replayed() -> ApiError {
-    ApiError::unauthorized("nonce_replayed", "this nonce was already used to sign in")
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NonceReplayed => nonce_replayed(),
-            StoreError::Database(e) => e.into(),
-        }
-    }
-}
-
 /// Exchanges the code for Apple's refresh token, with the token's audience as client id (an
 /// app's code is exchanged with its bundle ID: pitfall 2), and checks that the code belongs to
 /// the same user as the identity token.
@@ -163,23 +146,27 @@ async fn exchange(
     claims: &IdentityClaims,
     code: &str,
 ) -> Result<String, ApiError> {
-    let tokens = state.apple.exchange_code(&claims.aud, code).await.map_err(|e| match e {
-        GatewayError::Apple(AppleApiError::Rejected(r)) if r.error == OAuthErrorCode::InvalidGrant => {
-            ApiError::new(StatusCode::BAD_REQUEST, "authorization_code_rejected", "Apple refused the authorization code (expired, used, or issued to another client)")
-        }
-        GatewayError::Apple(AppleApiError::Unavailable(_)) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "apple_unavailable", "Apple could not be reached; try again")
-        }
-        other => {
-            tracing::error!(error = %other, "code exchange failed");
-            ApiError::new(StatusCode::BAD_GATEWAY, "apple_exchange_failed", "Apple refused the server's credentials or answered unexpectedly")
-        }
-    })?;
+    let tokens = state
+        .apple
+        .exchange_code(&claims.aud, code)
+        .await
+        .map_err(|e| match e {
+            GatewayError::Apple(AppleApiError::Rejected(r))
+                if r.error == OAuthErrorCode::InvalidGrant =>
+            {
+                ApiError::AuthorizationCodeRejected
+            }
+            GatewayError::Apple(AppleApiError::Unavailable(_)) => ApiError::AppleUnavailable,
+            other => ApiError::AppleExchangeFailed {
+                message: "Apple refused the server's credentials or answered unexpectedly",
+                detail: Some(other.to_string()),
+            },
+        })?;
     // This token comes straight from Apple over TLS, which OpenID Connect accepts in place of
     // its signature (docs/apple-protocol.md, F10). Checking the signature would tie a spent
     // code to the key set: a key rotation inside a refetch cooldown would refuse it.
     let from_code = siwa_core::decode_unverified(&tokens.id_token)
-        .map_err(|_| apple_answer_unexpected("Apple's id_token could not be read"))?
+        .map_err(|_| unexpected_answer("Apple's id_token could not be read"))?
         .claims;
     state
         .verifier
@@ -188,18 +175,18 @@ async fn exchange(
         return Err(siwa_core::VerifyError::WrongAudience.into());
     }
     if from_code.sub != claims.sub {
-        return Err(ApiError::unauthorized(
-            "authorization_code_mismatch",
-            "the authorization code belongs to another user than the identity token",
-        ));
+        return Err(ApiError::AuthorizationCodeMismatch);
     }
     tokens
         .refresh_token
-        .ok_or_else(|| apple_answer_unexpected("Apple's answer had no refresh token"))
+        .ok_or_else(|| unexpected_answer("Apple's answer had no refresh token"))
 }
 
-fn apple_answer_unexpected(message: &'static str) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "apple_exchange_failed", message)
+fn unexpected_answer(message: &'static str) -> ApiError {
+    ApiError::AppleExchangeFailed {
+        message,
+        detail: None,
+    }
 }
 
 /// The seed-compatible sign-in: the same verification and user record, without a session

@@ -2,12 +2,15 @@
 //! latency: never a query string, a body, a token, a nonce or an email.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 /// The process-wide Prometheus recorder (metrics macros record into one global recorder).
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -37,20 +40,65 @@ pub fn init_logging(json: bool) {
     };
 }
 
-/// Counts, times and logs each routed request.
-pub async fn observe(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().clone();
+pub type RequestLog = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request) -> Span,
+    (),
+    fn(&Response, Duration, &Span),
+    (),
+    (),
+    (),
+>;
+
+/// The request log, through tower-http's `trace`: one span per routed request (method and
+/// route pattern; never the path with its parameters, a query string or a header) and one line
+/// when the answer is sent (status and latency).
+pub fn request_log() -> RequestLog {
+    TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request) -> Span)
+        .on_request(())
+        .on_response(log_response as fn(&Response, Duration, &Span))
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+fn request_span(request: &Request) -> Span {
+    tracing::info_span!(
+        target: "siwa_server::access",
+        "request",
+        method = %request.method(),
+        route = route(request),
+    )
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
+    tracing::info!(
+        target: "siwa_server::access",
+        status = response.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "answered"
+    );
+}
+
+/// Counts and times each routed request by route pattern, for `/metrics`.
+pub async fn count(request: Request, next: Next) -> Response {
+    let route = route(&request).to_owned();
+    let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    metrics::counter!("siwa_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    let status = response.status().as_u16().to_string();
     metrics::histogram!("siwa_http_request_duration_seconds", "route" => route.clone())
-        .record(elapsed.as_secs_f64());
-    tracing::info!(target: "siwa_server::access", %method, route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("siwa_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
     response
+}
+
+/// The pattern the request was routed by (`/v1/me`), so that labels and logs stay few and
+/// carry nothing a client put in the path.
+fn route(request: &Request) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
 }

@@ -53,10 +53,7 @@ fn dev_shows_a_complete_sign_in_with_no_apple_account() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     // Everything it prints, up to its last line.
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            break;
-        };
+    while let Some(Ok(line)) = lines.next() {
         let last = line.starts_with("API:");
         seen.push(line);
         if last || started.elapsed() > Duration::from_secs(60) {

@@ -62,7 +62,7 @@ async fn sign_in(
             ..IdentityTokenRequest::default()
         })
         .unwrap();
-    let (route, body) = if n % 2 == 0 {
+    let (route, body) = if n.is_multiple_of(2) {
         (
             "/v1/auth/apple",
             json!({"identityToken": minted.identity_token,

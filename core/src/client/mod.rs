@@ -286,13 +286,13 @@ impl Client {
         match answer {
             Err(e) if e.ends_session() => {
                 let mut guard = lock(&self.session);
-                if guard.as_ref().is_some_and(|s| s.is_same(session)) {
-                    if let Err(storage) = self.write(&mut guard, None) {
-                        tracing::warn!(
-                            code = storage.code(),
-                            "the ended session could not be cleared"
-                        );
-                    }
+                if guard.as_ref().is_some_and(|s| s.is_same(session))
+                    && let Err(storage) = self.write(&mut guard, None)
+                {
+                    tracing::warn!(
+                        code = storage.code(),
+                        "the ended session could not be cleared"
+                    );
                 }
                 Err(ClientError::SessionExpired)
             }

@@ -13,13 +13,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::revocation;
 use crate::state::AppState;
 
-fn session_ended() -> ApiError {
-    ApiError::unauthorized(
-        "session_ended",
-        "the session has ended or the account no longer exists",
-    )
-}
-
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 pub async fn me(
@@ -30,7 +23,7 @@ pub async fn me(
         .store
         .user_in_session(&auth.user_id, &auth.session_id, SystemClock.now())
         .await?;
-    let user = user.ok_or_else(session_ended)?;
+    let user = user.ok_or(ApiError::SessionEnded)?;
     Ok(Json(UserView::from(&user)))
 }
 
@@ -49,7 +42,7 @@ pub async fn delete_me(
         .await?
         .is_none()
     {
-        return Err(session_ended());
+        return Err(ApiError::SessionEnded);
     }
     let pending = state.store.delete_user(&auth.user_id, now).await?;
     metrics::counter!("siwa_account_deletions_total").increment(1);

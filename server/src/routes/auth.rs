@@ -97,17 +97,8 @@ pub async fn refresh(
             expires_in: state.sessions.ttl_secs(),
             token_type: "Bearer",
         })),
-        Rotation::Invalid => Err(ApiError::unauthorized(
-            "invalid_refresh_token",
-            "the refresh token is invalid, expired or its session ended",
-        )),
-        Rotation::Reused => {
-            tracing::warn!("a rotated refresh token was presented again; its session was revoked");
-            Err(ApiError::unauthorized(
-                "refresh_token_reused",
-                "the refresh token was already used; the session has been ended",
-            ))
-        }
+        Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
+        Rotation::Reused => Err(ApiError::RefreshTokenReused),
     }
 }
 
@@ -133,12 +124,7 @@ pub async fn logout(
     }
     let claims = crate::responses::bearer_token(&headers)
         .and_then(|t| state.sessions.verify(t))
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_access_token",
-                "give a refreshToken or an `Authorization: Bearer` access token",
-            )
-        })?;
+        .ok_or(ApiError::MissingAccessToken)?;
     state.store.end_session(&claims.sid, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -26,11 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (content-type: application/json)",
-            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
             // serde's own message would quote the offending value, which may be a token.
             Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request(
                 "the body is JSON but a required field is missing or has the wrong type",
@@ -53,18 +48,12 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let token = crate::responses::bearer_token(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_access_token",
-                "an `Authorization: Bearer` access token is required",
-            )
-        })?;
-        let claims = state.sessions.verify(token).ok_or_else(|| {
-            ApiError::unauthorized(
-                "invalid_access_token",
-                "the access token is invalid or expired",
-            )
-        })?;
+        let token =
+            crate::responses::bearer_token(&parts.headers).ok_or(ApiError::MissingAccessToken)?;
+        let claims = state
+            .sessions
+            .verify(token)
+            .ok_or(ApiError::InvalidAccessToken)?;
         Ok(Self {
             user_id: claims.sub,
             session_id: claims.sid,

@@ -25,13 +25,7 @@ pub async fn receive(
         .verifier
         .verify_notification(&request.payload)
         .await
-        .map_err(|e| {
-            let mut error = ApiError::from(e);
-            if error.status == axum::http::StatusCode::UNAUTHORIZED {
-                error.status = axum::http::StatusCode::BAD_REQUEST;
-            }
-            error
-        })?;
+        .map_err(ApiError::Notification)?;
     let outcome = state
         .store
         .apply_notification(&notification.jti, &notification.event, SystemClock.now())

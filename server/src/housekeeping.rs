@@ -1,0 +1,28 @@
+//! Housekeeping: forgets what no longer needs keeping (nonces past their time, old notification
+//! ids) and the rate limiter's idle entries. Every instance may run it: each step is idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use siwa_core::{Clock, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Runs every minute until `stop`.
+pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = state.store.purge_expired(SystemClock.now()).await {
+            tracing::warn!(%error, "could not purge expired rows");
+        }
+        if let Some(limiter) = &state.sign_in_limiter {
+            limiter.retain_recent();
+        }
+    }
+}

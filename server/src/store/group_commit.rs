@@ -1,0 +1,174 @@
+//! Group commit for SQLite: concurrent single-statement sign-ins are written by one task, which
+//! commits whatever has queued up in one transaction.
+//!
+//! Why: SQLite has a single writer, and each autocommitted statement pays a commit of its own;
+//! under load, writers also wait on each other through SQLite's sleeping busy handler. One
+//! writer committing batches pays one commit per batch and never waits on the lock. A batch
+//! that fails is replayed statement by statement, so one bad write never fails its neighbours.
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::users::{User, UserUpsert, upsert_user};
+use crate::tasks::Tasks;
+
+/// The largest batch; bounds the latency a request can wait behind others.
+const MAX_BATCH: usize = 128;
+
+struct Job {
+    upsert: UserUpsert,
+    reply: oneshot::Sender<Result<User, sqlx::Error>>,
+}
+
+#[derive(Clone)]
+pub(super) struct GroupCommit {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the writer as a task of `tasks`.
+    pub fn start(pool: AnyPool, tasks: &Tasks) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tasks.spawn("group-commit-writer", |stop| write(pool, queue, stop));
+        Self { jobs }
+    }
+
+    /// Writes `upsert` with whatever else is queued. Fails as `PoolClosed` once the writer has
+    /// stopped.
+    pub async fn upsert(&self, upsert: UserUpsert) -> Result<User, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { upsert, reply })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+/// Commits batches until `stop`; then takes no more jobs, and writes those already queued, so
+/// that no caller waiting for an answer is dropped.
+async fn write(pool: AnyPool, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = tokio::select! {
+            n = queue.recv_many(&mut batch, MAX_BATCH) => n,
+            () = stop.cancelled() => {
+                queue.close();
+                queue.recv_many(&mut batch, MAX_BATCH).await
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        write_batch(&pool, &mut batch).await;
+    }
+}
+
+async fn write_batch(pool: &AnyPool, batch: &mut Vec<Job>) {
+    match commit(pool, batch).await {
+        Ok(users) => {
+            for (job, user) in batch.drain(..).zip(users) {
+                let _ = job.reply.send(Ok(user));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, size = batch.len(), "a batched write failed; writing one by one");
+            for job in batch.drain(..) {
+                let result = match pool.acquire().await {
+                    Ok(mut conn) => upsert_user(&mut conn, &job.upsert).await,
+                    Err(e) => Err(e),
+                };
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+async fn commit(pool: &AnyPool, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut users = Vec::with_capacity(batch.len());
+    for job in batch {
+        users.push(upsert_user(&mut tx, &job.upsert).await?);
+    }
+    tx.commit().await?;
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::SignInRecord;
+
+    fn upsert(sub: &str) -> UserUpsert {
+        let claims = siwa_core::IdentityClaims {
+            iss: "https://appleid.apple.com".into(),
+            aud: "com.example.app".into(),
+            sub: sub.into(),
+            iat: 1_700_000_000,
+            exp: 1_700_086_400,
+            nonce: None,
+            nonce_supported: None,
+            email: None,
+            email_verified: false,
+            is_private_email: false,
+            real_user_status: None,
+            transfer_sub: None,
+            auth_time: None,
+            c_hash: None,
+            at_hash: None,
+            org_id: None,
+        };
+        UserUpsert::from_record(&SignInRecord {
+            claims: &claims,
+            nonce_hash: None,
+            given_name: None,
+            family_name: None,
+            apple_refresh_token: None,
+            session_ttl_secs: None,
+            now: 1_700_000_000,
+        })
+    }
+
+    /// Stopping the writer while sign-ins are queued: every caller gets an answer, and every
+    /// "written" answer is a row in the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_writes_what_is_queued_and_answers_every_caller() {
+        let file = std::env::temp_dir().join(format!("siwa-gc-{}.db", crate::secrets::new_id()));
+        let url = format!("sqlite://{}", file.display());
+        let pool = crate::db::connect(&url).await.unwrap();
+        let tasks = Tasks::new();
+        let writer = Arc::new(GroupCommit::start(pool.clone(), &tasks));
+        let callers: Vec<_> = (0..300)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.upsert(upsert(&format!("user-{i}"))).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        tasks.stop().await;
+        let mut written = 0;
+        for caller in callers {
+            match caller.await.expect("no caller panics") {
+                Ok(_) => written += 1,
+                Err(sqlx::Error::PoolClosed) => {}
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, written);
+        assert!(
+            written > 0,
+            "the writer stopped before writing anything queued"
+        );
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Every query the server makes, in portable SQL (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`: understood by SQLite 3.35+ and PostgreSQL alike).
+//!
+//! Operations that must not be left half-done (a sign-in, a deletion, a notification) run in
+//! one transaction, whose first statement writes: SQLite then takes its write lock at once and
+//! concurrent writers wait (busy timeout) instead of failing on a stale read snapshot.
+//!
+//! One module per group of tables: `users` (and the sign-in that writes them), `sessions`,
+//! `revocations`, `notifications`, and `keys` (secrets at rest). On SQLite, single-statement
+//! sign-ins go through the `group_commit` writer, a task the store starts and owns.
+
+mod group_commit;
+mod keys;
+mod notifications;
+mod revocations;
+mod sessions;
+mod users;
+
+use sqlx::AnyPool;
+
+use crate::db::Backend;
+use crate::sealing::Sealer;
+use crate::tasks::Tasks;
+use group_commit::GroupCommit;
+
+pub use notifications::NotificationOutcome;
+pub use revocations::PendingRevocation;
+pub use sessions::{NewSession, Rotation};
+pub use users::{SignInRecord, SignedIn, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the nonce was used before")]
+    NonceReplayed,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    /// Seals Apple's refresh tokens and the server's signing key (`crate::sealing`).
+    sealer: Sealer,
+    /// SQLite only: one writer commits concurrent single-statement sign-ins together.
+    group_commit: Option<GroupCommit>,
+}
+
+impl Store {
+    /// The SQLite writer and WAL checkpointer are tasks of `tasks`: they stop with the server.
+    pub fn new(pool: AnyPool, backend: Backend, sealer: Sealer, tasks: &Tasks) -> Self {
+        let group_commit = (backend == Backend::Sqlite).then(|| {
+            let checkpointed = pool.clone();
+            tasks.spawn("wal-checkpointer", |stop| {
+                crate::db::checkpoint_wal(checkpointed, stop)
+            });
+            GroupCommit::start(pool.clone(), tasks)
+        });
+        Self {
+            pool,
+            sealer,
+            group_commit,
+        }
+    }
+
+    /// Whether the database takes a committed write: what every sign-in needs.
+    pub async fn accepts_writes(&self, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE readiness SET checked_at = $1 WHERE id = 1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Forgets nonces past their time and notifications older than 30 days.
+    pub async fn purge_expired(&self, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
+            .bind(now - 30 * 24 * 3600)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

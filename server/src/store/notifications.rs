@@ -1,0 +1,78 @@
+//! Apple's server-to-server notifications, applied once per `jti`.
+
+use siwa_core::{EventType, NotificationEvent};
+
+use super::Store;
+use super::sessions::{Sessions, revoke_sessions};
+use super::users::delete_user_rows;
+
+/// What a notification did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    Applied,
+    /// Its `jti` was handled before (Apple retries).
+    Duplicate,
+    /// No user has its `sub`, or its type is not acted on.
+    Ignored,
+}
+
+impl Store {
+    /// Applies a verified notification once per `jti`.
+    pub async fn apply_notification(
+        &self,
+        jti: &str,
+        event: &NotificationEvent,
+        now: i64,
+    ) -> Result<NotificationOutcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let first = sqlx::query("INSERT INTO notifications_seen (jti, event_type, received_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(event.kind.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if first.rows_affected() == 0 {
+            return Ok(NotificationOutcome::Duplicate);
+        }
+        let user: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE apple_sub = $1")
+            .bind(&event.sub)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match (user, &event.kind) {
+            (None, _) | (_, EventType::Other(_)) => NotificationOutcome::Ignored,
+            (Some((user_id,)), kind) => {
+                match kind {
+                    EventType::EmailDisabled | EventType::EmailEnabled => {
+                        let disabled = i64::from(*kind == EventType::EmailDisabled);
+                        sqlx::query(
+                            "UPDATE users SET email_forwarding_disabled = $1 WHERE id = $2",
+                        )
+                        .bind(disabled)
+                        .bind(&user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    EventType::ConsentRevoked => {
+                        // Apple has revoked its tokens already; ours end too.
+                        revoke_sessions(
+                            &mut tx,
+                            Sessions::OfUser(&user_id),
+                            "consent_revoked",
+                            now,
+                        )
+                        .await?;
+                        sqlx::query("DELETE FROM apple_tokens WHERE user_id = $1")
+                            .bind(&user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    EventType::AccountDeleted => delete_user_rows(&mut tx, &user_id).await?,
+                    EventType::Other(_) => unreachable!("matched above"),
+                }
+                NotificationOutcome::Applied
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}

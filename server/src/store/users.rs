@@ -1,0 +1,320 @@
+//! Users: the sign-in that creates or updates one (with its nonce, Apple grant and session in
+//! one transaction), reading one in a live session, and deleting one with everything of theirs.
+
+use std::sync::LazyLock;
+
+use siwa_core::IdentityClaims;
+use sqlx::{Any, Transaction};
+
+use super::revocations::queue_revocation;
+use super::sessions::{NewSession, create_session};
+use super::{PendingRevocation, Store, StoreError};
+use crate::sealing::Purpose;
+use crate::secrets;
+
+/// A user as stored. No `Debug`: it holds an email address.
+#[derive(Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub apple_sub: String,
+    pub email: Option<String>,
+    pub email_verified: i64,
+    pub is_private_email: i64,
+    pub email_forwarding_disabled: i64,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub real_user_status: Option<i64>,
+    pub client_id: String,
+    pub created_at: i64,
+    pub last_sign_in_at: i64,
+    pub sign_in_count: i64,
+}
+
+const USER_COLUMNS: &str = "id, apple_sub, email, email_verified, is_private_email, \
+    email_forwarding_disabled, given_name, family_name, real_user_status, client_id, \
+    created_at, last_sign_in_at, sign_in_count";
+
+/// What a successful sign-in writes.
+pub struct SignInRecord<'a> {
+    pub claims: &'a IdentityClaims,
+    /// The token's `nonce` claim, when the request carried a nonce; single-use.
+    pub nonce_hash: Option<&'a str>,
+    pub given_name: Option<&'a str>,
+    pub family_name: Option<&'a str>,
+    /// Apple's refresh token from the code exchange.
+    pub apple_refresh_token: Option<&'a str>,
+    /// Create a session of our own, living this many seconds.
+    pub session_ttl_secs: Option<i64>,
+    pub now: i64,
+}
+
+pub struct SignedIn {
+    pub user: User,
+    pub is_new_user: bool,
+    pub session: Option<NewSession>,
+}
+
+impl Store {
+    /// Whether a nonce was used already (a cheap early refusal; the insert in
+    /// [`Store::sign_in`] is the authoritative check).
+    pub async fn nonce_used(&self, nonce_hash: &str) -> Result<bool, sqlx::Error> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT nonce_hash FROM used_nonces WHERE nonce_hash = $1")
+                .bind(nonce_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// Signs a user in: the nonce, the user, Apple's refresh token and a new session, all or
+    /// nothing. Concurrent first sign-ins of one `sub` make exactly one user.
+    pub async fn sign_in(&self, record: SignInRecord<'_>) -> Result<SignedIn, StoreError> {
+        let single_statement = record.nonce_hash.is_none()
+            && record.claims.transfer_sub.is_none()
+            && record.apple_refresh_token.is_none()
+            && record.session_ttl_secs.is_none();
+        if single_statement {
+            // Nothing to keep together: no transaction of its own (the hot path of the
+            // seed-compatible route). On SQLite the group-commit writer batches it with others.
+            let upsert = UserUpsert::from_record(&record);
+            let user = match &self.group_commit {
+                Some(writer) => writer.upsert(upsert).await?,
+                None => upsert_user(&mut *self.pool.acquire().await?, &upsert).await?,
+            };
+            let is_new_user = user.sign_in_count == 1;
+            return Ok(SignedIn {
+                user,
+                is_new_user,
+                session: None,
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        let now = record.now;
+        if let Some(nonce_hash) = record.nonce_hash {
+            let inserted = sqlx::query("INSERT INTO used_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO NOTHING")
+                .bind(nonce_hash)
+                // Kept until a token carrying it would have expired anyway.
+                .bind(record.claims.exp.max(now) + 24 * 3600)
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::NonceReplayed);
+            }
+        }
+        let claims = record.claims;
+        if let Some(previous) = claims.transfer_sub.as_deref().filter(|p| *p != claims.sub) {
+            // After an app transfer, the user's account moves to the new team's `sub`.
+            sqlx::query("UPDATE users SET apple_sub = $1 WHERE apple_sub = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1)")
+                .bind(&claims.sub)
+                .bind(previous)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
+        if let Some(token) = record.apple_refresh_token {
+            // The grant this one replaces is revoked, not forgotten: every Apple refresh token
+            // obtained is either stored or queued for revocation.
+            let replaced: Option<(String, String)> = sqlx::query_as(
+                "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
+            )
+            .bind(&user.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let replaced = match replaced {
+                Some((client_id, sealed)) => Some((client_id, self.open_apple_token(&sealed)?)),
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO apple_tokens (user_id, client_id, refresh_token, created_at, last_validated_at) \
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(&user.id)
+            .bind(&claims.aud)
+            .bind(self.sealer.seal(Purpose::AppleToken, token))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((client_id, old)) = replaced.filter(|(_, old)| old != token) {
+                queue_revocation(&mut tx, &self.sealer, client_id, old, now).await?;
+            }
+        }
+        let session = match record.session_ttl_secs {
+            Some(ttl) => Some(create_session(&mut tx, &user.id, now, ttl).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        let is_new_user = user.sign_in_count == 1;
+        Ok(SignedIn {
+            user,
+            is_new_user,
+            session,
+        })
+    }
+
+    /// The user behind a session, if the session is still live.
+    pub async fn user_in_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<Option<User>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND EXISTS (SELECT 1 FROM sessions \
+             WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL AND expires_at > $3)"
+        );
+        sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn count_users(&self) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Deletes a user and everything of theirs; Apple's refresh token, if any, goes into the
+    /// revocation queue in the same transaction, so it is never lost.
+    pub async fn delete_user(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Option<PendingRevocation>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
+        // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
+        sqlx::query("UPDATE users SET sign_in_count = sign_in_count WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let token: Option<(String, String)> = sqlx::query_as(
+            "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let pending = match token {
+            Some((client_id, sealed)) => {
+                let token = self.open_apple_token(&sealed)?;
+                Some(queue_revocation(&mut tx, &self.sealer, client_id, token, now).await?)
+            }
+            None => None,
+        };
+        delete_user_rows(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(pending)
+    }
+}
+
+/// The values of a user upsert, owned so the write can be handed to the group-commit writer.
+pub struct UserUpsert {
+    id: String,
+    apple_sub: String,
+    email: Option<String>,
+    email_verified: i64,
+    is_private_email: i64,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    real_user_status: Option<i64>,
+    client_id: String,
+    now: i64,
+}
+
+impl UserUpsert {
+    pub(super) fn from_record(record: &SignInRecord<'_>) -> Self {
+        let non_empty = |s: Option<&str>| {
+            s.map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let c = record.claims;
+        Self {
+            id: secrets::new_id(),
+            apple_sub: c.sub.clone(),
+            email: non_empty(c.email.as_deref()),
+            email_verified: i64::from(c.email_verified),
+            is_private_email: i64::from(c.is_private_email),
+            given_name: non_empty(record.given_name),
+            family_name: non_empty(record.family_name),
+            real_user_status: c.real_user_status.map(|s| s.as_i64()),
+            client_id: c.aud.clone(),
+            now: record.now,
+        }
+    }
+}
+
+/// Creates or updates the user of a sign-in. A name arrives only on the first authorization:
+/// it is never overwritten with nothing. Email and its flags come with every token that has the
+/// email scope.
+static UPSERT_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO users (id, apple_sub, email, email_verified, is_private_email, given_name, \
+         family_name, real_user_status, client_id, created_at, last_sign_in_at, sign_in_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1) \
+         ON CONFLICT (apple_sub) DO UPDATE SET \
+         email = COALESCE(excluded.email, users.email), \
+         email_verified = CASE WHEN excluded.email IS NULL THEN users.email_verified ELSE excluded.email_verified END, \
+         is_private_email = CASE WHEN excluded.email IS NULL THEN users.is_private_email ELSE excluded.is_private_email END, \
+         given_name = COALESCE(excluded.given_name, users.given_name), \
+         family_name = COALESCE(excluded.family_name, users.family_name), \
+         real_user_status = COALESCE(excluded.real_user_status, users.real_user_status), \
+         client_id = excluded.client_id, \
+         last_sign_in_at = excluded.last_sign_in_at, \
+         sign_in_count = users.sign_in_count + 1 \
+         RETURNING {USER_COLUMNS}"
+    )
+});
+
+pub async fn upsert_user(
+    conn: &mut sqlx::AnyConnection,
+    u: &UserUpsert,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as(&UPSERT_USER)
+        .bind(&u.id)
+        .bind(&u.apple_sub)
+        .bind(&u.email)
+        .bind(u.email_verified)
+        .bind(u.is_private_email)
+        .bind(&u.given_name)
+        .bind(&u.family_name)
+        .bind(u.real_user_status)
+        .bind(&u.client_id)
+        .bind(u.now)
+        // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with
+        // RETURNING only when it steps to its end, and a statement reset after its first row
+        // commits at the reset, whose failure (a full disk) would go unreported: a user
+        // answered 200 and never saved.
+        .fetch_all(conn)
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Deletes a user's rows, children first and explicitly, so that deletion does not depend on
+/// SQLite's per-connection `foreign_keys` pragma having been applied.
+pub(super) async fn delete_user_rows(
+    tx: &mut Transaction<'_, Any>,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM apple_tokens WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
