@@ -61,6 +61,8 @@ mod token_endpoint;
 #[cfg(feature = "server")]
 mod verifier;
 
+mod web;
+
 pub mod client;
 
 // --- The relying party ---------------------------------------------------------------------
@@ -70,6 +72,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::VerifyError;
 pub use jws::MAX_TOKEN_BYTES;
 pub use nonce::{HashedNonce, RawNonce};
+pub use web::{AuthorizationRequest, CodeVerifier, FormPostName, FormPostUser, is_s256_challenge};
 
 #[cfg(feature = "server")]
 pub use client_secret::{ClientSecret, ClientSecretError, DeveloperKey};

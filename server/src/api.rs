@@ -100,6 +100,14 @@ pub struct SignInResponse {
     pub is_new_user: bool,
 }
 
+/// A native app's one-time code from the browser flow, and its PKCE verifier.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeRequest {
+    pub code: String,
+    pub code_verifier: String,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {

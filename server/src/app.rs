@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes::{account, auth, notifications, ops};
+use crate::routes::{account, auth, notifications, ops, web};
 use crate::sealing::Sealer;
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
@@ -50,6 +50,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let sign_in = Router::new()
         .route("/auth/apple", post(auth::compat_sign_in))
         .route("/v1/auth/apple", post(auth::sign_in))
+        .route("/v1/web/sign-in", get(web::start))
+        .route("/v1/web/callback", post(web::callback))
+        .route("/v1/auth/exchange", post(web::exchange))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in));
     let api = Router::new()
         .merge(sign_in)
@@ -57,6 +60,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/me", get(account::me).delete(account::delete_me))
         .route("/v1/apple/notifications", post(notifications::receive))
+        .route("/", get(web::show_page))
+        .route("/v1/web/sign-out", post(web::sign_out))
+        .route("/v1/web/delete-account", post(web::delete_account))
+        .route("/assets/siwa.css", get(web::stylesheet))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))

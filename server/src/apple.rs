@@ -64,16 +64,18 @@ impl AppleGateway {
         Ok(secret)
     }
 
-    /// Exchanges an app's authorization code (no `redirect_uri`: codes from apps have none).
+    /// Exchanges an authorization code: an app's has no `redirect_uri`, one from the web flow
+    /// is exchanged with the redirect URI of its authorization request (F13).
     pub async fn exchange_code(
         &self,
         client_id: &str,
         code: &str,
+        redirect_uri: Option<&str>,
     ) -> Result<TokenResponse, GatewayError> {
         let secret = self.secret(client_id)?;
         let result = self
             .client
-            .exchange_code(client_id, &secret, code, None)
+            .exchange_code(client_id, &secret, code, redirect_uri)
             .await;
         record("token", &result);
         Ok(result?)

@@ -40,6 +40,8 @@ pub struct Config {
     pub encryption_key: Option<crate::sealing::Sealer>,
     /// Where `/metrics` is served instead of the public address (`SIWA_METRICS_ADDR`).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// The web flow (`crate::web`).
+    pub web: crate::web::WebConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for Config {
             .field("apple_key", &self.apple_key)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("encryption_key", &self.encryption_key)
+            .field("web", &self.web)
             .finish_non_exhaustive()
     }
 }
@@ -205,6 +208,8 @@ impl Config {
             })?),
             None => None,
         };
+        let web = crate::web::WebConfig::read(get)
+            .map_err(|(variable, reason)| invalid(variable, reason))?;
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
@@ -239,6 +244,7 @@ impl Config {
             },
             encryption_key,
             metrics_address,
+            web,
         })
     }
 }

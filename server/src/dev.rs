@@ -13,6 +13,8 @@ use crate::config::Config;
 
 pub const APP_CLIENT_ID: &str = "com.example.app";
 pub const WEB_CLIENT_ID: &str = "com.example.web";
+/// The native-app redirect URI `dev` accepts for the browser flow.
+pub const DEV_APP_REDIRECT_URI: &str = "siwa-example://signed-in";
 
 pub struct DevOptions {
     pub port: u16,
@@ -57,9 +59,17 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         &generated.private_key_pem,
     )
     .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
+    // The public URL names the port, so port 0 ("any") is resolved here, before start-up.
+    let port = match options.port {
+        0 => std::net::TcpListener::bind((localhost, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| DevError::Port(0, e.to_string()))?,
+        port => port,
+    };
     let config = Config {
         host: localhost,
-        port: options.port,
+        port,
         client_ids: vec![APP_CLIENT_ID.into(), WEB_CLIENT_ID.into()],
         apple_base_url: apple.base_url().to_owned(),
         issuers: vec![siwa_core::ISSUER.into()],
@@ -75,6 +85,16 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         connections: Default::default(),
         encryption_key: None,
         metrics_address: None,
+        // The web page at `/`, signing in through the fake Apple's consent page.
+        web: crate::web::WebConfig {
+            services_id: Some(WEB_CLIENT_ID.into()),
+            public_url: Some(
+                format!("http://{localhost}:{port}")
+                    .parse()
+                    .expect("a loopback URL is valid"),
+            ),
+            app_redirect_uris: vec![DEV_APP_REDIRECT_URI.into()],
+        },
     };
     let server = match app::start(config).await {
         Err(app::StartError::Bind(_, error)) => {

@@ -76,6 +76,23 @@ pub enum ApiError {
     #[error("the refresh token was already used; the session has been ended")]
     RefreshTokenReused,
 
+    #[error("the web flow is not configured: set SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL")]
+    WebFlowNotConfigured,
+    #[error("this sign-in is unknown, expired (10 minutes) or already completed; start again")]
+    InvalidState,
+    #[error("Apple did not complete the sign-in")]
+    AppleAuthorizationFailed,
+    #[error("app_redirect_uri is not one of SIWA_APP_REDIRECT_URIS")]
+    AppRedirectUriNotAllowed,
+    #[error("a native sign-in needs an S256 code_challenge (43 base64url characters)")]
+    InvalidCodeChallenge,
+    #[error("the code is unknown, expired (60 s) or already used")]
+    InvalidExchangeCode,
+    #[error("the code verifier does not match the code challenge; the code is spent")]
+    CodeVerifierMismatch,
+    #[error("the form did not come from this site's page")]
+    CsrfTokenInvalid,
+
     #[error("the database could not be reached")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("an internal error occurred")]
@@ -109,6 +126,14 @@ impl ApiError {
             Self::SessionEnded => "session_ended",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::WebFlowNotConfigured => "web_flow_not_configured",
+            Self::InvalidState => "invalid_state",
+            Self::AppleAuthorizationFailed => "apple_authorization_failed",
+            Self::AppRedirectUriNotAllowed => "app_redirect_uri_not_allowed",
+            Self::InvalidCodeChallenge => "invalid_code_challenge",
+            Self::InvalidExchangeCode => "invalid_exchange_code",
+            Self::CodeVerifierMismatch => "code_verifier_mismatch",
+            Self::CsrfTokenInvalid => "csrf_token_invalid",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal => "internal_error",
         }
@@ -116,7 +141,16 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) | Self::AuthorizationCodeRejected => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_)
+            | Self::AuthorizationCodeRejected
+            | Self::InvalidState
+            | Self::AppleAuthorizationFailed
+            | Self::AppRedirectUriNotAllowed
+            | Self::InvalidCodeChallenge
+            | Self::InvalidExchangeCode
+            | Self::CodeVerifierMismatch => StatusCode::BAD_REQUEST,
+            Self::CsrfTokenInvalid => StatusCode::FORBIDDEN,
+            Self::WebFlowNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -166,6 +200,14 @@ impl ApiError {
         "session_ended",
         "invalid_refresh_token",
         "refresh_token_reused",
+        "web_flow_not_configured",
+        "invalid_state",
+        "apple_authorization_failed",
+        "app_redirect_uri_not_allowed",
+        "invalid_code_challenge",
+        "invalid_exchange_code",
+        "code_verifier_mismatch",
+        "csrf_token_invalid",
         "database_unavailable",
         "internal_error",
     ];
@@ -180,7 +222,7 @@ impl ApiError {
 
     /// Counts the refusal and logs what an operator must act on. Causes that are the client's
     /// doing are counted only: a log line per bad request is noise an attacker controls.
-    fn record(&self) {
+    pub(crate) fn record(&self) {
         let code = self.code();
         metrics::counter!("siwa_api_errors_total", "code" => code).increment(1);
         match self {
@@ -278,6 +320,14 @@ mod tests {
             ApiError::SessionEnded,
             ApiError::InvalidRefreshToken,
             ApiError::RefreshTokenReused,
+            ApiError::WebFlowNotConfigured,
+            ApiError::InvalidState,
+            ApiError::AppleAuthorizationFailed,
+            ApiError::AppRedirectUriNotAllowed,
+            ApiError::InvalidCodeChallenge,
+            ApiError::InvalidExchangeCode,
+            ApiError::CodeVerifierMismatch,
+            ApiError::CsrfTokenInvalid,
             ApiError::DatabaseUnavailable(sqlx::Error::PoolClosed),
             ApiError::Internal,
         ]

@@ -27,6 +27,7 @@ pub mod state;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod web;
 
 pub use app::{RunningServer, StartError, router, start};
 pub use config::{Config, ConfigError};

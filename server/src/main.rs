@@ -55,6 +55,7 @@ async fn serve() -> ExitCode {
     };
     telemetry::init_logging(config.log_json);
     let apple_configured = config.apple_key.is_some();
+    let web_missing = config.web.missing();
     let server = match siwa_server::start(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -63,6 +64,13 @@ async fn serve() -> ExitCode {
         }
     };
     tracing::info!(address = %server.address, apple_credentials = apple_configured, "siwa-server listening");
+    match web_missing {
+        None => tracing::info!("web flow on: the sign-in page is served at /"),
+        Some(missing) => tracing::info!(
+            missing,
+            "web flow off: set SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL to sign in from browsers"
+        ),
+    }
     if !apple_configured {
         tracing::warn!(
             "no Apple credentials: authorization codes are not exchanged and deleted accounts cannot be revoked at Apple"

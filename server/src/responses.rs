@@ -20,11 +20,11 @@ pub async fn policy(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        let is_json = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if !is_json {
+        // The API's errors are JSON; the web page's are pages (`routes::web`).
+        let is_ours = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+        if !is_ours {
             let kept = response.headers().clone();
             response = error_for(status).into_response();
             carry_over(&kept, response.headers_mut());

@@ -14,11 +14,28 @@ use crate::state::AppState;
 use crate::store::{SignInRecord, SignedIn};
 
 pub struct SignIn<'a> {
+    pub flow: Flow<'a>,
+    /// Whether the sign-in starts a session at once (a native app that went through the
+    /// browser starts its own when it trades its one-time code).
+    pub start_session: bool,
     pub identity_token: &'a str,
     pub authorization_code: Option<&'a str>,
     pub raw_nonce: Option<&'a str>,
     pub given_name: Option<&'a str>,
     pub family_name: Option<&'a str>,
+}
+
+/// Where the identity token and code come from.
+#[derive(Clone, Copy)]
+pub enum Flow<'a> {
+    /// From an app: the token's audience is a bundle ID of `SIWA_APPLE_CLIENT_IDS`.
+    App,
+    /// From Apple's form post to our callback: the audience is the Services ID, and the code is
+    /// exchanged with the callback as redirect URI (docs/apple-protocol.md, F13, P2).
+    Web {
+        verifier: &'a siwa_core::Verifier,
+        redirect_uri: &'a str,
+    },
 }
 
 pub struct SignInOutcome {
@@ -35,8 +52,14 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
     };
     let given_name = name_part("givenName", request.given_name)?;
     let family_name = name_part("familyName", request.family_name)?;
-    let claims = state
-        .verifier
+    let (verifier, redirect_uri) = match request.flow {
+        Flow::App => (&state.verifier, None),
+        Flow::Web {
+            verifier,
+            redirect_uri,
+        } => (verifier, Some(redirect_uri)),
+    };
+    let claims = verifier
         .verify(request.identity_token, nonce.as_ref())
         .await?;
     // A token that carries a nonce is single-use only if its raw nonce comes with it: without
@@ -51,7 +74,9 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         return Err(ApiError::NonceReplayed);
     }
     let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
-        Some(code) if state.apple.configured() => Some(exchange(state, &claims, code).await?),
+        Some(code) if state.apple.configured() => {
+            Some(exchange(state, verifier, &claims, code, redirect_uri).await?)
+        }
         Some(_) => {
             tracing::debug!("authorization code ignored: no Apple credentials configured");
             None
@@ -64,7 +89,9 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         given_name,
         family_name,
         apple_refresh_token: apple_refresh_token.as_deref(),
-        session_ttl_secs: Some(state.config.refresh_token_ttl.as_secs() as i64),
+        session_ttl_secs: request
+            .start_session
+            .then_some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
     let signed_in = match record_sign_in(state, record).await {
@@ -143,12 +170,14 @@ async fn record_sign_in(state: &AppState, record: SignInRecord<'_>) -> Result<Si
 /// the same user as the identity token.
 async fn exchange(
     state: &AppState,
+    verifier: &siwa_core::Verifier,
     claims: &IdentityClaims,
     code: &str,
+    redirect_uri: Option<&str>,
 ) -> Result<String, ApiError> {
     let tokens = state
         .apple
-        .exchange_code(&claims.aud, code)
+        .exchange_code(&claims.aud, code, redirect_uri)
         .await
         .map_err(|e| match e {
             GatewayError::Apple(AppleApiError::Rejected(r))
@@ -168,9 +197,7 @@ async fn exchange(
     let from_code = siwa_core::decode_unverified(&tokens.id_token)
         .map_err(|_| unexpected_answer("Apple's id_token could not be read"))?
         .claims;
-    state
-        .verifier
-        .check_issuer_and_audience(&from_code.iss, &from_code.aud)?;
+    verifier.check_issuer_and_audience(&from_code.iss, &from_code.aud)?;
     if from_code.aud != claims.aud {
         return Err(siwa_core::VerifyError::WrongAudience.into());
     }

@@ -11,6 +11,7 @@ use crate::apple::AppleGateway;
 use crate::config::Config;
 use crate::sessions::SessionKeys;
 use crate::store::Store;
+use crate::web::WebFlow;
 
 pub struct AppState {
     pub config: Config,
@@ -20,6 +21,8 @@ pub struct AppState {
     pub apple: AppleGateway,
     /// Per client IP, on the sign-in routes.
     pub sign_in_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The web flow, when `SIWA_APPLE_SERVICES_ID` and `SIWA_PUBLIC_URL` are set.
+    pub web: Option<WebFlow>,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
         let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default());
         let mut verifier_config = VerifierConfig::new(config.client_ids.clone());
         verifier_config.issuers = config.issuers.clone();
+        let web = WebFlow::new(&config.web, keys.clone(), &config.issuers)?;
         let verifier = Verifier::new(verifier_config, keys)?;
         let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone());
         let sign_in_limiter = config
@@ -45,6 +49,7 @@ impl AppState {
             sessions,
             apple,
             sign_in_limiter,
+            web,
         }))
     }
 }

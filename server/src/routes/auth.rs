@@ -12,7 +12,7 @@ use crate::api::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::signin::{self, SignIn};
 use crate::state::AppState;
-use crate::store::Rotation;
+use crate::store::{NewSession, Rotation, User};
 
 /// The seed's route: verify the token, sign the user in, answer what the seed's client reads.
 #[utoipa::path(post, path = "/auth/apple", tag = "sign-in", request_body = CompatSignInRequest,
@@ -48,6 +48,8 @@ pub async fn sign_in(
     let outcome = signin::sign_in(
         &state,
         SignIn {
+            flow: signin::Flow::App,
+            start_session: true,
             identity_token: &request.identity_token,
             authorization_code: request.authorization_code.as_deref(),
             raw_nonce: request.raw_nonce.as_deref(),
@@ -59,18 +61,35 @@ pub async fn sign_in(
     let signed_in = outcome.signed_in;
     let session = signed_in
         .session
-        .expect("the full sign-in always creates a session");
-    let now = SystemClock.now();
-    Ok(Json(SignInResponse {
-        user: UserView::from(&signed_in.user),
+        .expect("a sign-in with start_session creates a session");
+    Ok(Json(signed_in_answer(
+        &state,
+        &signed_in.user,
+        signed_in.is_new_user,
+        session,
+    )))
+}
+
+/// The answer of a sign-in that started a session: `/v1/auth/apple`'s, and
+/// `/v1/auth/exchange`'s, which is the same.
+pub(super) fn signed_in_answer(
+    state: &AppState,
+    user: &User,
+    is_new_user: bool,
+    session: NewSession,
+) -> SignInResponse {
+    SignInResponse {
+        user: UserView::from(user),
         session: SessionView {
-            access_token: state.sessions.issue(&signed_in.user.id, &session.id, now),
+            access_token: state
+                .sessions
+                .issue(&user.id, &session.id, SystemClock.now()),
             refresh_token: session.refresh_token,
             expires_in: state.sessions.ttl_secs(),
             token_type: "Bearer",
         },
-        is_new_user: signed_in.is_new_user,
-    }))
+        is_new_user,
+    }
 }
 
 /// Trades a refresh token for a new access token and a new refresh token. Presenting a

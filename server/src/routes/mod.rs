@@ -4,6 +4,7 @@ pub mod account;
 pub mod auth;
 pub mod notifications;
 pub mod ops;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -72,6 +72,7 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         crate::routes::auth::sign_in,
         crate::routes::auth::refresh,
         crate::routes::auth::logout,
+        crate::routes::web::exchange,
         crate::routes::account::me,
         crate::routes::account::delete_me,
         crate::routes::notifications::receive,

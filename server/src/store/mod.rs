@@ -15,6 +15,7 @@ mod notifications;
 mod revocations;
 mod sessions;
 mod users;
+mod web;
 
 use sqlx::AnyPool;
 
@@ -27,6 +28,7 @@ pub use notifications::NotificationOutcome;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
 pub use users::{SignInRecord, SignedIn, User};
+pub use web::{Exchange, WebSignIn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,12 +77,18 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Forgets nonces past their time and notifications older than 30 days.
+    /// Forgets nonces and web-flow rows past their time, and notifications older than 30 days.
     pub async fn purge_expired(&self, now: i64) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
             .bind(now)
             .execute(&self.pool)
             .await?;
+        for table in ["web_sign_ins", "web_exchange_codes"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
             .bind(now - 30 * 24 * 3600)
             .execute(&self.pool)

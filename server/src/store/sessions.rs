@@ -6,6 +6,7 @@ use sqlx::{Any, Transaction};
 use super::Store;
 use crate::secrets;
 
+#[derive(Clone)]
 pub struct NewSession {
     pub id: String,
     pub refresh_token: String,

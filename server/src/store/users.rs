@@ -30,7 +30,7 @@ pub struct User {
     pub sign_in_count: i64,
 }
 
-const USER_COLUMNS: &str = "id, apple_sub, email, email_verified, is_private_email, \
+pub(super) const USER_COLUMNS: &str = "id, apple_sub, email, email_verified, is_private_email, \
     email_forwarding_disabled, given_name, family_name, real_user_status, client_id, \
     created_at, last_sign_in_at, sign_in_count";
 
@@ -301,6 +301,10 @@ pub(super) async fn delete_user_rows(
     user_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM web_exchange_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
         .await?;

@@ -1,0 +1,497 @@
+//! The web flow's routes (`crate::web`): the start, Apple's form post, the native app's code
+//! exchange, and the page with its two forms.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, ORIGIN, SET_COOKIE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use siwa_core::{
+    AuthorizationRequest, Clock, CodeVerifier, Endpoints, FormPostUser, RawNonce, SystemClock,
+};
+
+use super::JsonBody;
+use super::auth::signed_in_answer;
+use crate::api::{ExchangeRequest, SignInResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::signin::{self, Flow, SignIn};
+use crate::state::AppState;
+use crate::store::{Exchange, User, WebSignIn};
+use crate::web::page::{self, Banner, View};
+use crate::web::{self as flow, WebFlow};
+use crate::{revocation, secrets};
+
+/// Apple's `error` when the user pressed Cancel.
+const USER_CANCELLED: &str = "user_cancelled_authorize";
+
+#[derive(Deserialize)]
+pub struct StartParams {
+    app_redirect_uri: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// Sends the browser to Apple's consent page with a fresh, recorded `state` and nonce. A
+/// native app adds `app_redirect_uri` (one of `SIWA_APP_REDIRECT_URIS`) and an S256
+/// `code_challenge`.
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<StartParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let web = match configured(&state) {
+        Ok(web) => web,
+        Err(error) => return error_page(&state, error),
+    };
+    let Ok(Query(params)) = params else {
+        return error_page(
+            &state,
+            ApiError::bad_request("the query string could not be read"),
+        );
+    };
+    let sign_in = match native_app(web, params) {
+        Ok(back) => back,
+        Err(error) => return error_page(&state, error),
+    };
+    let state_value = secrets::new_token();
+    let nonce = RawNonce::generate();
+    let now = SystemClock.now();
+    let record = WebSignIn {
+        nonce: nonce.expose().to_owned(),
+        ..sign_in
+    };
+    if let Err(error) = state
+        .store
+        .start_web_sign_in(&state_value, &record, now, now + flow::STATE_TTL_SECS)
+        .await
+    {
+        return error_page(&state, error.into());
+    }
+    let url = AuthorizationRequest {
+        client_id: &web.services_id,
+        redirect_uri: &web.callback_url,
+        state: &state_value,
+        nonce: &nonce.hashed(),
+    }
+    .url(&Endpoints::new(state.config.apple_base_url.clone()));
+    see_other(&url, None)
+}
+
+/// The native app's part of a start: its redirect URI, checked exactly, and its challenge.
+fn native_app(web: &WebFlow, params: StartParams) -> Result<WebSignIn, ApiError> {
+    let Some(app_redirect_uri) = params.app_redirect_uri.filter(|u| !u.is_empty()) else {
+        if params.code_challenge.is_some() {
+            return Err(ApiError::bad_request(
+                "code_challenge is for native apps: give app_redirect_uri too",
+            ));
+        }
+        return Ok(WebSignIn {
+            nonce: String::new(),
+            app_redirect_uri: None,
+            code_challenge: None,
+        });
+    };
+    if !web.allows_app_redirect(&app_redirect_uri) {
+        return Err(ApiError::AppRedirectUriNotAllowed);
+    }
+    let challenge = params
+        .code_challenge
+        .filter(|c| siwa_core::is_s256_challenge(c))
+        .filter(|_| matches!(params.code_challenge_method.as_deref(), None | Some("S256")))
+        .ok_or(ApiError::InvalidCodeChallenge)?;
+    Ok(WebSignIn {
+        nonce: String::new(),
+        app_redirect_uri: Some(app_redirect_uri),
+        code_challenge: Some(challenge),
+    })
+}
+
+/// What Apple posts to the callback.
+#[derive(Deserialize)]
+pub struct CallbackForm {
+    state: Option<String>,
+    code: Option<String>,
+    id_token: Option<String>,
+    /// JSON with the name and email, on the first authorization only.
+    user: Option<String>,
+    error: Option<String>,
+}
+
+/// Apple's cross-site form post: the `state` is looked up (single use), the identity token
+/// verified, the code exchanged, the user signed in; then the page gets a session cookie or the
+/// native app a one-time code.
+pub async fn callback(
+    State(state): State<Arc<AppState>>,
+    form: Result<Form<CallbackForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let web = match configured(&state) {
+        Ok(web) => web,
+        Err(error) => return error_page(&state, error),
+    };
+    let Ok(Form(form)) = form else {
+        return error_page(
+            &state,
+            ApiError::bad_request("the form post could not be read"),
+        );
+    };
+    let now = SystemClock.now();
+    let cancelled = form.error.as_deref() == Some(USER_CANCELLED);
+    let Some(state_value) = form.state.as_deref().filter(|s| !s.is_empty()) else {
+        if cancelled {
+            return see_other("/?notice=cancelled", None);
+        }
+        return error_page(&state, ApiError::InvalidState);
+    };
+    let pending = match state.store.take_web_sign_in(state_value, now).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return error_page(&state, ApiError::InvalidState),
+        Err(error) => return error_page(&state, error.into()),
+    };
+    if let Some(error) = form.error.as_deref() {
+        let refusal = if cancelled {
+            None
+        } else {
+            Some(ApiError::AppleAuthorizationFailed)
+        };
+        return match (&pending.app_redirect_uri, refusal) {
+            (None, None) => see_other("/?notice=cancelled", None),
+            (Some(app), None) => to_app(app, &[("error", error)]),
+            (back, Some(refusal)) => fail(&state, back.as_deref(), refusal),
+        };
+    }
+    let back = pending.app_redirect_uri.as_deref();
+    let (Some(code), Some(id_token)) = (form.code.as_deref(), form.id_token.as_deref()) else {
+        return fail(
+            &state,
+            back,
+            ApiError::bad_request("Apple's form post has no code or id_token"),
+        );
+    };
+    // The name comes once, with the first authorization (P6): kept by the sign-in.
+    let user_field = form.user.as_deref().and_then(FormPostUser::parse);
+    let name = user_field.as_ref().and_then(|u| u.name.as_ref());
+    let outcome = signin::sign_in(
+        &state,
+        SignIn {
+            flow: Flow::Web {
+                verifier: &web.verifier,
+                redirect_uri: &web.callback_url,
+            },
+            start_session: back.is_none(),
+            identity_token: id_token,
+            authorization_code: Some(code),
+            raw_nonce: Some(&pending.nonce),
+            given_name: name.and_then(|n| n.first_name.as_deref()),
+            family_name: name.and_then(|n| n.last_name.as_deref()),
+        },
+    )
+    .await;
+    let signed_in = match outcome {
+        Ok(outcome) => outcome.signed_in,
+        Err(error) => return fail(&state, back, error),
+    };
+    match (
+        &pending.app_redirect_uri,
+        &pending.code_challenge,
+        signed_in.session,
+    ) {
+        (None, _, Some(session)) => {
+            let max_age = state.config.refresh_token_ttl.as_secs() as i64;
+            let cookie = web.session_cookie(&session.refresh_token, max_age);
+            see_other("/", Some(&cookie))
+        }
+        (Some(app), Some(challenge), _) => {
+            let code = state
+                .store
+                .issue_exchange_code(
+                    &signed_in.user.id,
+                    signed_in.is_new_user,
+                    challenge,
+                    now,
+                    now + flow::EXCHANGE_CODE_TTL_SECS,
+                )
+                .await;
+            match code {
+                Ok(code) => to_app(app, &[("code", &code)]),
+                Err(error) => fail(&state, back, error.into()),
+            }
+        }
+        _ => fail(&state, back, ApiError::Internal),
+    }
+}
+
+/// Trades a native app's one-time code and PKCE verifier for a session: the answer
+/// `POST /v1/auth/apple` gives.
+#[utoipa::path(post, path = "/v1/auth/exchange", tag = "sign-in", request_body = ExchangeRequest,
+    responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
+              (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn exchange(
+    State(state): State<Arc<AppState>>,
+    JsonBody(request): JsonBody<ExchangeRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    configured(&state)?;
+    if !CodeVerifier::is_well_formed(&request.code_verifier) {
+        return Err(ApiError::bad_request(
+            "codeVerifier must be 43 to 128 characters of [A-Za-z0-9-._~]",
+        ));
+    }
+    let verifier = CodeVerifier::new(request.code_verifier);
+    let ttl = state.config.refresh_token_ttl.as_secs() as i64;
+    match state
+        .store
+        .redeem_exchange_code(&request.code, &verifier, SystemClock.now(), ttl)
+        .await?
+    {
+        Exchange::SignedIn {
+            user,
+            is_new_user,
+            session,
+        } => Ok(Json(signed_in_answer(&state, &user, is_new_user, session))),
+        Exchange::InvalidCode => Err(ApiError::InvalidExchangeCode),
+        Exchange::WrongVerifier => Err(ApiError::CodeVerifierMismatch),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PageParams {
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+/// The page: the button, or the signed-in user with "Sign out" and "Delete account".
+pub async fn show_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<PageParams>,
+) -> Response {
+    let banner = Banner::from_query(params.error.as_deref(), params.notice.as_deref());
+    let Some(web) = &state.web else {
+        let view = View::SignedOut {
+            unavailable: state.config.web.missing(),
+        };
+        return html(StatusCode::OK, page::render(&view, banner.as_ref()));
+    };
+    match signed_in(&state, web, &headers).await {
+        Ok(Some((user, secret, _))) => {
+            let csrf = flow::csrf_token(&secret);
+            let view = View::SignedIn {
+                user: &user,
+                csrf: &csrf,
+            };
+            html(StatusCode::OK, page::render(&view, banner.as_ref()))
+        }
+        Ok(None) => {
+            let view = View::SignedOut { unavailable: None };
+            html(StatusCode::OK, page::render(&view, banner.as_ref()))
+        }
+        Err(error) => error_page(&state, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PageForm {
+    csrf: String,
+    confirm: Option<String>,
+}
+
+/// The page's "Sign out": ends the session and removes the cookie.
+pub async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let result = async {
+        let web = configured(&state)?;
+        let Some((_, _, session_id)) = checked_session(&state, web, &headers, &form).await? else {
+            return Ok(see_other("/", Some(&web.cleared_cookie())));
+        };
+        state
+            .store
+            .end_session(&session_id, SystemClock.now())
+            .await?;
+        Ok(see_other(
+            "/?notice=signed_out",
+            Some(&web.cleared_cookie()),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(&state, error))
+}
+
+/// The page's "Delete account" (after its confirmation): deletes the account and revokes
+/// Apple's token, as `DELETE /v1/me` does.
+pub async fn delete_account(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let result = async {
+        let web = configured(&state)?;
+        let Some((user, _, _)) = checked_session(&state, web, &headers, &form).await? else {
+            return Ok(see_other("/", Some(&web.cleared_cookie())));
+        };
+        if form.as_ref().ok().and_then(|f| f.confirm.as_deref()) != Some("delete") {
+            return Err(ApiError::bad_request("the deletion was not confirmed"));
+        }
+        let now = SystemClock.now();
+        let pending = state.store.delete_user(&user.id, now).await?;
+        metrics::counter!("siwa_account_deletions_total").increment(1);
+        if let Some(pending) = pending {
+            revocation::attempt(&state, &pending, now).await;
+        }
+        Ok(see_other("/?notice=deleted", Some(&web.cleared_cookie())))
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(&state, error))
+}
+
+/// The page's stylesheet (the policy allows no inline style).
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        page::STYLESHEET,
+    )
+        .into_response()
+}
+
+fn configured(state: &AppState) -> Result<&WebFlow, ApiError> {
+    state.web.as_ref().ok_or(ApiError::WebFlowNotConfigured)
+}
+
+/// The signed-in user of the page's cookie: the user, the cookie's secret and the session id.
+async fn signed_in(
+    state: &AppState,
+    web: &WebFlow,
+    headers: &HeaderMap,
+) -> Result<Option<(User, String, String)>, ApiError> {
+    let Some(secret) = web.session_from(headers) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .web_session(&secret, SystemClock.now())
+        .await?
+        .map(|(user, session_id)| (user, secret, session_id)))
+}
+
+/// The session of a form the page posted, once the form is shown to be the page's: the
+/// browser does not call it cross-site (`Sec-Fetch-Site`, `Origin`, when sent), and its CSRF
+/// token is the session's. (The page's `no-referrer` policy makes browsers send `Origin: null`
+/// with its own forms, so only another origin is refused on that header.)
+async fn checked_session(
+    state: &AppState,
+    web: &WebFlow,
+    headers: &HeaderMap,
+    form: &Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Option<(User, String, String)>, ApiError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let other_origin = headers
+        .get(ORIGIN)
+        .is_some_and(|v| v.as_bytes() != b"null" && v.as_bytes() != web.origin.as_bytes());
+    if cross_site || other_origin {
+        return Err(ApiError::CsrfTokenInvalid);
+    }
+    let Some((user, secret, session_id)) = signed_in(state, web, headers).await? else {
+        return Ok(None);
+    };
+    let posted = form.as_ref().map(|f| f.csrf.as_str()).unwrap_or_default();
+    if !flow::csrf_matches(&secret, posted) {
+        return Err(ApiError::CsrfTokenInvalid);
+    }
+    Ok(Some((user, secret, session_id)))
+}
+
+/// A failure after the `state` was found: the page shows it, a native app is sent back with
+/// its code.
+fn fail(state: &AppState, app: Option<&str>, error: ApiError) -> Response {
+    match app {
+        Some(app) => {
+            let code = error.code();
+            error.record();
+            to_app(app, &[("error", code)])
+        }
+        None => error_page(state, error),
+    }
+}
+
+/// The page with the error's banner, under the error's status: a person reads it, so it is a
+/// page rather than the API's JSON error.
+fn error_page(state: &AppState, error: ApiError) -> Response {
+    error.record();
+    let banner = Banner::from_query(Some(error.code()), None);
+    let view = View::SignedOut {
+        unavailable: state
+            .web
+            .is_none()
+            .then(|| state.config.web.missing())
+            .flatten(),
+    };
+    html(error.status(), page::render(&view, banner.as_ref()))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
+            ),
+            (
+                axum::http::header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (
+                axum::http::header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A 303 (the browser follows with a GET), optionally setting a cookie.
+fn see_other(location: &str, cookie: Option<&str>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert(LOCATION, location);
+    }
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    headers.insert(
+        axum::http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Sends the browser back to a native app's URL with `pairs` added to its query.
+fn to_app(app: &str, pairs: &[(&str, &str)]) -> Response {
+    let Ok(mut target) = url::Url::parse(app) else {
+        return ApiError::Internal.into_response();
+    };
+    target.query_pairs_mut().extend_pairs(pairs.iter().copied());
+    see_other(target.as_str(), None)
+}

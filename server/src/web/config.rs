@@ -1,0 +1,160 @@
+//! The web flow's configuration: `SIWA_APPLE_SERVICES_ID`, `SIWA_PUBLIC_URL` and
+//! `SIWA_APP_REDIRECT_URIS`.
+
+use super::WebFlow;
+
+/// As configured; the flow runs only when both the Services ID and the public URL are set.
+#[derive(Clone, Debug, Default)]
+pub struct WebConfig {
+    /// The Services ID registered at Apple for the web (not the app's bundle ID).
+    pub services_id: Option<String>,
+    /// Where browsers reach this server, e.g. `https://auth.example.com`; Apple posts to
+    /// `{public_url}/v1/web/callback`, which must be registered with the Services ID.
+    pub public_url: Option<url::Url>,
+    /// The app URLs (custom schemes or universal links) a native app may be sent back to,
+    /// compared exactly.
+    pub app_redirect_uris: Vec<String>,
+}
+
+/// The variable a missing or malformed setting is read from, and why.
+pub type Invalid = (&'static str, String);
+
+impl WebConfig {
+    /// Reads the three variables from `get` (values already trimmed, empty as none).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Self, Invalid> {
+        let public_url = match get("SIWA_PUBLIC_URL") {
+            None => None,
+            Some(value) => Some(public_url(&value).map_err(|why| ("SIWA_PUBLIC_URL", why))?),
+        };
+        let app_redirect_uris: Vec<String> = get("SIWA_APP_REDIRECT_URIS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for uri in &app_redirect_uris {
+            if url::Url::parse(uri).is_err() {
+                return Err((
+                    "SIWA_APP_REDIRECT_URIS",
+                    format!("`{uri}` is not an absolute URL (such as myapp://signed-in)"),
+                ));
+            }
+        }
+        Ok(Self {
+            services_id: get("SIWA_APPLE_SERVICES_ID"),
+            public_url,
+            app_redirect_uris,
+        })
+    }
+
+    /// What is missing for the flow to run, as start-up says it; `None` when it runs.
+    pub fn missing(&self) -> Option<&'static str> {
+        match (&self.services_id, &self.public_url) {
+            (Some(_), Some(_)) => None,
+            (None, None) => Some("SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL"),
+            (None, Some(_)) => Some("SIWA_APPLE_SERVICES_ID"),
+            (Some(_), None) => Some("SIWA_PUBLIC_URL"),
+        }
+    }
+
+    pub(super) fn flow_parts(&self) -> Option<(&str, &url::Url)> {
+        Some((self.services_id.as_deref()?, self.public_url.as_ref()?))
+    }
+}
+
+/// An absolute http(s) URL with no query or fragment; a trailing slash is dropped.
+fn public_url(value: &str) -> Result<url::Url, String> {
+    let mut url =
+        url::Url::parse(value).map_err(|_| format!("`{value}` is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http(s) URL such as https://auth.example.com".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query string or fragment".into());
+    }
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+impl WebFlow {
+    /// The callback Apple posts to, under the public URL.
+    pub fn callback_url(public_url: &url::Url) -> String {
+        format!(
+            "{}/v1/web/callback",
+            public_url.as_str().trim_end_matches('/')
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<WebConfig, Invalid> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WebConfig::read(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_flow_needs_both_variables_and_says_which_is_missing() {
+        assert_eq!(
+            read(&[]).unwrap().missing(),
+            Some("SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL")
+        );
+        assert_eq!(
+            read(&[("SIWA_APPLE_SERVICES_ID", "com.example.web")])
+                .unwrap()
+                .missing(),
+            Some("SIWA_PUBLIC_URL")
+        );
+        let both = read(&[
+            ("SIWA_APPLE_SERVICES_ID", "com.example.web"),
+            ("SIWA_PUBLIC_URL", "https://auth.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(both.missing(), None);
+        assert_eq!(
+            WebFlow::callback_url(both.public_url.as_ref().unwrap()),
+            "https://auth.example.com/v1/web/callback"
+        );
+    }
+
+    #[test]
+    fn malformed_urls_name_their_variable() {
+        assert_eq!(
+            read(&[("SIWA_PUBLIC_URL", "auth.example.com")])
+                .unwrap_err()
+                .0,
+            "SIWA_PUBLIC_URL"
+        );
+        assert_eq!(
+            read(&[("SIWA_PUBLIC_URL", "ftp://x")]).unwrap_err().0,
+            "SIWA_PUBLIC_URL"
+        );
+        assert_eq!(
+            read(&[("SIWA_APP_REDIRECT_URIS", "myapp://ok, not a url")])
+                .unwrap_err()
+                .0,
+            "SIWA_APP_REDIRECT_URIS"
+        );
+        assert_eq!(
+            read(&[(
+                "SIWA_APP_REDIRECT_URIS",
+                "myapp://signed-in, https://app.example.com/cb"
+            )])
+            .unwrap()
+            .app_redirect_uris
+            .len(),
+            2
+        );
+    }
+}

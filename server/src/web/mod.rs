@@ -1,0 +1,130 @@
+//! Sign in with Apple on the web (docs/apple-protocol.md, F13, P5, P6), for a web page and for
+//! native apps that can only open a browser (Android, Windows).
+//!
+//! - `GET /v1/web/sign-in` records a fresh `state` and nonce and sends the browser to Apple.
+//! - Apple answers with a cross-site form post to `POST /v1/web/callback`. Cookies set with
+//!   `SameSite=Lax` or `Strict` are not sent with it (P5), so the `state` is looked up in the
+//!   database instead: single use, ten minutes. The identity token is verified for the
+//!   Services ID and the nonce, the code is exchanged with the Services ID and the same
+//!   redirect URI, and the user is signed in by the code path of `POST /v1/auth/apple`.
+//! - The web page gets a session cookie; a native app is sent back to its URL with a one-time
+//!   code (60 s, PKCE-bound) that it trades at `POST /v1/auth/exchange`.
+
+pub mod config;
+pub mod page;
+
+use siwa_core::{KeySet, Verifier, VerifierConfig};
+use subtle::ConstantTimeEq;
+
+pub use config::WebConfig;
+
+/// How long a browser may take at Apple's consent page.
+pub const STATE_TTL_SECS: i64 = 600;
+/// How long a native app's one-time code lives.
+pub const EXCHANGE_CODE_TTL_SECS: i64 = 60;
+
+/// The web flow, when configured.
+pub struct WebFlow {
+    pub services_id: String,
+    /// `{SIWA_PUBLIC_URL}/v1/web/callback`.
+    pub callback_url: String,
+    /// The public URL's origin, which the page's own forms come from.
+    pub origin: String,
+    /// Verifies identity tokens for the Services ID only: a web token is not an app token.
+    pub verifier: Verifier,
+    pub app_redirect_uris: Vec<String>,
+    /// Whether the public URL is https: the cookie is then `Secure` and `__Host-` prefixed.
+    pub secure: bool,
+}
+
+impl WebFlow {
+    /// The flow of `config`, verifying with `keys` (shared with the app verifier); `None` when
+    /// the Services ID or the public URL is missing.
+    pub fn new(
+        config: &WebConfig,
+        keys: KeySet,
+        issuers: &[String],
+    ) -> Result<Option<Self>, siwa_core::ConfigError> {
+        let Some((services_id, public_url)) = config.flow_parts() else {
+            return Ok(None);
+        };
+        let mut verifier_config = VerifierConfig::new([services_id]);
+        verifier_config.issuers = issuers.to_vec();
+        Ok(Some(Self {
+            services_id: services_id.to_owned(),
+            callback_url: Self::callback_url(public_url),
+            origin: public_url.origin().ascii_serialization(),
+            verifier: Verifier::new(verifier_config, keys)?,
+            app_redirect_uris: config.app_redirect_uris.clone(),
+            secure: public_url.scheme() == "https",
+        }))
+    }
+
+    /// The session cookie's name: `__Host-` prefixed on https, so that no subdomain and no
+    /// plain-http page can set or shadow it.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-siwa_session"
+        } else {
+            "siwa_session"
+        }
+    }
+
+    /// The `Set-Cookie` value that holds a session (its refresh token) for `max_age_secs`.
+    ///
+    /// `SameSite=Lax`: the cookie is stored from the answer to Apple's cross-site form post
+    /// and sent with the top-level redirect to the page that follows (`Strict` would not be),
+    /// while cross-site POSTs (CSRF) never carry it. `HttpOnly`: no script reads it.
+    pub fn session_cookie(&self, refresh_token: &str, max_age_secs: i64) -> String {
+        cookie::Cookie::build((self.cookie_name(), refresh_token.to_owned()))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(cookie::SameSite::Lax)
+            .max_age(cookie::time::Duration::seconds(max_age_secs))
+            .build()
+            .to_string()
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn cleared_cookie(&self) -> String {
+        self.session_cookie("", 0)
+    }
+
+    /// The session cookie's value in a request's `Cookie` headers.
+    pub fn session_from(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == self.cookie_name())
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`, exactly.
+    pub fn allows_app_redirect(&self, app_redirect_uri: &str) -> bool {
+        self.app_redirect_uris.iter().any(|u| u == app_redirect_uri)
+    }
+}
+
+/// The CSRF token of the page's forms: derived from the session cookie's secret, so only a
+/// page that can read the session (ours, rendered for it) can put it in a form.
+pub fn csrf_token(session_secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"siwa-web-csrf\0")
+        .chain_update(session_secret.as_bytes())
+        .finalize();
+    hex::encode(&digest[..16])
+}
+
+/// Compares a posted CSRF token with the expected one, in constant time.
+pub fn csrf_matches(session_secret: &str, posted: &str) -> bool {
+    csrf_token(session_secret)
+        .as_bytes()
+        .ct_eq(posted.as_bytes())
+        .into()
+}

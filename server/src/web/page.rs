@@ -1,0 +1,199 @@
+//! The page at `/`: the Sign in with Apple button as Apple's guidelines draw it (black, the
+//! Apple logo, "Sign in with Apple"), then the signed-in user with "Sign out" and "Delete
+//! account". Plain HTML and one stylesheet, no script: it runs under a Content-Security-Policy
+//! that allows nothing else.
+
+use maud::{DOCTYPE, Markup, html};
+
+/// The policy the page is served with: its own stylesheet, forms to itself, no script, no
+/// framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the page shows.
+pub enum View<'a> {
+    SignedOut {
+        /// Why the web flow cannot run, when it cannot.
+        unavailable: Option<&'static str>,
+    },
+    SignedIn {
+        user: &'a crate::store::User,
+        csrf: &'a str,
+    },
+}
+
+/// A message above the content: why a sign-in failed, or what just happened.
+pub struct Banner {
+    pub text: &'static str,
+    pub code: Option<String>,
+    pub is_error: bool,
+}
+
+impl Banner {
+    /// The banner for a `?error=` or `?notice=` of the page's URL.
+    pub fn from_query(error: Option<&str>, notice: Option<&str>) -> Option<Self> {
+        if let Some(code) = error {
+            let text = match code {
+                "invalid_state" => {
+                    "That sign-in link expired or was already used. Please sign in again."
+                }
+                "apple_authorization_failed" => {
+                    "Apple could not complete the sign-in. Please try again."
+                }
+                "apple_unavailable" | "key_set_unavailable" | "database_unavailable" => {
+                    "The service is busy right now. Please try again in a moment."
+                }
+                _ => "The sign-in could not be completed. Please try again.",
+            };
+            // Only a code of ours is echoed back, never free text from the URL.
+            let known = crate::error::ApiError::all_codes().any(|c| c == code);
+            return Some(Self {
+                text,
+                code: known.then(|| code.to_owned()),
+                is_error: true,
+            });
+        }
+        let text = match notice? {
+            "signed_out" => "You are signed out.",
+            "deleted" => {
+                "Your account was deleted, and Sign in with Apple was revoked for this site."
+            }
+            "cancelled" => "Sign-in was cancelled.",
+            _ => return None,
+        };
+        Some(Self {
+            text,
+            code: None,
+            is_error: false,
+        })
+    }
+}
+
+pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
+    let body = html! {
+        header class="brand" { span class="dot" {} "siwa" }
+        @if let Some(banner) = banner {
+            div class={ "banner " (if banner.is_error { "error" } else { "notice" }) } role="status" {
+                (banner.text)
+                @if let Some(code) = &banner.code { " " span class="code" { "(" (code) ")" } }
+            }
+        }
+        @match view {
+            View::SignedOut { unavailable } => {
+                h1 { "Welcome" }
+                p class="lead" { "Sign in to continue. Your Apple ID keeps your account private: you can hide your email, and we only learn the name you choose to share." }
+                @if let Some(missing) = unavailable {
+                    p class="banner error" { "Web sign-in is not set up on this server: " (missing) " missing." }
+                } @else {
+                    a class="apple-button" href="/v1/web/sign-in" role="button" {
+                        (apple_logo())
+                        span { "Sign in with Apple" }
+                    }
+                }
+            }
+            View::SignedIn { user, csrf } => {
+                h1 { "You are signed in" }
+                dl class="profile" {
+                    dt { "Name" }
+                    dd id="user-name" { (display_name(user)) }
+                    dt { "Email" }
+                    dd id="user-email" {
+                        (user.email.as_deref().unwrap_or("Not shared"))
+                        @if user.is_private_email != 0 { span class="tag" { "Hide My Email" } }
+                    }
+                }
+                form method="post" action="/v1/web/sign-out" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button class="secondary" type="submit" { "Sign out" }
+                }
+                details class="danger" {
+                    summary { "Delete account" }
+                    p { "This deletes your account and everything it holds, and stops using your Apple ID with this site. It cannot be undone." }
+                    form method="post" action="/v1/web/delete-account" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="confirm" value="delete";
+                        button class="destructive" type="submit" { "Delete my account" }
+                    }
+                }
+            }
+        }
+        footer { "Sign in with Apple, served by siwa-server." }
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { "Sign in" }
+                link rel="stylesheet" href="/assets/siwa.css";
+            }
+            body { main class="card" { (body) } }
+        }
+    }
+    .into_string()
+}
+
+fn display_name(user: &crate::store::User) -> String {
+    let parts: Vec<&str> = [user.given_name.as_deref(), user.family_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "Not shared".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The Apple logo as an inline SVG (never a font glyph, which renders only on Apple systems).
+fn apple_logo() -> Markup {
+    html! {
+        svg class="logo" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" aria-hidden="true" focusable="false" {
+            path fill="currentColor" d=(APPLE_LOGO_PATH) {}
+        }
+    }
+}
+
+const APPLE_LOGO_PATH: &str = "M12.152 6.896c-.948 0-2.415-1.078-3.96-1.04-2.04.027-3.91 1.183-4.961 3.014-2.117 3.675-.546 9.103 1.519 12.09 1.013 1.454 2.208 3.09 3.792 3.039 1.52-.065 2.09-.987 3.935-.987 1.831 0 2.35.987 3.96.948 1.637-.026 2.676-1.48 3.676-2.948 1.156-1.688 1.636-3.325 1.662-3.415-.039-.013-3.182-1.221-3.22-4.857-.026-3.04 2.48-4.494 2.597-4.559-1.429-2.09-3.623-2.324-4.39-2.376-2-.156-3.675 1.09-4.61 1.09zM15.53 3.83c.843-1.012 1.4-2.427 1.245-3.83-1.207.052-2.662.805-3.532 1.818-.78.896-1.454 2.338-1.273 3.714 1.338.104 2.715-.688 3.559-1.701";
+
+/// The page's stylesheet, served at `/assets/siwa.css`.
+pub const STYLESHEET: &str = r#"
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;padding:24px 16px;
+  background:linear-gradient(180deg,#f5f5f7 0%,#e8e8ed 100%);color:#1d1d1f;
+  font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+.card{width:100%;max-width:420px;background:#fff;border-radius:18px;padding:32px 28px;
+  box-shadow:0 1px 2px rgba(0,0,0,.06),0 12px 40px rgba(0,0,0,.10)}
+.brand{display:flex;align-items:center;gap:8px;font-weight:600;letter-spacing:.02em;color:#6e6e73;margin-bottom:20px}
+.dot{width:10px;height:10px;border-radius:50%;background:#1d1d1f;display:inline-block}
+h1{font-size:26px;line-height:1.2;margin:0 0 8px}
+.lead{color:#515154;margin:0 0 24px}
+.apple-button{display:flex;align-items:center;justify-content:center;gap:6px;width:100%;min-height:48px;
+  padding:0 16px;border-radius:10px;background:#000;color:#fff;text-decoration:none;
+  font-size:19px;font-weight:500;letter-spacing:-.01em}
+.apple-button:hover{background:#1d1d1f}
+.apple-button:focus-visible,button:focus-visible,summary:focus-visible{outline:3px solid #0071e3;outline-offset:2px}
+.apple-button .logo{width:20px;height:20px;margin-top:-3px}
+.profile{display:grid;grid-template-columns:max-content 1fr;gap:8px 16px;margin:20px 0 24px;padding:16px;
+  background:#f5f5f7;border-radius:12px}
+.profile dt{color:#6e6e73}
+.profile dd{margin:0;font-weight:500;overflow-wrap:anywhere}
+.tag{display:inline-block;margin-left:8px;padding:1px 8px;border-radius:999px;background:#e8f0fe;color:#1a56c4;
+  font-size:12px;font-weight:600;vertical-align:middle}
+button{font:inherit;cursor:pointer}
+.secondary{width:100%;min-height:44px;border:1px solid #d2d2d7;border-radius:10px;background:#fff;color:#1d1d1f;font-weight:500}
+.secondary:hover{background:#f5f5f7}
+.danger{margin-top:16px;border-top:1px solid #e8e8ed;padding-top:12px}
+.danger summary{color:#c9190b;cursor:pointer;font-weight:500;padding:6px 0}
+.danger p{color:#515154;font-size:14px}
+.destructive{width:100%;min-height:44px;border:0;border-radius:10px;background:#c9190b;color:#fff;font-weight:600}
+.banner{border-radius:10px;padding:10px 14px;margin:0 0 20px;font-size:15px}
+.banner.error{background:#fdecea;color:#8a1c12}
+.banner.notice{background:#e9f6ec;color:#1e5b2c}
+.code{color:inherit;opacity:.7;font-size:13px}
+footer{margin-top:28px;color:#86868b;font-size:13px;text-align:center}
+@media (max-width:480px){.card{padding:24px 20px;border-radius:16px}h1{font-size:23px}}
+"#;
