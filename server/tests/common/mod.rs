@@ -128,6 +128,24 @@ impl Harness {
         })
     }
 
+    /// A server with the web flow on: Services ID `com.example.web`, its public URL on a port
+    /// picked first (the callback URL names it), and `APP_REDIRECT_URI` allowed.
+    pub async fn start_web(db: Db) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        Self::start_with(db, |config| {
+            config.port = port;
+            config.web = siwa_server::web::WebConfig {
+                services_id: Some(WEB_SERVICES_ID.into()),
+                public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
+                app_redirect_uris: vec![APP_REDIRECT_URI.into()],
+            };
+        })
+        .await
+    }
+
     /// The same database and mock, a new server process (as after a restart, or a second
     /// instance behind a load balancer).
     pub async fn another_instance(&self) -> RunningServer {
@@ -245,9 +263,31 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+pub const WEB_SERVICES_ID: &str = "com.example.web";
+pub const APP_REDIRECT_URI: &str = "com.example.app://signed-in";
+
 /// Declares each listed `async fn(Harness)` as two tests: on SQLite and on PostgreSQL.
+/// `on_both_databases!(web: ...)` starts each with the web flow on (`Harness::start_web`).
 #[macro_export]
 macro_rules! on_both_databases {
+    (web: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let harness = $crate::common::Harness::start_web($crate::common::Db::Sqlite).await.unwrap();
+                    super::$name(harness).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(harness) = $crate::common::Harness::start_web($crate::common::Db::Postgres).await {
+                        super::$name(harness).await;
+                    }
+                }
+            }
+        )*
+    };
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {

@@ -1,0 +1,485 @@
+//! The web flow (`siwa_server::web`) over HTTP, without a browser: the start, Apple's consent
+//! (the mock's own page, posted to as a browser would), the cross-site form post to the
+//! callback, the page's cookie and forms, and a native app's one-time code. The browser itself
+//! is `scripts/test-web.sh`.
+
+mod common;
+
+use common::*;
+use mock_apple::Endpoint;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use siwa_core::{Clock, CodeVerifier, SystemClock};
+
+on_both_databases!(
+    web: web_sign_in_keeps_the_name_and_makes_the_same_session_as_the_app_route,
+    a_replayed_or_tampered_state_is_refused_and_signs_no_one_in,
+    cancelling_brings_the_user_back_to_the_page,
+    the_page_forms_need_the_sessions_csrf_token,
+    deleting_from_the_page_revokes_at_apple,
+    a_native_apps_code_is_single_use_and_bound_to_its_verifier,
+    native_starts_need_a_listed_redirect_and_an_s256_challenge,
+    expired_states_and_codes_are_refused,
+);
+on_both_databases!(without_configuration_the_routes_say_what_is_missing);
+
+/// A client that does not follow redirects: each step of the flow is looked at.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The user's choices on Apple's consent page.
+#[derive(Default)]
+struct Consent<'a> {
+    name: Option<(&'a str, &'a str)>,
+    hide_email: bool,
+    cancel: bool,
+}
+
+/// `GET /v1/web/sign-in` (with `query`): the Location Apple's page is at.
+async fn start(h: &Harness, query: &str) -> String {
+    let response = browser()
+        .get(h.url(&format!("/v1/web/sign-in{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// Submits Apple's consent page for `authorize_url` and returns the fields Apple's answer
+/// would post to the callback.
+async fn consent(authorize_url: &str, choice: Consent<'_>) -> Vec<(String, String)> {
+    let url = url::Url::parse(authorize_url).unwrap();
+    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    form.push((
+        "action".into(),
+        if choice.cancel { "cancel" } else { "continue" }.into(),
+    ));
+    if let Some((first, last)) = choice.name {
+        form.push(("first_name".into(), first.into()));
+        form.push(("last_name".into(), last.into()));
+    }
+    form.push((
+        "email_choice".into(),
+        if choice.hide_email { "hide" } else { "share" }.into(),
+    ));
+    let page = browser()
+        .post(
+            format!(
+                "{}://{}{}",
+                url.scheme(),
+                url.host_str().unwrap(),
+                url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + url.path(),
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    hidden_inputs(&page)
+}
+
+/// The hidden inputs of the mock's auto-submitting form.
+fn hidden_inputs(page: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    page.split("<input ")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = start + input[start..].find('"')?;
+                Some(unescape(&input[start..end]))
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Posts Apple's answer to the callback, as the browser does.
+async fn callback(h: &Harness, fields: &[(String, String)]) -> reqwest::Response {
+    browser()
+        .post(h.url("/v1/web/callback"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session cookie (`name=value`) of a response.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("siwa_session="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+/// A whole sign-in from the page: returns the cookie.
+async fn sign_in_on_the_page(h: &Harness, choice: Consent<'_>) -> String {
+    let fields = consent(&start(h, "").await, choice).await;
+    let response = callback(h, &fields).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[LOCATION], "/");
+    let cookie = session_cookie(&response).expect("a session cookie");
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Lax"), "{set}");
+    assert!(
+        !set.contains("Secure"),
+        "plain http: no Secure flag ({set})"
+    );
+    cookie
+}
+
+async fn page(h: &Harness, cookie: Option<&str>) -> String {
+    let mut request = browser().get(h.url("/"));
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    response.text().await.unwrap()
+}
+
+/// The CSRF token in the page's forms.
+fn csrf(page: &str) -> String {
+    field(&hidden_inputs(page), "csrf").unwrap().to_owned()
+}
+
+async fn web_sign_in_keeps_the_name_and_makes_the_same_session_as_the_app_route(h: Harness) {
+    let cookie = sign_in_on_the_page(
+        &h,
+        Consent {
+            name: Some(("Ada", "Lovelace")),
+            hide_email: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let shown = page(&h, Some(&cookie)).await;
+    assert!(shown.contains("Ada Lovelace"), "{shown}");
+    assert!(shown.contains("@privaterelay.appleid.com"), "{shown}");
+    assert_eq!(h.users().await, 1);
+    // The code was exchanged with the Services ID (the mock refuses any other client id).
+    assert_eq!(h.count(Endpoint::Token), 1);
+
+    // The cookie holds a session of the same kind as /v1/auth/apple's: its refresh token works
+    // at /v1/auth/refresh.
+    let refresh_token = cookie.split_once('=').unwrap().1;
+    let (status, refreshed) = h
+        .post("/v1/auth/refresh", &json!({"refreshToken": refresh_token}))
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+
+    // Signed in again: Apple sends no `user` field, the name stays.
+    let fields = consent(&start(&h, "").await, Consent::default()).await;
+    assert_eq!(field(&fields, "user"), None);
+    let response = callback(&h, &fields).await;
+    let cookie = session_cookie(&response).unwrap();
+    assert!(page(&h, Some(&cookie)).await.contains("Ada Lovelace"));
+    assert_eq!(h.users().await, 1);
+}
+
+async fn a_replayed_or_tampered_state_is_refused_and_signs_no_one_in(h: Harness) {
+    let fields = consent(&start(&h, "").await, Consent::default()).await;
+    let first = callback(&h, &fields).await;
+    assert_eq!(first.status(), 303);
+
+    let replay = callback(&h, &fields).await;
+    assert_eq!(replay.status(), 400);
+    assert!(session_cookie(&replay).is_none());
+    assert!(replay.text().await.unwrap().contains("invalid_state"));
+
+    let users = h.users().await;
+    let mut tampered = consent(&start(&h, "").await, Consent::default()).await;
+    for (name, value) in &mut tampered {
+        if name == "state" {
+            value.push('x');
+        }
+    }
+    let refused = callback(&h, &tampered).await;
+    assert_eq!(refused.status(), 400);
+    assert!(session_cookie(&refused).is_none());
+    assert!(refused.text().await.unwrap().contains("invalid_state"));
+    let mut missing = tampered.clone();
+    missing.retain(|(name, _)| name != "state");
+    assert_eq!(callback(&h, &missing).await.status(), 400);
+    assert_eq!(h.users().await, users);
+}
+
+async fn cancelling_brings_the_user_back_to_the_page(h: Harness) {
+    let fields = consent(
+        &start(&h, "").await,
+        Consent {
+            cancel: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(field(&fields, "error"), Some("user_cancelled_authorize"));
+    let response = callback(&h, &fields).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[LOCATION], "/?notice=cancelled");
+    assert_eq!(h.users().await, 0);
+}
+
+async fn the_page_forms_need_the_sessions_csrf_token(h: Harness) {
+    let cookie = sign_in_on_the_page(&h, Consent::default()).await;
+    let token = csrf(&page(&h, Some(&cookie)).await);
+    let post = |path: &'static str, csrf: String, origin: Option<&'static str>| {
+        let mut request = browser()
+            .post(h.url(path))
+            .header(COOKIE, cookie.clone())
+            .form(&[("csrf", csrf), ("confirm", "delete".into())]);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let forged = post("/v1/web/sign-out", "0".repeat(32), None)
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.text().await.unwrap().contains("csrf_token_invalid"));
+    let elsewhere = post(
+        "/v1/web/delete-account",
+        token.clone(),
+        Some("https://evil.example"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status(), 403);
+    assert_eq!(h.users().await, 1, "nothing was deleted");
+    // Still signed in; the page's own form works.
+    assert!(page(&h, Some(&cookie)).await.contains("Sign out"));
+    let signed_out = post("/v1/web/sign-out", token, None).await.unwrap();
+    assert_eq!(signed_out.status(), 303);
+    assert_eq!(signed_out.headers()[LOCATION], "/?notice=signed_out");
+    assert!(
+        signed_out.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert!(page(&h, Some(&cookie)).await.contains("Sign in with Apple"));
+}
+
+async fn deleting_from_the_page_revokes_at_apple(h: Harness) {
+    let cookie = sign_in_on_the_page(&h, Consent::default()).await;
+    let token = csrf(&page(&h, Some(&cookie)).await);
+    let unconfirmed = browser()
+        .post(h.url("/v1/web/delete-account"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unconfirmed.status(), 400);
+    assert_eq!(h.users().await, 1);
+    let deleted = browser()
+        .post(h.url("/v1/web/delete-account"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str()), ("confirm", "delete")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(deleted.headers()[LOCATION], "/?notice=deleted");
+    assert_eq!(h.users().await, 0);
+    assert_eq!(h.count(Endpoint::Revoke), 1);
+}
+
+/// Starts a native app's browser sign-in and returns the code the app is sent back with.
+async fn native_code(h: &Harness, verifier: &CodeVerifier) -> String {
+    let query = format!(
+        "?app_redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(APP_REDIRECT_URI.as_bytes()).collect::<String>(),
+        verifier.challenge()
+    );
+    let fields = consent(&start(h, &query).await, Consent::default()).await;
+    let response = callback(h, &fields).await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        session_cookie(&response).is_none(),
+        "the app gets a code, not a cookie"
+    );
+    let location = url::Url::parse(response.headers()[LOCATION].to_str().unwrap()).unwrap();
+    assert!(
+        location.as_str().starts_with(APP_REDIRECT_URI),
+        "{location}"
+    );
+    location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code")
+}
+
+async fn exchange(h: &Harness, code: &str, verifier: &str) -> (u16, Value) {
+    h.post(
+        "/v1/auth/exchange",
+        &json!({"code": code, "codeVerifier": verifier}),
+    )
+    .await
+}
+
+async fn a_native_apps_code_is_single_use_and_bound_to_its_verifier(h: Harness) {
+    let verifier = CodeVerifier::generate();
+    let code = native_code(&h, &verifier).await;
+    let (status, wrong) = exchange(&h, &code, CodeVerifier::generate().expose()).await;
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (400, Some("code_verifier_mismatch"))
+    );
+    // Spent by the wrong verifier.
+    let (status, spent) = exchange(&h, &code, verifier.expose()).await;
+    assert_eq!(
+        (status, spent["error"].as_str()),
+        (400, Some("invalid_exchange_code"))
+    );
+
+    let code = native_code(&h, &verifier).await;
+    let (status, answer) = exchange(&h, &code, verifier.expose()).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["session"]["accessToken"].as_str().unwrap();
+    assert!(answer["session"]["refreshToken"].is_string());
+    assert!(answer["user"]["id"].is_string());
+    assert_eq!(h.get_auth("/v1/me", access).await.0, 200);
+
+    let (status, again) = exchange(&h, &code, verifier.expose()).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_exchange_code"))
+    );
+    assert_eq!(
+        h.get_auth("/v1/me", access).await.0,
+        200,
+        "the second use ends nothing"
+    );
+    let (status, malformed) = exchange(&h, "x", "short").await;
+    assert_eq!(
+        (status, malformed["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+async fn native_starts_need_a_listed_redirect_and_an_s256_challenge(h: Harness) {
+    let challenge = CodeVerifier::generate().challenge();
+    for (query, code) in [
+        (
+            format!("?app_redirect_uri=evil%3A%2F%2Fx&code_challenge={challenge}"),
+            "app_redirect_uri_not_allowed",
+        ),
+        (
+            format!(
+                "?app_redirect_uri={}",
+                url::form_urlencoded::byte_serialize(APP_REDIRECT_URI.as_bytes())
+                    .collect::<String>()
+            ),
+            "invalid_code_challenge",
+        ),
+        (
+            format!(
+                "?app_redirect_uri={}&code_challenge={challenge}&code_challenge_method=plain",
+                url::form_urlencoded::byte_serialize(APP_REDIRECT_URI.as_bytes())
+                    .collect::<String>()
+            ),
+            "invalid_code_challenge",
+        ),
+    ] {
+        let response = browser()
+            .get(h.url(&format!("/v1/web/sign-in{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        assert!(response.text().await.unwrap().contains(code), "{query}");
+    }
+}
+
+async fn expired_states_and_codes_are_refused(h: Harness) {
+    let store = &h.server.state.store;
+    let now = SystemClock.now();
+    let pending = siwa_server::store::WebSignIn {
+        nonce: "n".into(),
+        app_redirect_uri: None,
+        code_challenge: None,
+    };
+    store
+        .start_web_sign_in("old-state", &pending, now - 700, now - 100)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .take_web_sign_in("old-state", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A user, then a code for them that has expired.
+    let (status, body) = h
+        .sign_in(mock_apple::IdentityTokenRequest::default(), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let user_id = body["user"]["id"].as_str().unwrap();
+    let verifier = CodeVerifier::generate();
+    let code = store
+        .issue_exchange_code(user_id, false, &verifier.challenge(), now - 120, now - 60)
+        .await
+        .unwrap();
+    let (status, answer) = exchange(&h, &code, verifier.expose()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_exchange_code"))
+    );
+}
+
+async fn without_configuration_the_routes_say_what_is_missing(h: Harness) {
+    let response = browser()
+        .get(h.url("/v1/web/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 501);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("web_flow_not_configured"), "{body}");
+    assert!(
+        body.contains("SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL"),
+        "{body}"
+    );
+    let (status, answer) = exchange(&h, "code", CodeVerifier::generate().expose()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (501, Some("web_flow_not_configured"))
+    );
+    let shown = page(&h, None).await;
+    assert!(shown.contains("not set up"), "{shown}");
+}
