@@ -72,6 +72,7 @@ impl From<core::ClientError> for SiwaError {
             E::Server { code, message, .. } => Self::Server { code, message },
             E::Network(_) => Self::Network,
             E::Storage(_) => Self::Storage,
+            E::Cancelled => Self::Cancelled,
             other => Self::Server {
                 code: other.code().to_owned(),
                 message: other.to_string(),

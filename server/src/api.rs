@@ -55,6 +55,9 @@ pub struct SignInRequest {
 pub struct UserView {
     /// The server's own id for the user.
     pub id: String,
+    /// Apple's identifier of the user (the identity token's `sub`), for
+    /// `getCredentialState(forUserID:)` on Apple platforms.
+    pub apple_user_id: String,
     pub email: Option<String>,
     pub email_verified: bool,
     pub is_private_email: bool,
@@ -70,6 +73,7 @@ impl From<&User> for UserView {
     fn from(u: &User) -> Self {
         Self {
             id: u.id.clone(),
+            apple_user_id: u.apple_sub.clone(),
             email: u.email.clone(),
             email_verified: u.email_verified != 0,
             is_private_email: u.is_private_email != 0,

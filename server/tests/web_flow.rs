@@ -20,6 +20,7 @@ on_both_databases!(
     a_native_apps_code_is_single_use_and_bound_to_its_verifier,
     native_starts_need_a_listed_redirect_and_an_s256_challenge,
     expired_states_and_codes_are_refused,
+    the_client_library_signs_in_through_the_browser,
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
@@ -482,4 +483,60 @@ async fn without_configuration_the_routes_say_what_is_missing(h: Harness) {
     );
     let shown = page(&h, None).await;
     assert!(shown.contains("not set up"), "{shown}");
+}
+
+/// The client library's browser sign-in (`siwa_core::client`), against the real server: the
+/// start URL it builds, the browser's trip through Apple, and completion from the URL the
+/// browser comes back to.
+async fn the_client_library_signs_in_through_the_browser(h: Harness) {
+    use siwa_core::client::{Client, ClientConfig, ClientError, InMemorySessionStore};
+    use std::sync::Arc;
+
+    let client = Client::new(
+        ClientConfig::new(h.server.base_url()),
+        Arc::new(InMemorySessionStore::new()),
+    )
+    .unwrap();
+    // What the browser does: the server's start, Apple's page, the form post, the redirect.
+    let h = &h;
+    let browse = |start_url: String, choice: Consent<'static>| async move {
+        let apple = browser().get(start_url).send().await.unwrap();
+        assert_eq!(apple.status(), 303);
+        let fields = consent(apple.headers()[LOCATION].to_str().unwrap(), choice).await;
+        let back = callback(&h, &fields).await;
+        assert_eq!(back.status(), 303);
+        back.headers()[LOCATION].to_str().unwrap().to_owned()
+    };
+
+    let cancelled = browse(
+        client.start_browser_sign_in(APP_REDIRECT_URI).unwrap(),
+        Consent {
+            cancel: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        client.complete_browser_sign_in(&cancelled).await,
+        Err(ClientError::Cancelled)
+    );
+
+    let back = browse(
+        client.start_browser_sign_in(APP_REDIRECT_URI).unwrap(),
+        Consent {
+            name: Some(("Grace", "Hopper")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let user = client.complete_browser_sign_in(&back).await.unwrap();
+    assert_eq!(user.given_name.as_deref(), Some("Grace"));
+    assert_eq!(client.current_user().unwrap().id, user.id);
+    assert!(client.apple_user_id().is_some_and(|sub| !sub.is_empty()));
+    assert_eq!(client.refresh_user().await.unwrap().id, user.id);
+    // The attempt is spent: the same URL again is refused here, before any request.
+    assert_eq!(
+        client.complete_browser_sign_in(&back).await,
+        Err(ClientError::UnknownAttempt)
+    );
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::nonce::RawNonce;
+use crate::web::CodeVerifier;
 
 use super::credential::AppleCredential;
 use super::error::ClientError;
@@ -48,6 +49,13 @@ struct FullName<'a> {
     given_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     family_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExchangeRequest<'a> {
+    code: &'a str,
+    code_verifier: &'a str,
 }
 
 #[derive(Serialize)]
@@ -106,6 +114,32 @@ impl Backend {
         };
         let request = self.request(Method::POST, "v1/auth/apple").json(&body);
         json(send(request).await?).await
+    }
+
+    /// Trades a browser sign-in's one-time code; also returns the user's Apple `sub`.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &CodeVerifier,
+    ) -> Result<(SignedIn, String), ClientError> {
+        let body = ExchangeRequest {
+            code,
+            code_verifier: verifier.expose(),
+        };
+        let request = self.request(Method::POST, "v1/auth/exchange").json(&body);
+        let answer: serde_json::Value = json(send(request).await?).await?;
+        let apple_user_id = answer["user"]["appleUserId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let signed_in =
+            serde_json::from_value(answer).map_err(|_| ClientError::UnexpectedResponse(200))?;
+        Ok((signed_in, apple_user_id))
+    }
+
+    /// The server's base URL (with a trailing slash).
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ClientError> {

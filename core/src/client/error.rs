@@ -59,6 +59,16 @@ pub enum ClientError {
     /// The session store failed.
     #[error("the session store failed: {0}")]
     Storage(String),
+    /// The app redirect URI of a browser sign-in is not an absolute URL.
+    #[error("the app redirect URI is not an absolute URL")]
+    InvalidRedirectUri,
+    /// The user cancelled the browser sign-in at Apple.
+    #[error("the user cancelled the sign-in")]
+    Cancelled,
+    /// The browser came back with the server's error code instead of a code (`invalid_state`,
+    /// say: the sign-in took over ten minutes).
+    #[error("the browser sign-in failed ({0})")]
+    BrowserSignInFailed(String),
 }
 
 impl ClientError {
@@ -76,6 +86,9 @@ impl ClientError {
             Self::Network(_) => "network",
             Self::UnexpectedResponse(_) => "unexpected_response",
             Self::Storage(_) => "storage",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::Cancelled => "cancelled",
+            Self::BrowserSignInFailed(code) => code,
         }
     }
 

@@ -15,6 +15,7 @@
 //! server, and no error or log line carries a token, a nonce or an email.
 
 mod backend;
+mod browser;
 mod credential;
 mod error;
 mod session;
@@ -28,6 +29,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::nonce::RawNonce;
 
 use backend::Backend;
+use browser::BrowserAttempt;
 use session::Session;
 
 pub use credential::{AppleCredential, SignInAttempt};
@@ -79,6 +81,8 @@ pub struct Client {
     refresh_gate: tokio::sync::Mutex<()>,
     /// Raw nonces of the attempts started and not yet completed, oldest first.
     attempts: Mutex<VecDeque<RawNonce>>,
+    /// The browser sign-in in progress, if any: starting another replaces it.
+    browser_attempt: Mutex<Option<BrowserAttempt>>,
 }
 
 impl Client {
@@ -107,6 +111,7 @@ impl Client {
             session: Mutex::new(session),
             refresh_gate: tokio::sync::Mutex::new(()),
             attempts: Mutex::new(VecDeque::new()),
+            browser_attempt: Mutex::new(None),
         })
     }
 
@@ -146,6 +151,40 @@ impl Client {
             lock(&self.attempts).retain(|raw| !attempt.is_for(raw));
         }
         let session = Session::started(answer?, &credential.user, self.clock.now());
+        let user = session.user.clone();
+        self.write(&mut lock(&self.session), Some(session))?;
+        Ok(user)
+    }
+
+    /// Starts a sign-in through the browser, for an app that cannot show Apple's sheet
+    /// (Android, Windows): returns the URL to open (the server's `GET /v1/web/sign-in`). The
+    /// browser comes back to `app_redirect_uri` (one of the server's `SIWA_APP_REDIRECT_URIS`);
+    /// pass that URL to [`Client::complete_browser_sign_in`]. The PKCE verifier stays in this
+    /// client's memory; starting again replaces the attempt.
+    pub fn start_browser_sign_in(&self, app_redirect_uri: &str) -> Result<String, ClientError> {
+        let (attempt, url) = BrowserAttempt::start(self.backend.base(), app_redirect_uri)?;
+        *lock(&self.browser_attempt) = Some(attempt);
+        Ok(url)
+    }
+
+    /// Completes a browser sign-in from the URL the browser came back to: trades its one-time
+    /// code and the attempt's verifier for a session (`POST /v1/auth/exchange`). A cancel at
+    /// Apple is [`ClientError::Cancelled`]. The attempt is spent unless the failure was passing.
+    pub async fn complete_browser_sign_in(&self, callback_url: &str) -> Result<User, ClientError> {
+        let (code, verifier) = {
+            let attempt = lock(&self.browser_attempt);
+            let attempt = attempt.as_ref().ok_or(ClientError::UnknownAttempt)?;
+            (attempt.code_from(callback_url), attempt.verifier.clone())
+        };
+        let answer = match code {
+            Ok(code) => self.backend.exchange(&code, &verifier).await,
+            Err(error) => Err(error),
+        };
+        if !matches!(&answer, Err(e) if e.is_transient()) {
+            lock(&self.browser_attempt).take();
+        }
+        let (signed_in, apple_user_id) = answer?;
+        let session = Session::started(signed_in, &apple_user_id, self.clock.now());
         let user = session.user.clone();
         self.write(&mut lock(&self.session), Some(session))?;
         Ok(user)
