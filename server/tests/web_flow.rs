@@ -503,7 +503,7 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
         let apple = browser().get(start_url).send().await.unwrap();
         assert_eq!(apple.status(), 303);
         let fields = consent(apple.headers()[LOCATION].to_str().unwrap(), choice).await;
-        let back = callback(&h, &fields).await;
+        let back = callback(h, &fields).await;
         assert_eq!(back.status(), 303);
         back.headers()[LOCATION].to_str().unwrap().to_owned()
     };
