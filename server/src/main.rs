@@ -135,6 +135,9 @@ async fn run_dev(port: u16, mock_port: u16, database_url: String) -> ExitCode {
     println!(
         "The seed's route: curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
     );
+    println!(
+        "Sign in on the web: open {server}/ in a browser (the fake Apple's consent page stands in for Apple's)."
+    );
     println!("API: {server}/openapi.json   metrics: {server}/metrics   Ctrl-C stops.");
     shutdown_signal().await;
     sandbox.server.shutdown().await;
