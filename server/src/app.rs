@@ -145,7 +145,13 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
     telemetry::prometheus();
     let sealer = sealer(&config)?;
     let pool = db::connect(&config.database_url).await?;
-    let store = Store::new(pool, db::Backend::of(&config.database_url), sealer, tasks);
+    let store = Store::new(
+        pool,
+        db::Backend::of(&config.database_url),
+        sealer,
+        config.webhooks.is_some(),
+        tasks,
+    );
     store.seal_secrets_at_rest().await?;
     let sessions = SessionKeys::load(
         &store,
@@ -256,6 +262,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     });
     let kept = state.clone();
     tasks.spawn("housekeeping", |stop| housekeeping::run(kept, stop));
+    if let Some(webhooks) = state.config.webhooks.clone() {
+        let store = state.store.clone();
+        tasks.spawn("webhook-delivery", |stop| {
+            crate::webhooks::delivery::run(store, webhooks, stop)
+        });
+    }
     let stop_serving = CancellationToken::new();
     let app = router(state.clone());
     let limits = state.config.connections;

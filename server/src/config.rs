@@ -42,6 +42,8 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// The web flow (`crate::web`).
     pub web: crate::web::WebConfig,
+    /// Webhooks (`crate::webhooks`); none without `SIWA_WEBHOOK_URL`.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("encryption_key", &self.encryption_key)
             .field("web", &self.web)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +213,12 @@ impl Config {
         };
         let web = crate::web::WebConfig::read(get)
             .map_err(|(variable, reason)| invalid(variable, reason))?;
+        let webhook_retry_base = number(
+            "SIWA_WEBHOOK_RETRY_BASE_SECS",
+            crate::webhooks::config::DEFAULT_RETRY_BASE_SECS,
+        )?;
+        let webhooks = crate::webhooks::WebhookConfig::read(get, webhook_retry_base)
+            .map_err(|(variable, reason)| invalid(variable, reason))?;
         let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
         let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
@@ -245,6 +254,7 @@ impl Config {
             encryption_key,
             metrics_address,
             web,
+            webhooks,
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct DevOptions {
     pub port: u16,
     pub mock_port: u16,
     pub database_url: String,
+    /// `--webhook-url` (unsigned... signed with a generated secret), or printing each event.
+    pub webhooks: crate::webhooks::WebhookTarget,
 }
 
 /// The mock and the server, running.
@@ -95,6 +97,10 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
             ),
             app_redirect_uris: vec![DEV_APP_REDIRECT_URI.into()],
         },
+        webhooks: Some(crate::webhooks::WebhookConfig {
+            target: options.webhooks,
+            retry_base: Duration::from_secs(crate::webhooks::config::DEFAULT_RETRY_BASE_SECS),
+        }),
     };
     let server = match app::start(config).await {
         Err(app::StartError::Bind(_, error)) => {

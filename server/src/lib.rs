@@ -28,6 +28,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 
 pub use app::{RunningServer, StartError, router, start};
 pub use config::{Config, ConfigError};

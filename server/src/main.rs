@@ -29,6 +29,12 @@ enum Command {
         mock_port: u16,
         #[arg(long, default_value = "sqlite://siwa-dev.db?mode=rwc")]
         database_url: String,
+        /// Send the webhooks to this URL; without it, each event is printed (type and user id).
+        #[arg(long)]
+        webhook_url: Option<url::Url>,
+        /// The webhook secret (`whsec_...`); a fresh one, printed, when not given.
+        #[arg(long, requires = "webhook_url")]
+        webhook_secret: Option<String>,
     },
 }
 
@@ -41,7 +47,18 @@ async fn main() -> ExitCode {
             port,
             mock_port,
             database_url,
-        } => run_dev(port, mock_port, database_url).await,
+            webhook_url,
+            webhook_secret,
+        } => {
+            let webhooks = match dev_webhooks(webhook_url, webhook_secret) {
+                Ok(webhooks) => webhooks,
+                Err(error) => {
+                    eprintln!("siwa-server dev: --webhook-secret: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            run_dev(port, mock_port, database_url, webhooks).await
+        }
     }
 }
 
@@ -82,13 +99,41 @@ async fn serve() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `dev`'s webhooks: to `--webhook-url`, signed with `--webhook-secret` or a fresh secret
+/// (printed, for the receiver), or printed.
 #[cfg(feature = "dev")]
-async fn run_dev(port: u16, mock_port: u16, database_url: String) -> ExitCode {
+fn dev_webhooks(
+    url: Option<url::Url>,
+    secret: Option<String>,
+) -> Result<siwa_server::webhooks::WebhookTarget, String> {
+    use siwa_server::webhooks::{WebhookTarget, config::parse_secrets};
+    let Some(url) = url else {
+        return Ok(WebhookTarget::Print);
+    };
+    let secret = secret.unwrap_or_else(|| {
+        let secret = format!("whsec_{}", siwa_server::secrets::new_token_base64());
+        println!("Webhooks to {url}, signed with {secret}");
+        secret
+    });
+    Ok(WebhookTarget::Url {
+        url,
+        secrets: parse_secrets(&secret)?,
+    })
+}
+
+#[cfg(feature = "dev")]
+async fn run_dev(
+    port: u16,
+    mock_port: u16,
+    database_url: String,
+    webhooks: siwa_server::webhooks::WebhookTarget,
+) -> ExitCode {
     telemetry::init_logging(false);
     let sandbox = match dev::start(dev::DevOptions {
         port,
         mock_port,
         database_url,
+        webhooks,
     })
     .await
     {

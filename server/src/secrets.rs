@@ -20,6 +20,11 @@ pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(random::<32>())
 }
 
+/// 256 random bits in standard base64: a key such as a webhook secret's (`whsec_` + this).
+pub fn new_token_base64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(random::<32>())
+}
+
 /// How tokens are stored: a database leak does not leak usable tokens.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

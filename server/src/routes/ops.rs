@@ -55,6 +55,20 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let stats = state.verifier.key_set().stats();
     metrics::gauge!("siwa_jwks_fetches").set(stats.fetches as f64);
     metrics::gauge!("siwa_jwks_fetch_failures").set(stats.fetch_failures as f64);
+    if state.config.webhooks.is_some() {
+        match state.store.event_counts().await {
+            Ok(counts) => {
+                for (status, n) in [
+                    ("pending", counts.pending),
+                    ("delivered", counts.delivered),
+                    ("failed", counts.failed),
+                ] {
+                    metrics::gauge!("siwa_webhook_events", "status" => status).set(n as f64);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not count webhook events"),
+        }
+    }
     let body = crate::telemetry::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -29,9 +29,14 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer as a task of `tasks`.
     pub fn start(pool: AnyPool, tasks: &Tasks) -> Self {
-        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        let (this, queue) = Self::channel();
         tasks.spawn("group-commit-writer", |stop| write(pool, queue, stop));
-        Self { jobs }
+        this
+    }
+
+    fn channel() -> (Self, mpsc::Receiver<Job>) {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        (Self { jobs }, queue)
     }
 
     /// Writes `upsert` with whatever else is queued. Fails as `PoolClosed` once the writer has
@@ -132,40 +137,43 @@ mod tests {
         })
     }
 
-    /// Stopping the writer while sign-ins are queued: every caller gets an answer, and every
-    /// "written" answer is a row in the database.
+    /// Stopping the writer while sign-ins are queued: every queued sign-in is written and
+    /// answered, and one that comes after the writer stopped is refused, not left waiting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stopping_writes_what_is_queued_and_answers_every_caller() {
         let file = std::env::temp_dir().join(format!("siwa-gc-{}.db", crate::secrets::new_id()));
         let url = format!("sqlite://{}", file.display());
         let pool = crate::db::connect(&url).await.unwrap();
-        let tasks = Tasks::new();
-        let writer = Arc::new(GroupCommit::start(pool.clone(), &tasks));
+        let (writer, queue) = GroupCommit::channel();
+        let writer = Arc::new(writer);
         let callers: Vec<_> = (0..300)
             .map(|i| {
                 let writer = writer.clone();
                 tokio::spawn(async move { writer.upsert(upsert(&format!("user-{i}"))).await })
             })
             .collect();
-        tokio::task::yield_now().await;
-        tasks.stop().await;
-        let mut written = 0;
+        // Every sign-in queued before the writer runs at all.
+        while writer.jobs.max_capacity() - writer.jobs.capacity() < 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        write(pool.clone(), queue, stop).await;
         for caller in callers {
-            match caller.await.expect("no caller panics") {
-                Ok(_) => written += 1,
-                Err(sqlx::Error::PoolClosed) => {}
-                Err(other) => panic!("unexpected error: {other}"),
-            }
+            assert!(
+                caller.await.unwrap().is_ok(),
+                "a queued sign-in was not written"
+            );
         }
         let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(rows, written);
-        assert!(
-            written > 0,
-            "the writer stopped before writing anything queued"
-        );
+        assert_eq!(rows, 300);
+        assert!(matches!(
+            writer.upsert(upsert("late")).await,
+            Err(sqlx::Error::PoolClosed)
+        ));
         pool.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

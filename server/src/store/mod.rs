@@ -9,6 +9,7 @@
 //! `revocations`, `notifications`, and `keys` (secrets at rest). On SQLite, single-statement
 //! sign-ins go through the `group_commit` writer, a task the store starts and owns.
 
+mod events;
 mod group_commit;
 mod keys;
 mod notifications;
@@ -17,13 +18,17 @@ mod sessions;
 mod users;
 mod web;
 
+use std::sync::Arc;
+
 use sqlx::AnyPool;
+use tokio::sync::Notify;
 
 use crate::db::Backend;
 use crate::sealing::Sealer;
 use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
+pub use events::{DueEvent, EventCounts};
 pub use notifications::NotificationOutcome;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
@@ -45,11 +50,22 @@ pub struct Store {
     sealer: Sealer,
     /// SQLite only: one writer commits concurrent single-statement sign-ins together.
     group_commit: Option<GroupCommit>,
+    /// Webhooks are on: changes write their events to the outbox (`events`).
+    record_events: bool,
+    /// Notified after a commit that wrote events, to wake the delivery task.
+    events_written: Arc<Notify>,
 }
 
 impl Store {
     /// The SQLite writer and WAL checkpointer are tasks of `tasks`: they stop with the server.
-    pub fn new(pool: AnyPool, backend: Backend, sealer: Sealer, tasks: &Tasks) -> Self {
+    /// `record_events`: webhooks are on (without a URL, nothing is recorded).
+    pub fn new(
+        pool: AnyPool,
+        backend: Backend,
+        sealer: Sealer,
+        record_events: bool,
+        tasks: &Tasks,
+    ) -> Self {
         let group_commit = (backend == Backend::Sqlite).then(|| {
             let checkpointed = pool.clone();
             tasks.spawn("wal-checkpointer", |stop| {
@@ -61,6 +77,8 @@ impl Store {
             pool,
             sealer,
             group_commit,
+            record_events,
+            events_written: Arc::new(Notify::new()),
         }
     }
 

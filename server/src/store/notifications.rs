@@ -5,6 +5,7 @@ use siwa_core::{EventType, NotificationEvent};
 use super::Store;
 use super::sessions::{Sessions, revoke_sessions};
 use super::users::delete_user_rows;
+use crate::webhooks::{DeletionReason, Event};
 
 /// What a notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +35,14 @@ impl Store {
         if first.rows_affected() == 0 {
             return Ok(NotificationOutcome::Duplicate);
         }
-        let user: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE apple_sub = $1")
-            .bind(&event.sub)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let user: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, email FROM users WHERE apple_sub = $1")
+                .bind(&event.sub)
+                .fetch_optional(&mut *tx)
+                .await?;
         let outcome = match (user, &event.kind) {
             (None, _) | (_, EventType::Other(_)) => NotificationOutcome::Ignored,
-            (Some((user_id,)), kind) => {
+            (Some((user_id, email)), kind) => {
                 match kind {
                     EventType::EmailDisabled | EventType::EmailEnabled => {
                         let disabled = i64::from(*kind == EventType::EmailDisabled);
@@ -51,6 +53,9 @@ impl Store {
                         .bind(&user_id)
                         .execute(&mut *tx)
                         .await?;
+                        let disabled = disabled == 1;
+                        let change = Event::email(disabled, &user_id, &event.sub, email.as_deref());
+                        self.record_event(&mut tx, change, now).await?;
                     }
                     EventType::ConsentRevoked => {
                         // Apple has revoked its tokens already; ours end too.
@@ -65,14 +70,21 @@ impl Store {
                             .bind(&user_id)
                             .execute(&mut *tx)
                             .await?;
+                        let revoked = Event::consent_revoked(&user_id, &event.sub);
+                        self.record_event(&mut tx, revoked, now).await?;
                     }
-                    EventType::AccountDeleted => delete_user_rows(&mut tx, &user_id).await?,
+                    EventType::AccountDeleted => {
+                        delete_user_rows(&mut tx, &user_id).await?;
+                        let deleted = Event::deleted(&user_id, &event.sub, DeletionReason::Apple);
+                        self.record_event(&mut tx, deleted, now).await?;
+                    }
                     EventType::Other(_) => unreachable!("matched above"),
                 }
                 NotificationOutcome::Applied
             }
         };
         tx.commit().await?;
+        self.events_committed();
         Ok(outcome)
     }
 }

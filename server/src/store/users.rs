@@ -11,6 +11,7 @@ use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError};
 use crate::sealing::Purpose;
 use crate::secrets;
+use crate::webhooks::{DeletionReason, Event};
 
 /// A user as stored. No `Debug`: it holds an email address.
 #[derive(Clone, sqlx::FromRow)]
@@ -72,7 +73,9 @@ impl Store {
         let single_statement = record.nonce_hash.is_none()
             && record.claims.transfer_sub.is_none()
             && record.apple_refresh_token.is_none()
-            && record.session_ttl_secs.is_none();
+            && record.session_ttl_secs.is_none()
+            // A new user's `user.created` must commit with it: that takes a transaction.
+            && !self.record_events;
         if single_statement {
             // Nothing to keep together: no transaction of its own (the hot path of the
             // seed-compatible route). On SQLite the group-commit writer batches it with others.
@@ -104,13 +107,21 @@ impl Store {
         let claims = record.claims;
         if let Some(previous) = claims.transfer_sub.as_deref().filter(|p| *p != claims.sub) {
             // After an app transfer, the user's account moves to the new team's `sub`.
-            sqlx::query("UPDATE users SET apple_sub = $1 WHERE apple_sub = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1)")
+            let moved: Vec<(String,)> = sqlx::query_as("UPDATE users SET apple_sub = $1 WHERE apple_sub = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1) RETURNING id")
                 .bind(&claims.sub)
                 .bind(previous)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+            if let Some((user_id,)) = moved.first() {
+                let event = Event::transferred(user_id, previous, &claims.sub);
+                self.record_event(&mut tx, event, now).await?;
+            }
         }
         let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
+        if user.sign_in_count == 1 {
+            let event = Event::created(&user.id, &user.apple_sub);
+            self.record_event(&mut tx, event, now).await?;
+        }
         if let Some(token) = record.apple_refresh_token {
             // The grant this one replaces is revoked, not forgotten: every Apple refresh token
             // obtained is either stored or queued for revocation.
@@ -143,6 +154,7 @@ impl Store {
             None => None,
         };
         tx.commit().await?;
+        self.events_committed();
         let is_new_user = user.sign_in_count == 1;
         Ok(SignedIn {
             user,
@@ -187,10 +199,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
         // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
-        sqlx::query("UPDATE users SET sign_in_count = sign_in_count WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        let locked: Vec<(String,)> = sqlx::query_as(
+            "UPDATE users SET sign_in_count = sign_in_count WHERE id = $1 RETURNING apple_sub",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
         let token: Option<(String, String)> = sqlx::query_as(
             "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
         )
@@ -205,7 +219,12 @@ impl Store {
             None => None,
         };
         delete_user_rows(&mut tx, user_id).await?;
+        if let Some((apple_sub,)) = locked.first() {
+            let event = Event::deleted(user_id, apple_sub, DeletionReason::App);
+            self.record_event(&mut tx, event, now).await?;
+        }
         tx.commit().await?;
+        self.events_committed();
         Ok(pending)
     }
 }

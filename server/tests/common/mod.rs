@@ -92,6 +92,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         encryption_key: Some(siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
         metrics_address: None,
         web: Default::default(),
+        webhooks: None,
     }
 }
 

@@ -1,0 +1,153 @@
+//! Webhooks: the app's backend learns what happens to its users (created, deleted by the app or
+//! at Apple, consent revoked, relay email turned off or on, moved to another team), signed as
+//! the Standard Webhooks specification describes and delivered at least once.
+//!
+//! - **Outbox.** An event is written in the database transaction of the change it reports
+//!   (`store::events`): a change that rolls back sends nothing, and one that commits is sent even
+//!   if the process dies right after.
+//! - **Delivery** (`delivery`): a background task sends due events in order of creation, with the
+//!   `standardwebhooks` crate's signatures; a 2xx is a delivery, anything else is retried with
+//!   exponential backoff for three days, then the event is marked failed. Each attempt holds a
+//!   lease on the row, so several instances never send one event at the same time, and every
+//!   retry reuses the event's `webhook-id`, so receivers can deduplicate.
+
+pub mod config;
+pub mod delivery;
+
+use serde_json::{Value, json};
+
+pub use config::{WebhookConfig, WebhookTarget};
+
+/// What happened to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Created,
+    Deleted,
+    ConsentRevoked,
+    EmailDisabled,
+    EmailEnabled,
+    Transferred,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "user.created",
+            Self::Deleted => "user.deleted",
+            Self::ConsentRevoked => "user.consent_revoked",
+            Self::EmailDisabled => "user.email_disabled",
+            Self::EmailEnabled => "user.email_enabled",
+            Self::Transferred => "user.transferred",
+        }
+    }
+}
+
+/// Why a user was deleted (`user.deleted`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionReason {
+    /// `DELETE /v1/me` (or the web page's "Delete account").
+    App,
+    /// Apple's `account-delete` notification.
+    Apple,
+}
+
+/// An event about to be written to the outbox.
+pub struct Event {
+    pub kind: EventType,
+    /// `data` of the payload: our user id and Apple's `sub`, and what the type adds.
+    pub data: Value,
+}
+
+impl Event {
+    pub fn created(user_id: &str, apple_sub: &str) -> Self {
+        Self::about(EventType::Created, user_id, apple_sub, json!({}))
+    }
+
+    pub fn deleted(user_id: &str, apple_sub: &str, reason: DeletionReason) -> Self {
+        let reason = match reason {
+            DeletionReason::App => "app",
+            DeletionReason::Apple => "apple",
+        };
+        Self::about(
+            EventType::Deleted,
+            user_id,
+            apple_sub,
+            json!({"reason": reason}),
+        )
+    }
+
+    pub fn consent_revoked(user_id: &str, apple_sub: &str) -> Self {
+        Self::about(EventType::ConsentRevoked, user_id, apple_sub, json!({}))
+    }
+
+    /// The email events are the only ones that carry the email.
+    pub fn email(disabled: bool, user_id: &str, apple_sub: &str, email: Option<&str>) -> Self {
+        let kind = if disabled {
+            EventType::EmailDisabled
+        } else {
+            EventType::EmailEnabled
+        };
+        Self::about(kind, user_id, apple_sub, json!({"email": email}))
+    }
+
+    pub fn transferred(user_id: &str, previous_sub: &str, apple_sub: &str) -> Self {
+        Self::about(
+            EventType::Transferred,
+            user_id,
+            apple_sub,
+            json!({"previousAppleSub": previous_sub}),
+        )
+    }
+
+    fn about(kind: EventType, user_id: &str, apple_sub: &str, extra: Value) -> Self {
+        let mut data = json!({"userId": user_id, "appleSub": apple_sub});
+        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        Self { kind, data }
+    }
+
+    /// The body sent: `{"type", "timestamp", "data"}`, as the specification suggests.
+    pub fn payload(&self, created_at: i64) -> String {
+        let timestamp = time::OffsetDateTime::from_unix_timestamp(created_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        json!({"type": self.kind.as_str(), "timestamp": timestamp, "data": self.data}).to_string()
+    }
+}
+
+/// A new event id: `msg_` and 128 random bits, the form the specification's examples use.
+pub fn new_event_id() -> String {
+    format!("msg_{}", crate::secrets::new_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_have_the_type_an_rfc3339_time_and_the_users_ids() {
+        let payload: Value = serde_json::from_str(
+            &Event::deleted("u1", "001.abc.1", DeletionReason::Apple).payload(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(
+            payload,
+            json!({"type": "user.deleted", "timestamp": "2023-11-14T22:13:20Z",
+                   "data": {"userId": "u1", "appleSub": "001.abc.1", "reason": "apple"}})
+        );
+        let moved: Value =
+            serde_json::from_str(&Event::transferred("u1", "old", "new").payload(0)).unwrap();
+        assert_eq!(moved["data"]["previousAppleSub"], "old");
+        assert_eq!(moved["data"]["appleSub"], "new");
+        let created: Value = serde_json::from_str(&Event::created("u1", "s").payload(0)).unwrap();
+        assert!(
+            created["data"].get("email").is_none(),
+            "only email events carry it"
+        );
+    }
+}
