@@ -95,7 +95,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Forgets nonces and web-flow rows past their time, and notifications older than 30 days.
+    /// Forgets nonces and web-flow rows past their time, notifications older than 30 days, and
+    /// webhook events delivered a week ago or failed a month ago.
     pub async fn purge_expired(&self, now: i64) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
             .bind(now)
@@ -107,6 +108,15 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
+        // Delivered events are kept a week (to answer "was it sent?"), failed ones a month.
+        sqlx::query(
+            "DELETE FROM webhook_events WHERE (status = 'delivered' AND delivered_at < $1) \
+             OR (status = 'failed' AND created_at < $2)",
+        )
+        .bind(now - 7 * 24 * 3600)
+        .bind(now - 30 * 24 * 3600)
+        .execute(&self.pool)
+        .await?;
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
             .bind(now - 30 * 24 * 3600)
             .execute(&self.pool)
