@@ -26,6 +26,7 @@ on_both_databases!(
     concurrent_sign_ups_are_each_delivered_once,
     a_rolled_back_sign_in_sends_nothing,
     two_instances_deliver_each_event_once,
+    an_event_committed_before_a_kill_9_is_delivered_by_the_next_process,
 );
 
 /// What the receiver saw: each request's `webhook-id` and verified body.
@@ -74,9 +75,14 @@ impl Receiver {
         self.seen.lock().unwrap().deliveries.clone()
     }
 
-    /// Waits until `n` deliveries were accepted (2xx) and returns them.
+    /// Waits (up to 10 s) until `n` deliveries were accepted (2xx) and returns them.
     async fn wait_for(&self, n: usize) -> Vec<(String, Value)> {
-        for _ in 0..400 {
+        self.wait_for_within(n, Duration::from_secs(10)).await
+    }
+
+    async fn wait_for_within(&self, n: usize, limit: Duration) -> Vec<(String, Value)> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
             if self.accepted().len() >= n {
                 break;
             }
@@ -440,4 +446,92 @@ async fn two_instances_deliver_each_event_once(mut h: Harness) {
     assert_eq!(per_id.len(), 40);
     assert!(per_id.values().all(|n| *n == 1), "{per_id:?}");
     other.shutdown().await;
+}
+
+/// The real binary, killed with SIGKILL right after answering a sign-in whose event it could
+/// not deliver (the receiver is down): the next process on the database delivers it.
+async fn an_event_committed_before_a_kill_9_is_delivered_by_the_next_process(h: Harness) {
+    let receiver = Receiver::start().await;
+    let address = receiver.url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    receiver.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Killed also when the test fails, so no process outlives it.
+    struct Process(std::process::Child);
+    impl Drop for Process {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = |port: u16| {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_siwa-server"))
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SIWA_HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("SIWA_DATABASE_URL", &h.database_url)
+            .env("SIWA_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)
+            .env("SIWA_APPLE_CLIENT_IDS", APP)
+            .env("SIWA_APPLE_BASE_URL", h.apple.base_url())
+            .env("SIWA_WEBHOOK_URL", &receiver.url)
+            .env("SIWA_WEBHOOK_SECRET", format!("{SECRET} {OLD_SECRET}"))
+            .env("SIWA_WEBHOOK_RETRY_BASE_SECS", "0")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Process(child)
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let ready = |port: u16| {
+        let http = h.http.clone();
+        async move {
+            for _ in 0..200 {
+                let url = format!("http://127.0.0.1:{port}/healthz");
+                if http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("the binary did not start");
+        }
+    };
+    let port = free_port();
+    let mut first = start(port);
+    ready(port).await;
+    let minted = h.mint(IdentityTokenRequest {
+        sub: Some("001.killed.1".into()),
+        ..Default::default()
+    });
+    let answer = h
+        .http
+        .post(format!("http://127.0.0.1:{port}/v1/auth/apple"))
+        .json(&json!({"identityToken": minted.identity_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    first.0.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+    first.0.wait().unwrap();
+
+    let back = Receiver::start_on(&address).await;
+    let port = free_port();
+    let _second = start(port);
+    ready(port).await;
+    // If the kill came while the first process held the event (between its lease and the
+    // outcome of its attempt), the event waits for the lease to run out.
+    let events = back.wait_for_within(1, Duration::from_secs(45)).await;
+    assert_eq!(types(&events), ["user.created"]);
+    assert_eq!(events[0].1["data"]["appleSub"], "001.killed.1");
 }

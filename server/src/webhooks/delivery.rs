@@ -19,7 +19,7 @@ use crate::store::{DueEvent, Store};
 /// How long one attempt may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an instance holds an event it sends: far longer than an attempt.
-const LEASE_SECS: i64 = 60;
+const LEASE_SECS: i64 = 30;
 /// Failures are retried for at least this long after the event was made.
 const GIVE_UP_AFTER_SECS: i64 = 3 * 24 * 3600;
 const MAX_BACKOFF_SECS: i64 = 6 * 3600;
@@ -159,7 +159,10 @@ impl Sender {
                     .ok()
                     .and_then(|p| p["data"]["userId"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                println!("webhook {} user {user}", event.event_type);
+                println!(
+                    "webhook {} for user {user} (printed: dev has no --webhook-url)",
+                    event.event_type
+                );
                 return Ok(());
             }
             Self::Http {
