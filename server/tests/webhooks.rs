@@ -67,8 +67,20 @@ impl Receiver {
         }
     }
 
-    fn stop(&self) {
-        self.task.abort();
+    /// A receiver whose port refuses connections: it is down until `start_on(address)`.
+    async fn down() -> Self {
+        let receiver = Self::start().await;
+        receiver.task.abort();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        receiver
+    }
+
+    fn address(&self) -> String {
+        self.url["http://".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     fn deliveries(&self) -> Vec<(String, Value)> {
@@ -306,15 +318,8 @@ async fn a_failing_receiver_gets_the_same_id_until_it_takes_the_event(mut h: Har
 }
 
 async fn a_receiver_that_is_down_neither_slows_nor_fails_a_sign_in(mut h: Harness) {
-    // A port that refuses connections: the receiver is down.
-    let receiver = Receiver::start().await;
-    let address = receiver.url["http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    receiver.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let receiver = Receiver::down().await;
+    let address = receiver.address();
     with_webhooks(&mut h, &receiver).await;
     for i in 0..5 {
         sign_up(&h, &format!("001.down.{i}")).await;
@@ -328,14 +333,8 @@ async fn a_receiver_that_is_down_neither_slows_nor_fails_a_sign_in(mut h: Harnes
 }
 
 async fn an_event_written_before_a_crash_is_delivered_after_restart(mut h: Harness) {
-    let receiver = Receiver::start().await;
-    let address = receiver.url["http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    receiver.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let receiver = Receiver::down().await;
+    let address = receiver.address();
     with_webhooks(&mut h, &receiver).await;
     sign_up(&h, "001.crash.1").await;
     // The server goes away with the event undelivered; a new process on the same database
@@ -451,14 +450,8 @@ async fn two_instances_deliver_each_event_once(mut h: Harness) {
 /// The real binary, killed with SIGKILL right after answering a sign-in whose event it could
 /// not deliver (the receiver is down): the next process on the database delivers it.
 async fn an_event_committed_before_a_kill_9_is_delivered_by_the_next_process(h: Harness) {
-    let receiver = Receiver::start().await;
-    let address = receiver.url["http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    receiver.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let receiver = Receiver::down().await;
+    let address = receiver.address();
     // Killed also when the test fails, so no process outlives it.
     struct Process(std::process::Child);
     impl Drop for Process {

@@ -43,15 +43,10 @@ pub async fn start(
     State(state): State<Arc<AppState>>,
     params: Result<Query<StartParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let web = match configured(&state) {
-        Ok(web) => web,
-        Err(error) => return error_page(&state, error),
-    };
-    let Ok(Query(params)) = params else {
-        return error_page(
-            &state,
-            ApiError::bad_request("the query string could not be read"),
-        );
+    let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
+    {
+        Ok(prepared) => prepared,
+        Err(page) => return page,
     };
     let sign_in = match native_app(web, params) {
         Ok(back) => back,
@@ -128,15 +123,9 @@ pub async fn callback(
     State(state): State<Arc<AppState>>,
     form: Result<Form<CallbackForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let web = match configured(&state) {
-        Ok(web) => web,
-        Err(error) => return error_page(&state, error),
-    };
-    let Ok(Form(form)) = form else {
-        return error_page(
-            &state,
-            ApiError::bad_request("the form post could not be read"),
-        );
+    let (web, Form(form)) = match prepared(&state, form, "the form post could not be read") {
+        Ok(prepared) => prepared,
+        Err(page) => return page,
     };
     let now = SystemClock.now();
     let cancelled = form.error.as_deref() == Some(USER_CANCELLED);
@@ -369,6 +358,17 @@ pub async fn stylesheet() -> Response {
 
 fn configured(state: &AppState) -> Result<&WebFlow, ApiError> {
     state.web.as_ref().ok_or(ApiError::WebFlowNotConfigured)
+}
+
+/// The flow and a browser request's parameters, or the page that says why not.
+fn prepared<'s, T, E>(
+    state: &'s AppState,
+    parsed: Result<T, E>,
+    unreadable: &'static str,
+) -> Result<(&'s WebFlow, T), Response> {
+    let web = configured(state).map_err(|error| error_page(state, error))?;
+    let parsed = parsed.map_err(|_| error_page(state, ApiError::bad_request(unreadable)))?;
+    Ok((web, parsed))
 }
 
 /// The signed-in user of the page's cookie: the user, the cookie's secret and the session id.
