@@ -46,7 +46,7 @@ pub async fn start(
     let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
     {
         Ok(prepared) => prepared,
-        Err(page) => return page,
+        Err(error) => return error_page(&state, error),
     };
     let sign_in = match native_app(web, params) {
         Ok(back) => back,
@@ -125,7 +125,7 @@ pub async fn callback(
 ) -> Response {
     let (web, Form(form)) = match prepared(&state, form, "the form post could not be read") {
         Ok(prepared) => prepared,
-        Err(page) => return page,
+        Err(error) => return error_page(&state, error),
     };
     let now = SystemClock.now();
     let cancelled = form.error.as_deref() == Some(USER_CANCELLED);
@@ -360,14 +360,14 @@ fn configured(state: &AppState) -> Result<&WebFlow, ApiError> {
     state.web.as_ref().ok_or(ApiError::WebFlowNotConfigured)
 }
 
-/// The flow and a browser request's parameters, or the page that says why not.
+/// The flow and a browser request's parameters, or why not.
 fn prepared<'s, T, E>(
     state: &'s AppState,
     parsed: Result<T, E>,
     unreadable: &'static str,
-) -> Result<(&'s WebFlow, T), Response> {
-    let web = configured(state).map_err(|error| error_page(state, error))?;
-    let parsed = parsed.map_err(|_| error_page(state, ApiError::bad_request(unreadable)))?;
+) -> Result<(&'s WebFlow, T), ApiError> {
+    let web = configured(state)?;
+    let parsed = parsed.map_err(|_| ApiError::bad_request(unreadable))?;
     Ok((web, parsed))
 }
 
