@@ -82,6 +82,7 @@ env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
     SIWA_APPLE_SERVICES_ID=com.example.web \
     SIWA_PUBLIC_URL="$server" \
     SIWA_APP_REDIRECT_URIS="$app_redirect" \
+    SIWA_REVOCATION_POLL_SECS=1 \
     "$bin/siwa-server" >"$work/server.log" 2>&1 &
 pids+=($!)
 wait_for "$server/healthz"

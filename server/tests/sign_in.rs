@@ -188,13 +188,21 @@ async fn the_code_is_exchanged_with_a_secret_the_mock_accepts(h: Harness) {
     let (status, _) = h.sign_in(default(), None).await;
     assert_eq!(status, 200);
     assert_eq!(h.count(Endpoint::Token), 1);
-    // The exchange's refresh token is kept for revocation: deleting the account revokes it.
+    // A second sign-in replaces the stored grant: the replaced one is revoked by the worker.
     let (_, body) = h.sign_in(default(), None).await;
+    for _ in 0..100 {
+        if h.server.state.store.pending_revocations().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.count(Endpoint::Revoke), 1);
+    // The exchange's refresh token is kept for revocation: deleting the account revokes it.
     let (_, deleted) = h
         .delete_auth("/v1/me", body["session"]["accessToken"].as_str().unwrap())
         .await;
     assert_eq!(deleted["appleRevocation"], "revoked");
-    assert_eq!(h.count(Endpoint::Revoke), 1);
+    assert_eq!(h.count(Endpoint::Revoke), 2);
 }
 
 async fn a_refused_code_leaves_no_account_behind(h: Harness) {

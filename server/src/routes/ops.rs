@@ -55,6 +55,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let stats = state.verifier.key_set().stats();
     metrics::gauge!("siwa_jwks_fetches").set(stats.fetches as f64);
     metrics::gauge!("siwa_jwks_fetch_failures").set(stats.fetch_failures as f64);
+    match state.store.pending_revocations().await {
+        Ok(n) => metrics::gauge!("siwa_apple_revocations_pending").set(n as f64),
+        Err(error) => tracing::warn!(%error, "could not count queued revocations"),
+    }
     if state.config.webhooks.is_some() {
         match state.store.event_counts().await {
             Ok(counts) => {
