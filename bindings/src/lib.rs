@@ -61,7 +61,7 @@ impl From<core::ClientError> for SiwaError {
     fn from(error: core::ClientError) -> Self {
         use core::ClientError as E;
         match error {
-            E::InvalidServerUrl => Self::InvalidConfiguration {
+            E::InvalidServerUrl | E::InvalidRedirectUri => Self::InvalidConfiguration {
                 message: error.to_string(),
             },
             E::InvalidIdentityToken(_) | E::UserMismatch | E::UnknownAttempt => {
