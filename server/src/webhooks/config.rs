@@ -45,6 +45,13 @@ impl WebhookConfig {
         retry_base_secs: u64,
     ) -> Result<Option<Self>, Invalid> {
         let Some(url) = get("SIWA_WEBHOOK_URL") else {
+            // A secret alone means webhooks were meant: say so rather than drop every event.
+            if get("SIWA_WEBHOOK_SECRET").is_some() {
+                return Err((
+                    "SIWA_WEBHOOK_URL",
+                    "required with SIWA_WEBHOOK_SECRET: where the events are sent".into(),
+                ));
+            }
             return Ok(None);
         };
         let url = url::Url::parse(&url)
@@ -99,6 +106,10 @@ mod tests {
     #[test]
     fn a_url_needs_a_well_formed_secret_and_says_which_variable() {
         assert!(read(&[]).unwrap().is_none());
+        assert_eq!(
+            read(&[("SIWA_WEBHOOK_SECRET", SECRET)]).unwrap_err().0,
+            "SIWA_WEBHOOK_URL"
+        );
         let url = ("SIWA_WEBHOOK_URL", "https://app.example.com/hooks");
         assert_eq!(read(&[url]).unwrap_err().0, "SIWA_WEBHOOK_SECRET");
         for bad in [
