@@ -48,16 +48,18 @@ pub async fn start(
         Ok(prepared) => prepared,
         Err(error) => return error_page(&state, error),
     };
-    let sign_in = match native_app(web, params) {
-        Ok(back) => back,
+    let app = match native_app(web, params) {
+        Ok(app) => app,
         Err(error) => return error_page(&state, error),
     };
     let state_value = secrets::new_token();
     let nonce = RawNonce::generate();
     let now = SystemClock.now();
+    let (app_redirect_uri, code_challenge) = app.unzip();
     let record = WebSignIn {
         nonce: nonce.expose().to_owned(),
-        ..sign_in
+        app_redirect_uri,
+        code_challenge,
     };
     if let Err(error) = state
         .store
@@ -76,19 +78,16 @@ pub async fn start(
     see_other(&url, None)
 }
 
-/// The native app's part of a start: its redirect URI, checked exactly, and its challenge.
-fn native_app(web: &WebFlow, params: StartParams) -> Result<WebSignIn, ApiError> {
+/// The native app's part of a start, if any: its redirect URI, checked exactly, and its
+/// challenge.
+fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<(String, String)>, ApiError> {
     let Some(app_redirect_uri) = params.app_redirect_uri.filter(|u| !u.is_empty()) else {
         if params.code_challenge.is_some() {
             return Err(ApiError::bad_request(
                 "code_challenge is for native apps: give app_redirect_uri too",
             ));
         }
-        return Ok(WebSignIn {
-            nonce: String::new(),
-            app_redirect_uri: None,
-            code_challenge: None,
-        });
+        return Ok(None);
     };
     if !web.allows_app_redirect(&app_redirect_uri) {
         return Err(ApiError::AppRedirectUriNotAllowed);
@@ -98,11 +97,7 @@ fn native_app(web: &WebFlow, params: StartParams) -> Result<WebSignIn, ApiError>
         .filter(|c| siwa_core::is_s256_challenge(c))
         .filter(|_| matches!(params.code_challenge_method.as_deref(), None | Some("S256")))
         .ok_or(ApiError::InvalidCodeChallenge)?;
-    Ok(WebSignIn {
-        nonce: String::new(),
-        app_redirect_uri: Some(app_redirect_uri),
-        code_challenge: Some(challenge),
-    })
+    Ok(Some((app_redirect_uri, challenge)))
 }
 
 /// What Apple posts to the callback.
