@@ -27,16 +27,16 @@ pub struct EventCounts {
 }
 
 impl Store {
-    /// Writes `event` in `tx`, when webhooks are on; the delivery task is woken after the
-    /// commit (`Store::events_committed`).
+    /// Writes `event` in `tx`, when webhooks are on, and says whether it did: the caller wakes
+    /// the delivery task after the commit (`Store::events_committed`), and only then.
     pub(super) async fn record_event(
         &self,
         tx: &mut Transaction<'_, Any>,
         event: Event,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         if !self.record_events {
-            return Ok(());
+            return Ok(false);
         }
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -52,12 +52,13 @@ impl Store {
         .bind(micros)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Wakes the delivery task: events were committed.
-    pub(super) fn events_committed(&self) {
-        if self.record_events {
+    /// Wakes the delivery task when a committed transaction wrote events; a commit that wrote
+    /// none (most sign-ins) costs the task nothing.
+    pub(super) fn events_committed(&self, recorded: bool) {
+        if recorded {
             self.events_written.notify_one();
         }
     }

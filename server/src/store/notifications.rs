@@ -40,6 +40,7 @@ impl Store {
                 .bind(&event.sub)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let mut recorded = false;
         let outcome = match (user, &event.kind) {
             (None, _) | (_, EventType::Other(_)) => NotificationOutcome::Ignored,
             (Some((user_id, email)), kind) => {
@@ -55,7 +56,7 @@ impl Store {
                         .await?;
                         let disabled = disabled == 1;
                         let change = Event::email(disabled, &user_id, &event.sub, email.as_deref());
-                        self.record_event(&mut tx, change, now).await?;
+                        recorded = self.record_event(&mut tx, change, now).await?;
                     }
                     EventType::ConsentRevoked => {
                         // Apple has revoked its tokens already; ours end too.
@@ -71,12 +72,12 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                         let revoked = Event::consent_revoked(&user_id, &event.sub);
-                        self.record_event(&mut tx, revoked, now).await?;
+                        recorded = self.record_event(&mut tx, revoked, now).await?;
                     }
                     EventType::AccountDeleted => {
                         delete_user_rows(&mut tx, &user_id).await?;
                         let deleted = Event::deleted(&user_id, &event.sub, DeletionReason::Apple);
-                        self.record_event(&mut tx, deleted, now).await?;
+                        recorded = self.record_event(&mut tx, deleted, now).await?;
                     }
                     EventType::Other(_) => unreachable!("matched above"),
                 }
@@ -84,7 +85,7 @@ impl Store {
             }
         };
         tx.commit().await?;
-        self.events_committed();
+        self.events_committed(recorded);
         Ok(outcome)
     }
 }

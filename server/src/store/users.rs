@@ -105,6 +105,7 @@ impl Store {
             }
         }
         let claims = record.claims;
+        let mut recorded = false;
         if let Some(previous) = claims.transfer_sub.as_deref().filter(|p| *p != claims.sub) {
             // After an app transfer, the user's account moves to the new team's `sub`.
             let moved: Vec<(String,)> = sqlx::query_as("UPDATE users SET apple_sub = $1 WHERE apple_sub = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1) RETURNING id")
@@ -114,13 +115,13 @@ impl Store {
                 .await?;
             if let Some((user_id,)) = moved.first() {
                 let event = Event::transferred(user_id, previous, &claims.sub);
-                self.record_event(&mut tx, event, now).await?;
+                recorded |= self.record_event(&mut tx, event, now).await?;
             }
         }
         let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
         if user.sign_in_count == 1 {
             let event = Event::created(&user.id, &user.apple_sub);
-            self.record_event(&mut tx, event, now).await?;
+            recorded |= self.record_event(&mut tx, event, now).await?;
         }
         if let Some(token) = record.apple_refresh_token {
             // The grant this one replaces is revoked, not forgotten: every Apple refresh token
@@ -154,7 +155,7 @@ impl Store {
             None => None,
         };
         tx.commit().await?;
-        self.events_committed();
+        self.events_committed(recorded);
         let is_new_user = user.sign_in_count == 1;
         Ok(SignedIn {
             user,
@@ -219,12 +220,13 @@ impl Store {
             None => None,
         };
         delete_user_rows(&mut tx, user_id).await?;
+        let mut recorded = false;
         if let Some((apple_sub,)) = locked.first() {
             let event = Event::deleted(user_id, apple_sub, DeletionReason::App);
-            self.record_event(&mut tx, event, now).await?;
+            recorded = self.record_event(&mut tx, event, now).await?;
         }
         tx.commit().await?;
-        self.events_committed();
+        self.events_committed(recorded);
         Ok(pending)
     }
 }

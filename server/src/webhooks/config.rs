@@ -23,7 +23,14 @@ pub struct WebhookConfig {
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let target = match &self.target {
-            WebhookTarget::Url { url, secrets } => format!("{url} ({} secrets)", secrets.len()),
+            // The origin only: a URL's path or query may hold the receiver's own token.
+            WebhookTarget::Url { url, secrets } => {
+                format!(
+                    "{} ({} secrets)",
+                    url.origin().ascii_serialization(),
+                    secrets.len()
+                )
+            }
             WebhookTarget::Print => "print".into(),
         };
         f.debug_struct("WebhookConfig")
