@@ -529,6 +529,13 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
         },
     )
     .await;
+    // Another link the app is opened with is not the callback, and does not spend the attempt.
+    assert_eq!(
+        client
+            .complete_browser_sign_in("com.example.app://elsewhere?code=x")
+            .await,
+        Err(ClientError::UnknownAttempt)
+    );
     let user = client.complete_browser_sign_in(&back).await.unwrap();
     assert_eq!(user.given_name.as_deref(), Some("Grace"));
     assert_eq!(client.current_user().unwrap().id, user.id);

@@ -169,7 +169,9 @@ impl Client {
 
     /// Completes a browser sign-in from the URL the browser came back to: trades its one-time
     /// code and the attempt's verifier for a session (`POST /v1/auth/exchange`). A cancel at
-    /// Apple is [`ClientError::Cancelled`]. The attempt is spent unless the failure was passing.
+    /// Apple is [`ClientError::Cancelled`]. A URL that is not the attempt's callback is
+    /// [`ClientError::UnknownAttempt`] and leaves the attempt; otherwise the attempt is spent
+    /// unless the failure was passing.
     pub async fn complete_browser_sign_in(&self, callback_url: &str) -> Result<User, ClientError> {
         let (code, verifier) = {
             let attempt = lock(&self.browser_attempt);
@@ -178,6 +180,9 @@ impl Client {
         };
         let answer = match code {
             Ok(code) => self.backend.exchange(&code, &verifier).await,
+            // Not the attempt's callback (another link the app was opened with): the attempt
+            // stays for the real one.
+            Err(ClientError::UnknownAttempt) => return Err(ClientError::UnknownAttempt),
             Err(error) => Err(error),
         };
         if !matches!(&answer, Err(e) if e.is_transient()) {
