@@ -273,6 +273,31 @@ async fn a_refused_sign_in_spends_the_attempt_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_retry_that_finds_the_credential_spent_asks_for_a_new_sign_in() {
+    // The first request signed in but its answer was lost; the retry is a replay.
+    for code in ["token_replayed", "nonce_replayed"] {
+        let h = Harness::new().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/auth/apple"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(error(code)))
+            .mount(&h.server)
+            .await;
+        let attempt = h.client.start_sign_in();
+        let result = h
+            .client
+            .complete_sign_in(&attempt, &credential(&attempt))
+            .await;
+        assert_eq!(result, Err(ClientError::UnknownAttempt), "{code}");
+        assert_eq!(stored(&h), None);
+        // A new attempt works as ever.
+        assert_ne!(
+            h.client.start_sign_in().hashed_nonce(),
+            attempt.hashed_nonce()
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_attempt_can_be_completed_again_after_a_server_fault() {
     let h = Harness::new().await;
     Mock::given(method("POST"))

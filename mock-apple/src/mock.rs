@@ -99,6 +99,9 @@ pub struct NotificationRequest {
     pub is_private_email: Option<bool>,
     /// Default: a fresh random one. Set it to test deduplication.
     pub jti: Option<String>,
+    /// When the user acted, in milliseconds since the epoch. Default: now. An earlier time
+    /// stands for a notification Apple delivers late (it retries until it gets a 200).
+    pub event_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,8 +322,11 @@ impl Mock {
                 Some("token_type_hint must be refresh_token or access_token"),
             ));
         }
-        // Revoking unlinks the app: the user sees the name and email sheet again next time.
+        // Revoking any token ends the user's whole authorization of the app (F11): every
+        // other refresh token of it (another device's sign-in) stops working too, and the user
+        // sees the name and email sheet again next time.
         if let Some(sub) = state.grants.revoke(token, client_id) {
+            state.grants.revoke_user(&sub, Some(client_id));
             state.directory.forget_authorization(&sub, client_id);
         }
         Ok(())
@@ -697,7 +703,7 @@ impl Mock {
                 // Keep the caller's spelling (`account-delete` or `account-deleted`).
                 kind: EventType::Other(request.kind.clone()),
                 sub,
-                event_time: now * 1000,
+                event_time: request.event_time.unwrap_or(now * 1000),
                 email,
                 is_private_email,
             };

@@ -539,3 +539,41 @@ async fn the_mock_makes_client_secrets_for_curl_users() {
     let secret = response["clientSecret"].as_str().unwrap();
     assert_eq!(s.exchange_with_raw_secret(secret, &s.code(APP)).await, 200);
 }
+
+#[tokio::test]
+async fn revoking_one_token_ends_the_whole_authorization() {
+    let s = setup().await;
+    // Two devices of one user sign in: two codes, two refresh tokens of one authorization.
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let exchanged = s
+            .client
+            .exchange_code(APP, &s.secret(APP), &s.code(APP), None)
+            .await
+            .unwrap();
+        tokens.push(exchanged.refresh_token.unwrap());
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    s.client
+        .revoke(APP, &s.secret(APP), &tokens[1], TokenTypeHint::RefreshToken)
+        .await
+        .unwrap();
+    for token in &tokens {
+        let (error, _) = rejected(s.client.refresh(APP, &s.secret(APP), token).await);
+        assert_eq!(
+            error,
+            OAuthErrorCode::InvalidGrant,
+            "every device's grant ends"
+        );
+    }
+    // The app is unlinked: the next consent shares the name and email again.
+    let again = s
+        .apple
+        .mint_identity_token(IdentityTokenRequest {
+            client_id: Some(APP.into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(again.first_authorization);
+    assert!(again.email.is_some());
+}

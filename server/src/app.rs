@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auth/apple", post(auth::sign_in))
         .route("/v1/web/sign-in", get(web::start))
         .route("/v1/web/callback", post(web::callback))
+        .route("/v1/web/complete", get(web::complete))
         .route("/v1/auth/exchange", post(web::exchange))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in));
     let api = Router::new()

@@ -28,6 +28,9 @@ pub struct Config {
     pub trusted_proxy_hops: usize,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long after its rotation a refresh token presented again gets the same successor
+    /// instead of ending its session (`SIWA_REFRESH_REUSE_GRACE_SECS`).
+    pub refresh_reuse_grace: Duration,
     pub log_json: bool,
     /// How often the revocation queue is looked at.
     pub revocation_poll_interval: Duration,
@@ -86,6 +89,9 @@ fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://siwa.db?mode=rwc";
 /// Generous: many mobile users share one carrier IP.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 1200;
+/// A lost answer or a second process sharing the session is seconds, not minutes (GoTrue's
+/// reuse interval is 10 s too).
+pub const DEFAULT_REFRESH_REUSE_GRACE_SECS: u64 = 10;
 
 impl Config {
     /// Reads the process environment, after loading `.env` if there is one.
@@ -181,6 +187,16 @@ impl Config {
         if refresh == 0 {
             return Err(invalid("SIWA_REFRESH_TOKEN_TTL_SECS", "must be positive"));
         }
+        let reuse_grace = number(
+            "SIWA_REFRESH_REUSE_GRACE_SECS",
+            DEFAULT_REFRESH_REUSE_GRACE_SECS,
+        )?;
+        if reuse_grace > 300 {
+            return Err(invalid(
+                "SIWA_REFRESH_REUSE_GRACE_SECS",
+                "at most 300: a longer window lets a stolen token follow the real one",
+            ));
+        }
         let max_connections = number(
             "SIWA_MAX_CONNECTIONS",
             crate::serve::ConnectionLimits::default().max_connections as u64,
@@ -244,6 +260,7 @@ impl Config {
             trusted_proxy_hops,
             access_token_ttl: Duration::from_secs(access),
             refresh_token_ttl: Duration::from_secs(refresh),
+            refresh_reuse_grace: Duration::from_secs(reuse_grace),
             log_json,
             revocation_poll_interval: Duration::from_secs(poll.max(1)),
             revocation_retry_base: Duration::from_secs(retry_base),

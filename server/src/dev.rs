@@ -84,6 +84,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         log_json: false,
         revocation_poll_interval: Duration::from_secs(10),
         revocation_retry_base: Duration::from_secs(30),
+        refresh_reuse_grace: Duration::from_secs(crate::config::DEFAULT_REFRESH_REUSE_GRACE_SECS),
         connections: Default::default(),
         encryption_key: None,
         metrics_address: None,

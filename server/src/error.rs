@@ -51,6 +51,8 @@ pub enum ApiError {
     NonceMissing,
     #[error("this nonce was already used to sign in")]
     NonceReplayed,
+    #[error("this identity token was already used to sign in; sign in again with Apple")]
+    TokenReplayed,
     #[error("Apple refused the authorization code (expired, used, or issued to another client)")]
     AuthorizationCodeRejected,
     #[error("the authorization code belongs to another user than the identity token")]
@@ -92,6 +94,8 @@ pub enum ApiError {
     CodeVerifierMismatch,
     #[error("the form did not come from this site's page")]
     CsrfTokenInvalid,
+    #[error("Apple's form post came from another origin than Apple's")]
+    CallbackOriginInvalid,
 
     #[error("the database could not be reached")]
     DatabaseUnavailable(#[source] sqlx::Error),
@@ -117,6 +121,7 @@ impl ApiError {
             Self::Token(e) | Self::Notification(e) => e.code(),
             Self::NonceMissing => "nonce_missing",
             Self::NonceReplayed => "nonce_replayed",
+            Self::TokenReplayed => "token_replayed",
             Self::AuthorizationCodeRejected => "authorization_code_rejected",
             Self::AuthorizationCodeMismatch => "authorization_code_mismatch",
             Self::AppleUnavailable => "apple_unavailable",
@@ -134,6 +139,7 @@ impl ApiError {
             Self::InvalidExchangeCode => "invalid_exchange_code",
             Self::CodeVerifierMismatch => "code_verifier_mismatch",
             Self::CsrfTokenInvalid => "csrf_token_invalid",
+            Self::CallbackOriginInvalid => "callback_origin_invalid",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal => "internal_error",
         }
@@ -149,7 +155,7 @@ impl ApiError {
             | Self::InvalidCodeChallenge
             | Self::InvalidExchangeCode
             | Self::CodeVerifierMismatch => StatusCode::BAD_REQUEST,
-            Self::CsrfTokenInvalid => StatusCode::FORBIDDEN,
+            Self::CsrfTokenInvalid | Self::CallbackOriginInvalid => StatusCode::FORBIDDEN,
             Self::WebFlowNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -164,6 +170,7 @@ impl ApiError {
             Self::Notification(_) => StatusCode::BAD_REQUEST,
             Self::NonceMissing
             | Self::NonceReplayed
+            | Self::TokenReplayed
             | Self::AuthorizationCodeMismatch
             | Self::MissingAccessToken
             | Self::InvalidAccessToken
@@ -191,6 +198,7 @@ impl ApiError {
         // `nonce_missing` is listed by `VerifyError`: the server's `NonceMissing` is the same
         // refusal seen from the other side (a nonce in the token, none in the request).
         "nonce_replayed",
+        "token_replayed",
         "authorization_code_rejected",
         "authorization_code_mismatch",
         "apple_unavailable",
@@ -208,6 +216,7 @@ impl ApiError {
         "invalid_exchange_code",
         "code_verifier_mismatch",
         "csrf_token_invalid",
+        "callback_origin_invalid",
         "database_unavailable",
         "internal_error",
     ];
@@ -258,6 +267,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NonceReplayed => Self::NonceReplayed,
+            StoreError::TokenReplayed => Self::TokenReplayed,
             StoreError::Database(e) => Self::DatabaseUnavailable(e),
         }
     }
@@ -308,6 +318,7 @@ mod tests {
             ApiError::Notification(VerifyError::Expired),
             ApiError::NonceMissing,
             ApiError::NonceReplayed,
+            ApiError::TokenReplayed,
             ApiError::AuthorizationCodeRejected,
             ApiError::AuthorizationCodeMismatch,
             ApiError::AppleUnavailable,
@@ -328,6 +339,7 @@ mod tests {
             ApiError::InvalidExchangeCode,
             ApiError::CodeVerifierMismatch,
             ApiError::CsrfTokenInvalid,
+            ApiError::CallbackOriginInvalid,
             ApiError::DatabaseUnavailable(sqlx::Error::PoolClosed),
             ApiError::Internal,
         ]

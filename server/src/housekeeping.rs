@@ -18,7 +18,8 @@ pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
             () = tokio::time::sleep(EVERY) => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = state.store.purge_expired(SystemClock.now()).await {
+        let grace = state.config.refresh_reuse_grace.as_secs() as i64;
+        if let Err(error) = state.store.purge_expired(SystemClock.now(), grace).await {
             tracing::warn!(%error, "could not purge expired rows");
         }
         if let Some(limiter) = &state.sign_in_limiter {

@@ -15,6 +15,22 @@ const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 /// How long an instance holds a revocation it attempts: far longer than a call to Apple takes.
 const LEASE_SECS: i64 = 120;
 
+/// What became of a deleted account's grants at Apple, as `DELETE /v1/me` answers it.
+pub async fn attempt_all(
+    state: &AppState,
+    pending: &[PendingRevocation],
+    now: i64,
+) -> &'static str {
+    if pending.is_empty() {
+        return "not_needed";
+    }
+    let mut all_revoked = true;
+    for one in pending {
+        all_revoked &= attempt(state, one, now).await;
+    }
+    if all_revoked { "revoked" } else { "queued" }
+}
+
 /// Tries one revocation, if no other instance is attempting it; on failure schedules the next
 /// attempt. Returns whether Apple confirmed it.
 pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {

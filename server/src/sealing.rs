@@ -25,6 +25,8 @@ pub enum Purpose {
     ServerKey,
     /// `apple_tokens.refresh_token` and `apple_revocations.token`.
     AppleToken,
+    /// `refresh_tokens.successor`: the token a rotation gave, during the reuse grace.
+    RefreshSuccessor,
 }
 
 impl Purpose {
@@ -32,6 +34,7 @@ impl Purpose {
         Aad::from(match self {
             Self::ServerKey => b"siwa server key".as_slice(),
             Self::AppleToken => b"siwa apple token".as_slice(),
+            Self::RefreshSuccessor => b"siwa refresh successor".as_slice(),
         })
     }
 }

@@ -3,15 +3,12 @@
 //! user (and session) in one transaction. Nothing is written before Apple has answered, so a
 //! failed exchange leaves no half-made account.
 
-use siwa_core::{
-    AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock, TokenTypeHint,
-};
+use siwa_core::{AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock};
 
 use crate::apple::GatewayError;
 use crate::error::ApiError;
-use crate::revocation;
 use crate::state::AppState;
-use crate::store::{SignInRecord, SignedIn};
+use crate::store::{Replay, SignInRecord, SignedIn};
 
 pub struct SignIn<'a> {
     pub flow: Flow<'a>,
@@ -68,10 +65,13 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         return Err(ApiError::NonceMissing);
     }
     let nonce_hash = nonce.as_ref().and(claims.nonce.as_deref());
-    if let Some(hash) = nonce_hash
-        && state.store.nonce_used(hash).await?
-    {
-        return Err(ApiError::NonceReplayed);
+    // Each identity token opens at most one session, nonce or not: a token without a nonce
+    // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
+    let token_hash = crate::secrets::token_hash(request.identity_token);
+    match state.store.replayed(nonce_hash, &token_hash).await? {
+        Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
+        Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
+        None => {}
     }
     let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
         Some(code) if state.apple.configured() => {
@@ -86,6 +86,7 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
     let record = SignInRecord {
         claims: &claims,
         nonce_hash,
+        identity_token_hash: Some(&token_hash),
         given_name,
         family_name,
         apple_refresh_token: apple_refresh_token.as_deref(),
@@ -94,41 +95,12 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
             .then_some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
-    let signed_in = match record_sign_in(state, record).await {
-        Ok(signed_in) => signed_in,
-        Err(error) => {
-            if let Some(token) = apple_refresh_token {
-                revoke_unkept_grant(state, &claims.aud, &token).await;
-            }
-            return Err(error);
-        }
-    };
+    // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
+    // request, the database refusing the write) is dropped, not revoked: it is a token of the
+    // user's one authorization of the app, and revoking it would end every device's sign-in
+    // (docs/apple-protocol.md, F11). Only account deletion revokes.
+    let signed_in = record_sign_in(state, record).await?;
     Ok(SignInOutcome { claims, signed_in })
-}
-
-/// A grant obtained for a sign-in that then failed (its nonce was spent by a concurrent
-/// request, the database refused the write) is revoked rather than dropped: through the queue,
-/// or straight at Apple when the database cannot take it.
-async fn revoke_unkept_grant(state: &AppState, client_id: &str, token: &str) {
-    let now = SystemClock.now();
-    match state
-        .store
-        .queue_apple_revocation(client_id, token, now)
-        .await
-    {
-        Ok(pending) => {
-            revocation::attempt(state, &pending, now).await;
-        }
-        Err(_) => {
-            let revoked = state
-                .apple
-                .revoke(client_id, token, TokenTypeHint::RefreshToken)
-                .await;
-            if let Err(error) = revoked {
-                tracing::error!(%error, "an Apple grant of a failed sign-in could neither be queued nor revoked");
-            }
-        }
-    }
 }
 
 /// The longest name part kept, in characters: Apple's own fields are far shorter.
@@ -226,6 +198,7 @@ pub async fn sign_in_compat(
     let record = SignInRecord {
         claims: &claims,
         nonce_hash: None,
+        identity_token_hash: None,
         given_name: None,
         family_name: None,
         apple_refresh_token: None,

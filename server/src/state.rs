@@ -35,7 +35,12 @@ impl AppState {
         let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default());
         let mut verifier_config = VerifierConfig::new(config.client_ids.clone());
         verifier_config.issuers = config.issuers.clone();
-        let web = WebFlow::new(&config.web, keys.clone(), &config.issuers)?;
+        let web = WebFlow::new(
+            &config.web,
+            keys.clone(),
+            &config.issuers,
+            &config.apple_base_url,
+        )?;
         let verifier = Verifier::new(verifier_config, keys)?;
         let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone());
         let sign_in_limiter = config

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use mock_apple::{Endpoint, Fault, IdentityTokenRequest, NotificationRequest};
 use serde_json::{Value, json};
+use siwa_core::Clock;
 
 async fn signed_in(h: &Harness) -> Value {
     let (status, body) = h.sign_in(IdentityTokenRequest::default(), None).await;
@@ -37,6 +38,7 @@ on_both_databases!(
     deletion_with_apple_down_deletes_now_and_revokes_later,
     email_notifications_update_the_flag,
     consent_revoked_ends_every_session,
+    a_late_consent_revoked_spares_the_sign_in_made_after_it,
     account_delete_removes_the_user_in_both_spellings,
     a_duplicate_notification_is_acknowledged_once,
     an_invalid_notification_is_refused,
@@ -121,6 +123,40 @@ async fn consent_revoked_ends_every_session(h: Harness) {
     assert_eq!(h.users().await, 1, "the account stays; the sessions end");
 }
 
+async fn a_late_consent_revoked_spares_the_sign_in_made_after_it(h: Harness) {
+    // The user revokes at Apple, then signs in again; Apple's notification of the revocation
+    // arrives after the new sign-in (Apple retries until it gets a 200).
+    let before = signed_in(&h).await;
+    h.execute("UPDATE sessions SET created_at = created_at - 120")
+        .await;
+    h.execute("UPDATE apple_tokens SET created_at = created_at - 120")
+        .await;
+    let after = signed_in(&h).await;
+    let event_time = (siwa_core::SystemClock.now() - 60) * 1000;
+    let sent = h
+        .apple
+        .send_notification(NotificationRequest {
+            url: h.url("/v1/apple/notifications"),
+            kind: "consent-revoked".into(),
+            event_time: Some(event_time),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 200);
+    let (status, answer) = h.get_auth("/v1/me", access(&before)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("session_ended"))
+    );
+    assert_eq!(h.get_auth("/v1/me", access(&after)).await.0, 200);
+    assert_eq!(
+        h.stored_apple_tokens().await.len(),
+        1,
+        "the new grant is kept"
+    );
+}
+
 async fn account_delete_removes_the_user_in_both_spellings(h: Harness) {
     let jane = h.apple.users()[0].clone();
     for spelling in ["account-delete", "account-deleted"] {
@@ -188,8 +224,16 @@ async fn a_deletion_racing_two_sign_ins_always_completes(h: Harness) {
             h.sign_in(IdentityTokenRequest::default(), None),
         );
         assert_eq!(deleted.0, 200, "round {round}: {}", deleted.1);
-        assert_eq!(first.0, 200, "round {round}: {}", first.1);
-        assert_eq!(second.0, 200, "round {round}: {}", second.1);
+        // The deletion's revocation ends the user's whole authorization at Apple, codes
+        // not yet exchanged included: a sign-in that exchanges after it is refused, cleanly.
+        for (status, body) in [first, second] {
+            assert!(
+                status == 200
+                    || (status, body["error"].as_str())
+                        == (400, Some("authorization_code_rejected")),
+                "round {round}: {body}"
+            );
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use common::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mock_apple::IdentityTokenRequest;
 use serde_json::{Value, json};
+use siwa_core::Clock;
 
 async fn signed_in(h: &Harness) -> Value {
     let (status, body) = h.sign_in(IdentityTokenRequest::default(), None).await;
@@ -16,6 +17,7 @@ async fn signed_in(h: &Harness) -> Value {
 on_both_databases!(
     a_refresh_token_rotates,
     reusing_a_rotated_refresh_token_ends_the_session_family,
+    a_token_presented_again_within_the_grace_gets_the_same_successor,
     logout_with_the_refresh_token_ends_the_session,
     logout_with_the_access_token_ends_the_session,
     refresh_refuses_garbage,
@@ -54,6 +56,9 @@ async fn reusing_a_rotated_refresh_token_ends_the_session_family(h: Harness) {
             "/v1/auth/refresh",
             &json!({"refreshToken": session["refreshToken"]}),
         )
+        .await;
+    // Past the reuse grace (10 s here): the rotation was a minute ago.
+    h.execute("UPDATE refresh_tokens SET used_at = used_at - 60 WHERE used_at IS NOT NULL")
         .await;
     let (status, body) = h
         .post(
@@ -203,4 +208,61 @@ async fn me_needs_a_valid_access_token(h: Harness) {
     let apple_token = h.mint(IdentityTokenRequest::default()).identity_token;
     let (status, _) = h.get_auth("/v1/me", &apple_token).await;
     assert_eq!(status, 401);
+}
+
+async fn a_token_presented_again_within_the_grace_gets_the_same_successor(h: Harness) {
+    let session = signed_in(&h).await;
+    let original = json!({"refreshToken": session["refreshToken"]});
+    // Two processes sharing one stored session refresh at once, or a lost answer is retried.
+    let (a, b) = tokio::join!(
+        h.post("/v1/auth/refresh", &original),
+        h.post("/v1/auth/refresh", &original)
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+    assert_eq!(a.1["refreshToken"], b.1["refreshToken"], "one successor");
+    let (status, again) = h.post("/v1/auth/refresh", &original).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["refreshToken"], a.1["refreshToken"]);
+    for answer in [&a.1, &b.1] {
+        assert_eq!(
+            h.get_auth("/v1/me", answer["accessToken"].as_str().unwrap())
+                .await
+                .0,
+            200
+        );
+    }
+    // The successor is kept sealed, never in clear.
+    let stored = h
+        .query("SELECT successor FROM refresh_tokens WHERE successor IS NOT NULL")
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].starts_with("sealed:v1:"), "sealed at rest");
+    // Once the successor has moved on, the original is a reuse again: the session ends.
+    let successor = json!({"refreshToken": a.1["refreshToken"]});
+    let (status, next) = h.post("/v1/auth/refresh", &successor).await;
+    assert_eq!(status, 200, "{next}");
+    let (status, body) = h.post("/v1/auth/refresh", &original).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("refresh_token_reused"))
+    );
+    let (status, _) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": next["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 401, "the whole family ended");
+    // Housekeeping forgets successors past the grace.
+    h.server
+        .state
+        .store
+        .purge_expired(siwa_core::SystemClock.now() + 60, 10)
+        .await
+        .unwrap();
+    assert!(
+        h.query("SELECT successor FROM refresh_tokens WHERE successor IS NOT NULL")
+            .await
+            .is_empty()
+    );
 }

@@ -28,8 +28,10 @@ on_both_databases!(
     a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
     a_name_with_control_characters_is_refused_and_nothing_is_written,
     a_name_longer_than_the_limit_is_refused,
-    an_apple_grant_replaced_by_a_new_sign_in_is_revoked,
-    the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked,
+    a_second_device_signing_in_does_not_unlink_the_app,
+    an_identity_token_opens_one_session_nonce_or_not,
+    an_app_and_a_web_grant_are_both_kept_and_both_revoked,
+    the_grant_of_a_sign_in_that_loses_a_nonce_race_is_not_revoked,
     a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_code,
 );
 
@@ -185,24 +187,15 @@ async fn the_name_from_the_first_authorization_is_kept(h: Harness) {
 }
 
 async fn the_code_is_exchanged_with_a_secret_the_mock_accepts(h: Harness) {
-    let (status, _) = h.sign_in(default(), None).await;
+    let (status, body) = h.sign_in(default(), None).await;
     assert_eq!(status, 200);
     assert_eq!(h.count(Endpoint::Token), 1);
-    // A second sign-in replaces the stored grant: the replaced one is revoked by the worker.
-    let (_, body) = h.sign_in(default(), None).await;
-    for _ in 0..100 {
-        if h.server.state.store.pending_revocations().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(h.count(Endpoint::Revoke), 1);
     // The exchange's refresh token is kept for revocation: deleting the account revokes it.
     let (_, deleted) = h
         .delete_auth("/v1/me", body["session"]["accessToken"].as_str().unwrap())
         .await;
     assert_eq!(deleted["appleRevocation"], "revoked");
-    assert_eq!(h.count(Endpoint::Revoke), 2);
+    assert_eq!(h.count(Endpoint::Revoke), 1);
 }
 
 async fn a_refused_code_leaves_no_account_behind(h: Harness) {
@@ -433,32 +426,68 @@ async fn a_name_longer_than_the_limit_is_refused(h: Harness) {
 }
 
 /// Waits (at most 5 s) for the mock to have had `n` revocations.
-async fn revocations_reach(h: &Harness, n: u64) {
-    for _ in 0..100 {
-        if h.count(Endpoint::Revoke) >= n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(h.count(Endpoint::Revoke), n);
-}
-
-async fn an_apple_grant_replaced_by_a_new_sign_in_is_revoked(h: Harness) {
-    let (status, _) = h.sign_in(default(), None).await;
+async fn a_second_device_signing_in_does_not_unlink_the_app(h: Harness) {
+    // Two devices sign in (two codes, two grants of one authorization at Apple).
+    let (status, first) = h.sign_in(default(), None).await;
     assert_eq!(status, 200);
+    let first_grant = h.stored_apple_tokens().await;
     let (status, second) = h.sign_in(default(), None).await;
     assert_eq!(status, 200);
     assert_eq!(h.count(Endpoint::Token), 2);
-    revocations_reach(&h, 1).await;
-    // The second grant is the one kept: deleting the account revokes it.
+    let kept = h.stored_apple_tokens().await;
+    assert_eq!(kept.len(), 1, "one grant per client id");
+    assert_ne!(first_grant, kept, "the newest grant is the one kept");
+    // The revocation worker (polling every 100 ms here) finds nothing to revoke.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(h.server.state.store.pending_revocations().await.unwrap(), 0);
+    assert_eq!(h.count(Endpoint::Revoke), 0, "Apple saw no revocation");
+    let grants = [first_grant[0].clone(), kept[0].clone()];
+    for grant in &grants {
+        assert_eq!(
+            h.apple_refresh(APP, grant).await,
+            Ok(()),
+            "both devices stay linked"
+        );
+    }
+    for body in [&first, &second] {
+        let access = body["session"]["accessToken"].as_str().unwrap();
+        assert_eq!(h.get_auth("/v1/me", access).await.0, 200);
+        let refresh = json!({"refreshToken": body["session"]["refreshToken"]});
+        assert_eq!(h.post("/v1/auth/refresh", &refresh).await.0, 200);
+    }
+    // Deleting the account revokes, and that ends the whole authorization at Apple.
     let (_, deleted) = h
         .delete_auth("/v1/me", second["session"]["accessToken"].as_str().unwrap())
         .await;
     assert_eq!(deleted["appleRevocation"], "revoked");
-    revocations_reach(&h, 2).await;
+    assert_eq!(h.count(Endpoint::Revoke), 1);
+    for grant in &grants {
+        assert_eq!(
+            h.apple_refresh(APP, grant).await,
+            Err("invalid_grant".to_owned())
+        );
+    }
 }
 
-async fn the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked(h: Harness) {
+async fn an_app_and_a_web_grant_are_both_kept_and_both_revoked(h: Harness) {
+    let (status, _) = h.sign_in(default(), None).await;
+    assert_eq!(status, 200);
+    let web = IdentityTokenRequest {
+        client_id: Some(WEB.into()),
+        ..default()
+    };
+    let (status, body) = h.sign_in(web, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.stored_apple_tokens().await.len(), 2);
+    let (_, deleted) = h
+        .delete_auth("/v1/me", body["session"]["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(deleted["appleRevocation"], "revoked");
+    assert_eq!(h.count(Endpoint::Revoke), 2);
+    assert!(h.stored_apple_tokens().await.is_empty());
+}
+
+async fn the_grant_of_a_sign_in_that_loses_a_nonce_race_is_not_revoked(h: Harness) {
     // Two credentials for one nonce, exchanged slowly enough that both pass the early replay
     // check before either writes its nonce.
     h.apple.set_fault(
@@ -488,7 +517,15 @@ async fn the_grant_of_a_sign_in_that_loses_a_nonce_race_is_revoked(h: Harness) {
     statuses.sort();
     assert_eq!(statuses, [200, 401], "{} {}", a.1, b.1);
     assert_eq!(h.count(Endpoint::Token), 2, "both codes were exchanged");
-    revocations_reach(&h, 1).await;
+    // The loser's grant is of the same authorization as the winner's: revoking it would unlink
+    // the app, and end the winner's grant with it.
+    let winner = if a.0 == 200 { &a.1 } else { &b.1 };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(h.count(Endpoint::Revoke), 0);
+    let kept = h.stored_apple_tokens().await;
+    assert_eq!(h.apple_refresh(APP, &kept[0]).await, Ok(()));
+    let access = winner["session"]["accessToken"].as_str().unwrap();
+    assert_eq!(h.get_auth("/v1/me", access).await.0, 200);
 }
 
 async fn a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_code(h: Harness) {
@@ -518,4 +555,43 @@ async fn a_key_rotation_inside_an_attackers_refetch_cooldown_does_not_waste_the_
                       "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()});
     let (status, answer) = h.post("/v1/auth/apple", &body).await;
     assert_eq!(status, 200, "{answer}");
+}
+
+async fn an_identity_token_opens_one_session_nonce_or_not(h: Harness) {
+    // A token without a nonce, sent without a code: what leaks through a request log.
+    let token = h.mint(default()).identity_token;
+    let body = json!({"identityToken": token});
+    let (status, first) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (401, Some("token_replayed"))
+    );
+    // Across instances too: the record is in the database.
+    let other = h.another_instance().await;
+    let (status, again) = h.post_to(&other, "/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (401, Some("token_replayed"))
+    );
+    // The first session is untouched.
+    let access = first["session"]["accessToken"].as_str().unwrap();
+    assert_eq!(h.get_auth("/v1/me", access).await.0, 200);
+    // With a code, the replay is refused before Apple is called.
+    let minted = h.mint(default());
+    let with_code = json!({"identityToken": minted.identity_token,
+                           "authorizationCode": minted.authorization_code});
+    assert_eq!(h.post("/v1/auth/apple", &with_code).await.0, 200);
+    let exchanges = h.count(Endpoint::Token);
+    let (status, again) = h.post("/v1/auth/apple", &with_code).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (401, Some("token_replayed"))
+    );
+    assert_eq!(h.count(Endpoint::Token), exchanges);
+    // The seed route opens no session and keeps answering repeats.
+    for _ in 0..2 {
+        assert_eq!(h.post("/auth/apple", &body).await.0, 200);
+    }
 }

@@ -14,6 +14,9 @@ use siwa_core::{Clock, CodeVerifier, SystemClock};
 on_both_databases!(
     web: web_sign_in_keeps_the_name_and_makes_the_same_session_as_the_app_route,
     a_replayed_or_tampered_state_is_refused_and_signs_no_one_in,
+    a_victim_made_to_post_an_attackers_callback_is_not_signed_in,
+    a_callback_from_another_origin_is_refused,
+    a_native_callback_completes_only_in_its_browser,
     cancelling_brings_the_user_back_to_the_page,
     the_page_forms_need_the_sessions_csrf_token,
     deleting_from_the_page_revokes_at_apple,
@@ -40,15 +43,87 @@ struct Consent<'a> {
     cancel: bool,
 }
 
-/// `GET /v1/web/sign-in` (with `query`): the Location Apple's page is at.
-async fn start(h: &Harness, query: &str) -> String {
-    let response = browser()
-        .get(h.url(&format!("/v1/web/sign-in{query}")))
-        .send()
-        .await
-        .unwrap();
+/// A browser's cookies for our server (one site), kept from each answer as a browser keeps
+/// them.
+#[derive(Default)]
+struct Browser {
+    jar: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Browser {
+    fn header(&self) -> String {
+        let jar = self.jar.lock().unwrap();
+        jar.iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&self, response: &reqwest::Response) {
+        let mut jar = self.jar.lock().unwrap();
+        for set in response.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            jar.retain(|(n, _)| n != name);
+            if !set.contains("Max-Age=0") {
+                jar.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    /// A top-level GET of `url`, with this browser's cookies.
+    async fn get(&self, url: &str) -> reqwest::Response {
+        let response = browser()
+            .get(url)
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+}
+
+/// `GET /v1/web/sign-in` (with `query`) in `b`: the Location Apple's page is at. The answer
+/// sets the binding cookie.
+async fn start_in(h: &Harness, b: &Browser, query: &str) -> String {
+    let response = b.get(&h.url(&format!("/v1/web/sign-in{query}"))).await;
     assert_eq!(response.status(), 303);
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for attribute in [
+        "siwa_binding=",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/v1/web",
+        "Max-Age=600",
+    ] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "plain http: no Secure flag ({set})"
+    );
     response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// A start in a browser of its own.
+async fn start(h: &Harness, query: &str) -> String {
+    start_in(h, &Browser::default(), query).await
+}
+
+/// Follows the callback's answer (303 to `/v1/web/complete?handle=...`) in `b`.
+async fn complete(h: &Harness, b: &Browser, callback: &reqwest::Response) -> reqwest::Response {
+    assert_eq!(callback.status(), 303);
+    assert!(
+        session_cookie(callback).is_none(),
+        "Apple's form post signs no one in"
+    );
+    let location = callback.headers()[LOCATION].to_str().unwrap();
+    assert!(
+        location.starts_with("/v1/web/complete?handle="),
+        "{location}"
+    );
+    b.get(&h.url(location)).await
 }
 
 /// Submits Apple's consent page for `authorize_url` and returns the fields Apple's answer
@@ -137,21 +212,37 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
-/// A whole sign-in from the page: returns the cookie.
-async fn sign_in_on_the_page(h: &Harness, choice: Consent<'_>) -> String {
-    let fields = consent(&start(h, "").await, choice).await;
-    let response = callback(h, &fields).await;
+/// A whole sign-in from the page in `b`: returns the session cookie.
+async fn sign_in_in(h: &Harness, b: &Browser, choice: Consent<'_>) -> String {
+    let fields = consent(&start_in(h, b, "").await, choice).await;
+    let response = complete(h, b, &callback(h, &fields).await).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()[LOCATION], "/");
     let cookie = session_cookie(&response).expect("a session cookie");
-    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(set.contains("HttpOnly"), "{set}");
-    assert!(set.contains("SameSite=Lax"), "{set}");
+    let set: Vec<&str> = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = set.iter().find(|s| s.starts_with("siwa_session=")).unwrap();
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Lax"), "{session}");
     assert!(
-        !set.contains("Secure"),
-        "plain http: no Secure flag ({set})"
+        !session.contains("Secure"),
+        "plain http: no Secure flag ({session})"
+    );
+    assert!(
+        set.iter()
+            .any(|s| s.starts_with("siwa_binding=;") && s.contains("Max-Age=0")),
+        "the binding cookie is spent: {set:?}"
     );
     cookie
+}
+
+/// A whole sign-in from the page in a fresh browser: returns the session cookie.
+async fn sign_in_on_the_page(h: &Harness, choice: Consent<'_>) -> String {
+    sign_in_in(h, &Browser::default(), choice).await
 }
 
 async fn page(h: &Harness, cookie: Option<&str>) -> String {
@@ -191,27 +282,47 @@ async fn web_sign_in_keeps_the_name_and_makes_the_same_session_as_the_app_route(
     // The code was exchanged with the Services ID (the mock refuses any other client id).
     assert_eq!(h.count(Endpoint::Token), 1);
 
-    // The cookie holds a session of the same kind as /v1/auth/apple's: its refresh token works
-    // at /v1/auth/refresh.
-    let refresh_token = cookie.split_once('=').unwrap().1;
-    let (status, refreshed) = h
-        .post("/v1/auth/refresh", &json!({"refreshToken": refresh_token}))
+    // The cookie's secret is the web session's own, not a refresh token: the API refuses it,
+    // so a stolen cookie cannot fork a token family that the page's sign-out would not end.
+    let secret = cookie.split_once('=').unwrap().1;
+    let (status, refused) = h
+        .post("/v1/auth/refresh", &json!({"refreshToken": secret}))
         .await;
-    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_refresh_token"))
+    );
+    let (status, _) = h
+        .post("/v1/auth/logout", &json!({"refreshToken": secret}))
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        page(&h, Some(&cookie)).await.contains("Ada Lovelace"),
+        "the API's logout does not take it either"
+    );
 
     // Signed in again: Apple sends no `user` field, the name stays.
-    let fields = consent(&start(&h, "").await, Consent::default()).await;
+    let b = Browser::default();
+    let fields = consent(&start_in(&h, &b, "").await, Consent::default()).await;
     assert_eq!(field(&fields, "user"), None);
-    let response = callback(&h, &fields).await;
+    let response = complete(&h, &b, &callback(&h, &fields).await).await;
     let cookie = session_cookie(&response).unwrap();
     assert!(page(&h, Some(&cookie)).await.contains("Ada Lovelace"));
     assert_eq!(h.users().await, 1);
 }
 
 async fn a_replayed_or_tampered_state_is_refused_and_signs_no_one_in(h: Harness) {
-    let fields = consent(&start(&h, "").await, Consent::default()).await;
+    let b = Browser::default();
+    let fields = consent(&start_in(&h, &b, "").await, Consent::default()).await;
     let first = callback(&h, &fields).await;
-    assert_eq!(first.status(), 303);
+    let done = complete(&h, &b, &first).await;
+    assert!(session_cookie(&done).is_some());
+    // The completion is single use too.
+    let again = b
+        .get(&h.url(first.headers()[LOCATION].to_str().unwrap()))
+        .await;
+    assert_eq!(again.status(), 400);
+    assert!(session_cookie(&again).is_none());
 
     let replay = callback(&h, &fields).await;
     assert_eq!(replay.status(), 400);
@@ -233,6 +344,106 @@ async fn a_replayed_or_tampered_state_is_refused_and_signs_no_one_in(h: Harness)
     missing.retain(|(name, _)| name != "state");
     assert_eq!(callback(&h, &missing).await.status(), 400);
     assert_eq!(h.users().await, users);
+}
+
+/// Login CSRF: the attacker consents with their own Apple ID, stops their browser's form post,
+/// and makes the victim's browser post those fields (a page on another site that the browser
+/// sends no `Origin` for, or a navigation). The victim follows the redirect to the completion
+/// without the attacker's binding cookie: no one is signed in.
+async fn a_victim_made_to_post_an_attackers_callback_is_not_signed_in(h: Harness) {
+    let attacker = Browser::default();
+    let captured = consent(&start_in(&h, &attacker, "").await, Consent::default()).await;
+    let victim = Browser::default();
+    // The victim has a sign-in of their own in progress: a binding, but another one.
+    start_in(&h, &victim, "").await;
+    let posted = callback(&h, &captured).await;
+    let refused = complete(&h, &victim, &posted).await;
+    assert_eq!(refused.status(), 400);
+    assert!(session_cookie(&refused).is_none());
+    assert!(refused.text().await.unwrap().contains("invalid_state"));
+    // The handle is spent: the attacker cannot finish it either (nor race the victim to it).
+    let late = attacker
+        .get(&h.url(posted.headers()[LOCATION].to_str().unwrap()))
+        .await;
+    assert_eq!(late.status(), 400);
+    assert!(session_cookie(&late).is_none());
+
+    // A victim with no binding cookie at all, and a made-up or missing handle.
+    let captured = consent(&start(&h, "").await, Consent::default()).await;
+    let posted = callback(&h, &captured).await;
+    let bare = complete(&h, &Browser::default(), &posted).await;
+    assert_eq!(bare.status(), 400);
+    assert!(session_cookie(&bare).is_none());
+    for path in ["/v1/web/complete?handle=made-up", "/v1/web/complete"] {
+        let response = attacker.get(&h.url(path)).await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert!(response.text().await.unwrap().contains("invalid_state"));
+    }
+    // Nothing of the victim's: no session of any kind was made.
+    assert_eq!(h.query("SELECT id FROM sessions").await.len(), 0);
+}
+
+async fn a_callback_from_another_origin_is_refused(h: Harness) {
+    for origin in ["https://evil.example", "null"] {
+        let b = Browser::default();
+        let fields = consent(&start_in(&h, &b, "").await, Consent::default()).await;
+        let refused = browser()
+            .post(h.url("/v1/web/callback"))
+            .header("origin", origin)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{origin}");
+        assert!(session_cookie(&refused).is_none());
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("callback_origin_invalid"),
+            "{origin}"
+        );
+    }
+    // Apple's own origin (the mock's base URL) is the one that may post.
+    let b = Browser::default();
+    let fields = consent(&start_in(&h, &b, "").await, Consent::default()).await;
+    let apple_origin = url::Url::parse(h.apple.base_url())
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let posted = browser()
+        .post(h.url("/v1/web/callback"))
+        .header("origin", apple_origin)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let done = complete(&h, &b, &posted).await;
+    assert_eq!(done.headers()[LOCATION], "/");
+    assert!(session_cookie(&done).is_some());
+}
+
+async fn a_native_callback_completes_only_in_its_browser(h: Harness) {
+    let verifier = CodeVerifier::generate();
+    let query = format!(
+        "?app_redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(APP_REDIRECT_URI.as_bytes()).collect::<String>(),
+        verifier.challenge()
+    );
+    let captured = consent(&start(&h, &query).await, Consent::default()).await;
+    let refused = complete(&h, &Browser::default(), &callback(&h, &captured).await).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.headers().get(LOCATION).is_none(),
+        "no code goes to the app"
+    );
+    assert_eq!(
+        h.query("SELECT code_hash FROM web_exchange_codes")
+            .await
+            .len(),
+        0
+    );
 }
 
 async fn cancelling_brings_the_user_back_to_the_page(h: Harness) {
@@ -324,8 +535,9 @@ async fn native_code(h: &Harness, verifier: &CodeVerifier) -> String {
         url::form_urlencoded::byte_serialize(APP_REDIRECT_URI.as_bytes()).collect::<String>(),
         verifier.challenge()
     );
-    let fields = consent(&start(h, &query).await, Consent::default()).await;
-    let response = callback(h, &fields).await;
+    let b = Browser::default();
+    let fields = consent(&start_in(h, &b, &query).await, Consent::default()).await;
+    let response = complete(h, &b, &callback(h, &fields).await).await;
     assert_eq!(response.status(), 303);
     assert!(
         session_cookie(&response).is_none(),
@@ -432,6 +644,7 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         nonce: "n".into(),
         app_redirect_uri: None,
         code_challenge: None,
+        binding_hash: Some("b".into()),
     };
     store
         .start_web_sign_in("old-state", &pending, now - 700, now - 100)
@@ -461,6 +674,38 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         (status, answer["error"].as_str()),
         (400, Some("invalid_exchange_code"))
     );
+
+    // A completion whose browser came back after its 60 seconds, with the right binding.
+    let binding = "the-browsers-binding";
+    let completion = siwa_server::store::WebCompletion {
+        binding_hash: &siwa_server::secrets::token_hash(binding),
+        user_id,
+        is_new_user: false,
+        app: None,
+    };
+    let late = store
+        .record_web_completion(&completion, now - 120, now - 60)
+        .await
+        .unwrap();
+    let fresh = store
+        .record_web_completion(&completion, now, now + 60)
+        .await
+        .unwrap();
+    let b = Browser::default();
+    b.jar
+        .lock()
+        .unwrap()
+        .push(("siwa_binding".into(), binding.into()));
+    let refused = b
+        .get(&h.url(&format!("/v1/web/complete?handle={late}")))
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(session_cookie(&refused).is_none());
+    let done = b
+        .get(&h.url(&format!("/v1/web/complete?handle={fresh}")))
+        .await;
+    assert_eq!(done.status(), 303, "the same binding in time completes");
+    assert!(session_cookie(&done).is_some());
 }
 
 async fn without_configuration_the_routes_say_what_is_missing(h: Harness) {
@@ -485,6 +730,14 @@ async fn without_configuration_the_routes_say_what_is_missing(h: Harness) {
     assert!(shown.contains("not set up"), "{shown}");
 }
 
+/// Whether a callback's answer goes on to the completion (a cancel goes straight back).
+fn choice_completes(callback: &reqwest::Response) -> bool {
+    callback.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/v1/web/complete")
+}
+
 /// The client library's browser sign-in (`siwa_core::client`), against the real server: the
 /// start URL it builds, the browser's trip through Apple, and completion from the URL the
 /// browser comes back to.
@@ -500,11 +753,16 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
     // What the browser does: the server's start, Apple's page, the form post, the redirect.
     let h = &h;
     let browse = |start_url: String, choice: Consent<'static>| async move {
-        let apple = browser().get(start_url).send().await.unwrap();
+        let b = Browser::default();
+        let apple = b.get(&start_url).await;
         assert_eq!(apple.status(), 303);
         let fields = consent(apple.headers()[LOCATION].to_str().unwrap(), choice).await;
-        let back = callback(h, &fields).await;
+        let mut back = callback(h, &fields).await;
         assert_eq!(back.status(), 303);
+        if choice_completes(&back) {
+            back = complete(h, &b, &back).await;
+            assert_eq!(back.status(), 303);
+        }
         back.headers()[LOCATION].to_str().unwrap().to_owned()
     };
 

@@ -311,9 +311,9 @@ async fn a_failing_receiver_gets_the_same_id_until_it_takes_the_event(mut h: Har
     // Housekeeping forgets a delivered event after a week, not before.
     let store = &h.server.state.store;
     let now = siwa_core::Clock::now(&siwa_core::SystemClock);
-    store.purge_expired(now + 6 * 24 * 3600).await.unwrap();
+    store.purge_expired(now + 6 * 24 * 3600, 10).await.unwrap();
     assert_eq!(store.event_counts().await.unwrap().delivered, 1);
-    store.purge_expired(now + 8 * 24 * 3600).await.unwrap();
+    store.purge_expired(now + 8 * 24 * 3600, 10).await.unwrap();
     assert_eq!(store.event_counts().await.unwrap().delivered, 0);
 }
 

@@ -150,6 +150,12 @@ impl Client {
             // The server has seen (and so spent) the nonce, or refused it for good.
             lock(&self.attempts).retain(|raw| !attempt.is_for(raw));
         }
+        // A retry after a lost answer finds the credential spent (the first request signed
+        // in): the app starts a new sign-in, as for any spent attempt.
+        let answer = answer.map_err(|e| match e.server_code() {
+            Some("token_replayed" | "nonce_replayed") => ClientError::UnknownAttempt,
+            _ => e,
+        });
         let session = Session::started(answer?, &credential.user, self.clock.now());
         let user = session.user.clone();
         self.write(&mut lock(&self.session), Some(session))?;

@@ -46,16 +46,7 @@ pub async fn delete_me(
     }
     let pending = state.store.delete_user(&auth.user_id, now).await?;
     metrics::counter!("siwa_account_deletions_total").increment(1);
-    let apple_revocation = match pending {
-        None => "not_needed",
-        Some(pending) => {
-            if revocation::attempt(&state, &pending, now).await {
-                "revoked"
-            } else {
-                "queued"
-            }
-        }
-    };
+    let apple_revocation = revocation::attempt_all(&state, &pending, now).await;
     Ok(Json(DeletionResponse {
         deleted: true,
         apple_revocation,

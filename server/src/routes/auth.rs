@@ -103,7 +103,11 @@ pub async fn refresh(
     let now = SystemClock.now();
     match state
         .store
-        .rotate_refresh_token(&request.refresh_token, now)
+        .rotate_refresh_token(
+            &request.refresh_token,
+            now,
+            state.config.refresh_reuse_grace.as_secs() as i64,
+        )
         .await?
     {
         Rotation::Rotated {

@@ -21,7 +21,7 @@ use crate::api::{ExchangeRequest, SignInResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::signin::{self, Flow, SignIn};
 use crate::state::AppState;
-use crate::store::{Exchange, User, WebSignIn};
+use crate::store::{Completion, Exchange, User, WebCompletion, WebSignIn};
 use crate::web::page::{self, Banner, View};
 use crate::web::{self as flow, WebFlow};
 use crate::{revocation, secrets};
@@ -54,12 +54,15 @@ pub async fn start(
     };
     let state_value = secrets::new_token();
     let nonce = RawNonce::generate();
+    // Login CSRF: the sign-in completes only in the browser that holds this cookie.
+    let binding = secrets::new_token();
     let now = SystemClock.now();
     let (app_redirect_uri, code_challenge) = app.unzip();
     let record = WebSignIn {
         nonce: nonce.expose().to_owned(),
         app_redirect_uri,
         code_challenge,
+        binding_hash: Some(secrets::token_hash(&binding)),
     };
     if let Err(error) = state
         .store
@@ -75,7 +78,8 @@ pub async fn start(
         nonce: &nonce.hashed(),
     }
     .url(&Endpoints::new(state.config.apple_base_url.clone()));
-    see_other(&url, None)
+    let cookie = web.binding_cookie(&binding, flow::STATE_TTL_SECS);
+    see_other(&url, &[&cookie])
 }
 
 /// The native app's part of a start, if any: its redirect URI, checked exactly, and its
@@ -112,21 +116,31 @@ pub struct CallbackForm {
 }
 
 /// Apple's cross-site form post: the `state` is looked up (single use), the identity token
-/// verified, the code exchanged, the user signed in; then the page gets a session cookie or the
-/// native app a one-time code.
+/// verified, the code exchanged and the user recorded; but no one is signed in here, since
+/// anyone can make a browser post these fields (login CSRF). The outcome waits under a one-time
+/// handle for the browser that started the sign-in, sent on to [`complete`].
 pub async fn callback(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     form: Result<Form<CallbackForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let (web, Form(form)) = match prepared(&state, form, "the form post could not be read") {
         Ok(prepared) => prepared,
         Err(error) => return error_page(&state, error),
     };
+    // A browser names the page that posted; only Apple's may (`null`, from a sandboxed or
+    // privacy-stripped page, is not Apple's either).
+    if headers
+        .get(ORIGIN)
+        .is_some_and(|origin| origin.as_bytes() != web.apple_origin.as_bytes())
+    {
+        return error_page(&state, ApiError::CallbackOriginInvalid);
+    }
     let now = SystemClock.now();
     let cancelled = form.error.as_deref() == Some(USER_CANCELLED);
     let Some(state_value) = form.state.as_deref().filter(|s| !s.is_empty()) else {
         if cancelled {
-            return see_other("/?notice=cancelled", None);
+            return see_other("/?notice=cancelled", &[]);
         }
         return error_page(&state, ApiError::InvalidState);
     };
@@ -142,12 +156,16 @@ pub async fn callback(
             Some(ApiError::AppleAuthorizationFailed)
         };
         return match (&pending.app_redirect_uri, refusal) {
-            (None, None) => see_other("/?notice=cancelled", None),
+            (None, None) => see_other("/?notice=cancelled", &[]),
             (Some(app), None) => to_app(app, &[("error", error)]),
             (back, Some(refusal)) => fail(&state, back.as_deref(), refusal),
         };
     }
     let back = pending.app_redirect_uri.as_deref();
+    // Started before browsers were bound: it cannot be completed safely.
+    let Some(binding_hash) = pending.binding_hash.as_deref() else {
+        return fail(&state, back, ApiError::InvalidState);
+    };
     let (Some(code), Some(id_token)) = (form.code.as_deref(), form.id_token.as_deref()) else {
         return fail(
             &state,
@@ -165,7 +183,7 @@ pub async fn callback(
                 verifier: &web.verifier,
                 redirect_uri: &web.callback_url,
             },
-            start_session: back.is_none(),
+            start_session: false,
             identity_token: id_token,
             authorization_code: Some(code),
             raw_nonce: Some(&pending.nonce),
@@ -178,33 +196,66 @@ pub async fn callback(
         Ok(outcome) => outcome.signed_in,
         Err(error) => return fail(&state, back, error),
     };
-    match (
-        &pending.app_redirect_uri,
-        &pending.code_challenge,
-        signed_in.session,
-    ) {
-        (None, _, Some(session)) => {
-            let max_age = state.config.refresh_token_ttl.as_secs() as i64;
-            let cookie = web.session_cookie(&session.refresh_token, max_age);
-            see_other("/", Some(&cookie))
+    let app = pending
+        .app_redirect_uri
+        .as_deref()
+        .zip(pending.code_challenge.as_deref());
+    let completion = WebCompletion {
+        binding_hash,
+        user_id: &signed_in.user.id,
+        is_new_user: signed_in.is_new_user,
+        app,
+    };
+    match state
+        .store
+        .record_web_completion(&completion, now, now + flow::COMPLETION_TTL_SECS)
+        .await
+    {
+        Ok(handle) => see_other(&format!("/v1/web/complete?handle={handle}"), &[]),
+        Err(error) => fail(&state, back, error.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CompleteParams {
+    handle: Option<String>,
+}
+
+/// The browser's top-level GET after Apple's form post: it carries the `SameSite=Lax` binding
+/// cookie (a cross-site POST does not; a navigation does), and only when that cookie is the
+/// one the sign-in started with is anyone signed in: the page gets its session cookie, a
+/// native app its one-time code. Anything else is `invalid_state`, with nothing signed in.
+pub async fn complete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<CompleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
+    {
+        Ok(prepared) => prepared,
+        Err(error) => return error_page(&state, error),
+    };
+    let Some(handle) = params.handle.filter(|h| !h.is_empty()) else {
+        return error_page(&state, ApiError::InvalidState);
+    };
+    let binding = web.binding_from(&headers);
+    let ttl = state.config.refresh_token_ttl.as_secs() as i64;
+    let completion = state
+        .store
+        .complete_web_sign_in(&handle, binding.as_deref(), SystemClock.now(), ttl)
+        .await;
+    let done = web.cleared_binding_cookie();
+    match completion {
+        Ok(Completion::Page { session_secret }) => {
+            let session = web.session_cookie(&session_secret, ttl);
+            see_other("/", &[&session, &done])
         }
-        (Some(app), Some(challenge), _) => {
-            let code = state
-                .store
-                .issue_exchange_code(
-                    &signed_in.user.id,
-                    signed_in.is_new_user,
-                    challenge,
-                    now,
-                    now + flow::EXCHANGE_CODE_TTL_SECS,
-                )
-                .await;
-            match code {
-                Ok(code) => to_app(app, &[("code", &code)]),
-                Err(error) => fail(&state, back, error.into()),
-            }
-        }
-        _ => fail(&state, back, ApiError::Internal),
+        Ok(Completion::App {
+            app_redirect_uri,
+            code,
+        }) => with_cookie(to_app(&app_redirect_uri, &[("code", &code)]), &done),
+        Ok(Completion::Refused) => error_page(&state, ApiError::InvalidState),
+        Err(error) => error_page(&state, error.into()),
     }
 }
 
@@ -291,16 +342,13 @@ pub async fn sign_out(
     let result = async {
         let web = configured(&state)?;
         let Some((_, _, session_id)) = checked_session(&state, web, &headers, &form).await? else {
-            return Ok(see_other("/", Some(&web.cleared_cookie())));
+            return Ok(see_other("/", &[&web.cleared_cookie()]));
         };
         state
             .store
             .end_session(&session_id, SystemClock.now())
             .await?;
-        Ok(see_other(
-            "/?notice=signed_out",
-            Some(&web.cleared_cookie()),
-        ))
+        Ok(see_other("/?notice=signed_out", &[&web.cleared_cookie()]))
     }
     .await;
     result.unwrap_or_else(|error| error_page(&state, error))
@@ -316,7 +364,7 @@ pub async fn delete_account(
     let result = async {
         let web = configured(&state)?;
         let Some((user, _, _)) = checked_session(&state, web, &headers, &form).await? else {
-            return Ok(see_other("/", Some(&web.cleared_cookie())));
+            return Ok(see_other("/", &[&web.cleared_cookie()]));
         };
         if form.as_ref().ok().and_then(|f| f.confirm.as_deref()) != Some("delete") {
             return Err(ApiError::bad_request("the deletion was not confirmed"));
@@ -324,10 +372,8 @@ pub async fn delete_account(
         let now = SystemClock.now();
         let pending = state.store.delete_user(&user.id, now).await?;
         metrics::counter!("siwa_account_deletions_total").increment(1);
-        if let Some(pending) = pending {
-            revocation::attempt(&state, &pending, now).await;
-        }
-        Ok(see_other("/?notice=deleted", Some(&web.cleared_cookie())))
+        revocation::attempt_all(&state, &pending, now).await;
+        Ok(see_other("/?notice=deleted", &[&web.cleared_cookie()]))
     }
     .await;
     result.unwrap_or_else(|error| error_page(&state, error))
@@ -465,20 +511,26 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// A 303 (the browser follows with a GET), optionally setting a cookie.
-fn see_other(location: &str, cookie: Option<&str>) -> Response {
+/// A 303 (the browser follows with a GET), setting `cookies`.
+fn see_other(location: &str, cookies: &[&str]) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(location) {
         headers.insert(LOCATION, location);
     }
-    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
-        headers.insert(SET_COOKIE, cookie);
-    }
     headers.insert(
         axum::http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    cookies
+        .iter()
+        .fold(response, |response, cookie| with_cookie(response, cookie))
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(cookie) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
     response
 }
 
@@ -488,5 +540,5 @@ fn to_app(app: &str, pairs: &[(&str, &str)]) -> Response {
         return ApiError::Internal.into_response();
     };
     target.query_pairs_mut().extend_pairs(pairs.iter().copied());
-    see_other(target.as_str(), None)
+    see_other(target.as_str(), &[])
 }

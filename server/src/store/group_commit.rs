@@ -129,6 +129,7 @@ mod tests {
         UserUpsert::from_record(&SignInRecord {
             claims: &claims,
             nonce_hash: None,
+            identity_token_hash: None,
             given_name: None,
             family_name: None,
             apple_refresh_token: None,

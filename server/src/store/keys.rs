@@ -45,7 +45,7 @@ impl Store {
     /// instance has started with the new one. Each row is replaced only if unchanged meanwhile,
     /// so instances starting together do not undo each other.
     pub async fn seal_secrets_at_rest(&self) -> Result<(), sqlx::Error> {
-        const COLUMNS: [(&str, &str, &str, Purpose); 3] = [
+        const COLUMNS: [(&str, &str, &str, Purpose); 4] = [
             ("server_keys", "kid", "private_key_pem", Purpose::ServerKey),
             (
                 "apple_tokens",
@@ -54,6 +54,12 @@ impl Store {
                 Purpose::AppleToken,
             ),
             ("apple_revocations", "id", "token", Purpose::AppleToken),
+            (
+                "refresh_tokens",
+                "token_hash",
+                "successor",
+                Purpose::RefreshSuccessor,
+            ),
         ];
         let newest_prefix = self.sealer.newest_prefix();
         let mut resealed = 0;
@@ -95,7 +101,7 @@ impl Store {
 
 /// A stored secret that the configured keys cannot open: the operator dropped the key that
 /// sealed it.
-fn unopenable(what: &str, error: &SealError) -> sqlx::Error {
+pub(super) fn unopenable(what: &str, error: &SealError) -> sqlx::Error {
     sqlx::Error::Decode(
         format!(
             "{what} cannot be opened ({error}): SIWA_ENCRYPTION_KEY (or the key file) must list \

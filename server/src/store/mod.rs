@@ -32,13 +32,15 @@ pub use events::{DueEvent, EventCounts};
 pub use notifications::NotificationOutcome;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
-pub use users::{SignInRecord, SignedIn, User};
-pub use web::{Exchange, WebSignIn};
+pub use users::{Replay, SignInRecord, SignedIn, User};
+pub use web::{Completion, Exchange, WebCompletion, WebSignIn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the nonce was used before")]
     NonceReplayed,
+    #[error("the identity token was used before")]
+    TokenReplayed,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -97,12 +99,18 @@ impl Store {
 
     /// Forgets nonces and web-flow rows past their time, notifications older than 30 days, and
     /// webhook events delivered a week ago or failed a month ago.
-    pub async fn purge_expired(&self, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        for table in ["web_sign_ins", "web_exchange_codes"] {
+    pub async fn purge_expired(
+        &self,
+        now: i64,
+        refresh_reuse_grace_secs: i64,
+    ) -> Result<(), sqlx::Error> {
+        for table in [
+            "used_nonces",
+            "used_identity_tokens",
+            "web_sign_ins",
+            "web_exchange_codes",
+            "web_completions",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now)
                 .execute(&self.pool)
@@ -115,6 +123,13 @@ impl Store {
         )
         .bind(now - 7 * 24 * 3600)
         .bind(now - 30 * 24 * 3600)
+        .execute(&self.pool)
+        .await?;
+        // A rotated refresh token's successor is kept only for the reuse grace.
+        sqlx::query(
+            "UPDATE refresh_tokens SET successor = NULL WHERE successor IS NOT NULL AND used_at < $1",
+        )
+        .bind(now - refresh_reuse_grace_secs)
         .execute(&self.pool)
         .await?;
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")

@@ -59,18 +59,25 @@ impl Store {
                         recorded = self.record_event(&mut tx, change, now).await?;
                     }
                     EventType::ConsentRevoked => {
-                        // Apple has revoked its tokens already; ours end too.
+                        // Apple has ended the authorization; the sessions and grants made
+                        // under it end too. A sign-in after the user's revocation is a new
+                        // authorization (Apple retries notifications, so this one may arrive
+                        // late): its session and grant stay.
+                        let revoked_at = event.event_time.div_euclid(1000);
                         revoke_sessions(
                             &mut tx,
-                            Sessions::OfUser(&user_id),
+                            Sessions::OfUserMadeBy(&user_id, revoked_at),
                             "consent_revoked",
                             now,
                         )
                         .await?;
-                        sqlx::query("DELETE FROM apple_tokens WHERE user_id = $1")
-                            .bind(&user_id)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "DELETE FROM apple_tokens WHERE user_id = $1 AND created_at <= $2",
+                        )
+                        .bind(&user_id)
+                        .bind(revoked_at)
+                        .execute(&mut *tx)
+                        .await?;
                         let revoked = Event::consent_revoked(&user_id, &event.sub);
                         recorded = self.record_event(&mut tx, revoked, now).await?;
                     }

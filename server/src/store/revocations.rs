@@ -20,21 +20,6 @@ pub struct PendingRevocation {
 }
 
 impl Store {
-    /// Queues an Apple refresh token that nothing keeps any more (a grant obtained for a
-    /// sign-in that then failed), for the revocation worker.
-    pub async fn queue_apple_revocation(
-        &self,
-        client_id: &str,
-        token: &str,
-        now: i64,
-    ) -> Result<PendingRevocation, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let pending =
-            queue_revocation(&mut tx, &self.sealer, client_id.into(), token.into(), now).await?;
-        tx.commit().await?;
-        Ok(pending)
-    }
-
     pub async fn due_revocations(
         &self,
         now: i64,

@@ -4,6 +4,7 @@
 use sqlx::{Any, Transaction};
 
 use super::Store;
+use crate::sealing::Purpose;
 use crate::secrets;
 
 #[derive(Clone)]
@@ -27,11 +28,15 @@ pub enum Rotation {
 }
 
 impl Store {
-    /// Presents a refresh token: rotates it, or detects its reuse and revokes the family.
+    /// Presents a refresh token: rotates it, or detects its reuse and revokes the family. The
+    /// same token presented again within `grace_secs` of its rotation (a lost answer, two
+    /// processes sharing one stored session) gets the same successor, as long as that one is
+    /// unused; after it, the reuse ends the session.
     pub async fn rotate_refresh_token(
         &self,
         token: &str,
         now: i64,
+        grace_secs: i64,
     ) -> Result<Rotation, sqlx::Error> {
         let hash = secrets::token_hash(token);
         let mut tx = self.pool.begin().await?;
@@ -43,17 +48,49 @@ impl Store {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        let row: Option<(String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT s.id, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens t \
-             JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+        type Row = (
+            String,
+            String,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT s.id, s.user_id, s.revoked_at, s.expires_at, t.used_at, t.successor \
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((session_id, user_id, revoked_at, expires_at)) = row else {
+        let Some((session_id, user_id, revoked_at, expires_at, used_at, successor)) = row else {
             return Ok(Rotation::Invalid);
         };
+        let live = revoked_at.is_none() && expires_at > now;
         if claimed.rows_affected() == 0 {
+            let in_grace = used_at.is_some_and(|at| now - at <= grace_secs);
+            if live
+                && in_grace
+                && let Some(sealed) = successor
+            {
+                let successor = self
+                    .sealer
+                    .open(Purpose::RefreshSuccessor, &sealed)
+                    .map_err(|e| super::keys::unopenable("a refresh token's successor", &e))?;
+                let unused: Option<(String,)> = sqlx::query_as(
+                    "SELECT token_hash FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL",
+                )
+                .bind(secrets::token_hash(&successor))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if unused.is_some() {
+                    return Ok(Rotation::Rotated {
+                        user_id,
+                        session_id,
+                        refresh_token: successor,
+                    });
+                }
+            }
             // A rotated token came back: whoever holds the family may be an attacker.
             if revoked_at.is_none() {
                 revoke_sessions(
@@ -67,10 +104,17 @@ impl Store {
             tx.commit().await?;
             return Ok(Rotation::Reused);
         }
-        if revoked_at.is_some() || expires_at <= now {
+        if !live {
             return Ok(Rotation::Invalid);
         }
         let refresh_token = insert_refresh_token(&mut tx, &session_id, now).await?;
+        if grace_secs > 0 {
+            sqlx::query("UPDATE refresh_tokens SET successor = $1 WHERE token_hash = $2")
+                .bind(self.sealer.seal(Purpose::RefreshSuccessor, &refresh_token))
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(Rotation::Rotated {
             user_id,
@@ -128,6 +172,28 @@ pub(super) async fn create_session(
     })
 }
 
+/// A session of the web page: no refresh token, a secret of its own for the cookie (stored
+/// hashed), which no API route accepts. Returns the secret.
+pub(super) async fn create_web_session(
+    tx: &mut Transaction<'_, Any>,
+    user_id: &str,
+    now: i64,
+    ttl: i64,
+) -> Result<String, sqlx::Error> {
+    let secret = secrets::new_token();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, web_secret_hash) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(secrets::new_id())
+    .bind(user_id)
+    .bind(now)
+    .bind(now + ttl)
+    .bind(secrets::token_hash(&secret))
+    .execute(&mut **tx)
+    .await?;
+    Ok(secret)
+}
+
 async fn insert_refresh_token(
     tx: &mut Transaction<'_, Any>,
     session_id: &str,
@@ -148,7 +214,9 @@ async fn insert_refresh_token(
 /// Which sessions to end.
 pub(super) enum Sessions<'a> {
     One(&'a str),
-    OfUser(&'a str),
+    /// A user's sessions made at or before a time (Unix seconds): those an event at that time
+    /// (Apple's `consent-revoked`) concerns, not the sign-ins that came after it.
+    OfUserMadeBy(&'a str, i64),
 }
 
 pub(super) async fn revoke_sessions(
@@ -157,21 +225,21 @@ pub(super) async fn revoke_sessions(
     reason: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let (sql, value) = match which {
-        Sessions::One(id) => (
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-            id,
-        ),
-        Sessions::OfUser(user_id) => (
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
-            user_id,
-        ),
+    let (condition, user_or_session, cutoff) = match which {
+        Sessions::One(id) => ("id = $3", id, None),
+        Sessions::OfUserMadeBy(user_id, cutoff) => {
+            ("user_id = $3 AND created_at <= $4", user_id, Some(cutoff))
+        }
     };
-    sqlx::query(sql)
+    let sql = format!(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE revoked_at IS NULL AND {condition}"
+    );
+    let mut query = sqlx::query(&sql)
         .bind(now)
         .bind(reason)
-        .bind(value)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+        .bind(user_or_session);
+    if let Some(cutoff) = cutoff {
+        query = query.bind(cutoff);
+    }
+    query.execute(&mut **tx).await.map(|_| ())
 }

@@ -40,6 +40,8 @@ pub struct SignInRecord<'a> {
     pub claims: &'a IdentityClaims,
     /// The token's `nonce` claim, when the request carried a nonce; single-use.
     pub nonce_hash: Option<&'a str>,
+    /// The identity token's hash, when it may open a session once only.
+    pub identity_token_hash: Option<&'a str>,
     pub given_name: Option<&'a str>,
     pub family_name: Option<&'a str>,
     /// Apple's refresh token from the code exchange.
@@ -49,6 +51,13 @@ pub struct SignInRecord<'a> {
     pub now: i64,
 }
 
+/// What a replayed sign-in reuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    Nonce,
+    IdentityToken,
+}
+
 pub struct SignedIn {
     pub user: User,
     pub is_new_user: bool,
@@ -56,21 +65,38 @@ pub struct SignedIn {
 }
 
 impl Store {
-    /// Whether a nonce was used already (a cheap early refusal; the insert in
-    /// [`Store::sign_in`] is the authoritative check).
-    pub async fn nonce_used(&self, nonce_hash: &str) -> Result<bool, sqlx::Error> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT nonce_hash FROM used_nonces WHERE nonce_hash = $1")
-                .bind(nonce_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.is_some())
+    /// Whether a sign-in would be a replay: its nonce or its identity token used before (a
+    /// cheap early refusal, before Apple is called, in one round trip; the inserts in
+    /// [`Store::sign_in`] are the authoritative checks).
+    pub async fn replayed(
+        &self,
+        nonce_hash: Option<&str>,
+        token_hash: &str,
+    ) -> Result<Option<Replay>, sqlx::Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT 'nonce' FROM used_nonces WHERE nonce_hash = $1 \
+             UNION ALL SELECT 'token' FROM used_identity_tokens WHERE token_hash = $2",
+        )
+        .bind(nonce_hash.unwrap_or_default())
+        .bind(token_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        // The nonce's refusal first: it is the one an app that sends nonces knows.
+        let seen = |what: &str| rows.iter().any(|(w,)| w == what);
+        Ok(if nonce_hash.is_some() && seen("nonce") {
+            Some(Replay::Nonce)
+        } else if seen("token") {
+            Some(Replay::IdentityToken)
+        } else {
+            None
+        })
     }
 
     /// Signs a user in: the nonce, the user, Apple's refresh token and a new session, all or
     /// nothing. Concurrent first sign-ins of one `sub` make exactly one user.
     pub async fn sign_in(&self, record: SignInRecord<'_>) -> Result<SignedIn, StoreError> {
         let single_statement = record.nonce_hash.is_none()
+            && record.identity_token_hash.is_none()
             && record.claims.transfer_sub.is_none()
             && record.apple_refresh_token.is_none()
             && record.session_ttl_secs.is_none()
@@ -104,6 +130,17 @@ impl Store {
                 return Err(StoreError::NonceReplayed);
             }
         }
+        if let Some(token_hash) = record.identity_token_hash {
+            let inserted = sqlx::query("INSERT INTO used_identity_tokens (token_hash, expires_at) VALUES ($1, $2) ON CONFLICT (token_hash) DO NOTHING")
+                .bind(token_hash)
+                // Kept until the token expires, with the verifier's leeway.
+                .bind(record.claims.exp.max(now) + 60)
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::TokenReplayed);
+            }
+        }
         let claims = record.claims;
         let mut recorded = false;
         if let Some(previous) = claims.transfer_sub.as_deref().filter(|p| *p != claims.sub) {
@@ -124,21 +161,15 @@ impl Store {
             recorded |= self.record_event(&mut tx, event, now).await?;
         }
         if let Some(token) = record.apple_refresh_token {
-            // The grant this one replaces is revoked, not forgotten: every Apple refresh token
-            // obtained is either stored or queued for revocation.
-            let replaced: Option<(String, String)> = sqlx::query_as(
-                "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
-            )
-            .bind(&user.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let replaced = match replaced {
-                Some((client_id, sealed)) => Some((client_id, self.open_apple_token(&sealed)?)),
-                None => None,
-            };
+            // The newest grant of this client id is the one kept. The one it replaces is not
+            // revoked: it belongs to the same authorization (another device, an earlier
+            // sign-in), and revoking it would end that whole authorization, every device's
+            // sign-in with it (docs/apple-protocol.md, F11). Deletion revokes the kept one.
             sqlx::query(
                 "INSERT INTO apple_tokens (user_id, client_id, refresh_token, created_at, last_validated_at) \
-                 VALUES ($1, $2, $3, $4, $4)",
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, client_id) DO UPDATE SET \
+                 refresh_token = excluded.refresh_token, created_at = excluded.created_at, \
+                 last_validated_at = excluded.last_validated_at",
             )
             .bind(&user.id)
             .bind(&claims.aud)
@@ -146,9 +177,6 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if let Some((client_id, old)) = replaced.filter(|(_, old)| old != token) {
-                queue_revocation(&mut tx, &self.sealer, client_id, old, now).await?;
-            }
         }
         let session = match record.session_ttl_secs {
             Some(ttl) => Some(create_session(&mut tx, &user.id, now, ttl).await?),
@@ -190,13 +218,13 @@ impl Store {
         Ok(n)
     }
 
-    /// Deletes a user and everything of theirs; Apple's refresh token, if any, goes into the
-    /// revocation queue in the same transaction, so it is never lost.
+    /// Deletes a user and everything of theirs; Apple's refresh tokens (one per client id) go
+    /// into the revocation queue in the same transaction, so none is lost.
     pub async fn delete_user(
         &self,
         user_id: &str,
         now: i64,
-    ) -> Result<Option<PendingRevocation>, sqlx::Error> {
+    ) -> Result<Vec<PendingRevocation>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
         // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
@@ -206,19 +234,18 @@ impl Store {
         .bind(user_id)
         .fetch_all(&mut *tx)
         .await?;
-        let token: Option<(String, String)> = sqlx::query_as(
+        // One grant per client id (the app, the web flow): each is revoked.
+        let grants: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM apple_tokens WHERE user_id = $1 RETURNING client_id, refresh_token",
         )
         .bind(user_id)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        let pending = match token {
-            Some((client_id, sealed)) => {
-                let token = self.open_apple_token(&sealed)?;
-                Some(queue_revocation(&mut tx, &self.sealer, client_id, token, now).await?)
-            }
-            None => None,
-        };
+        let mut pending = Vec::with_capacity(grants.len());
+        for (client_id, sealed) in grants {
+            let token = self.open_apple_token(&sealed)?;
+            pending.push(queue_revocation(&mut tx, &self.sealer, client_id, token, now).await?);
+        }
         delete_user_rows(&mut tx, user_id).await?;
         let mut recorded = false;
         if let Some((apple_sub,)) = locked.first() {
@@ -325,10 +352,12 @@ pub(super) async fn delete_user_rows(
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM web_exchange_codes WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
+    for table in ["web_exchange_codes", "web_completions"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)

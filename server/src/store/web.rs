@@ -1,10 +1,13 @@
-//! The web flow's short-lived rows: browsers sent to Apple (found again by their `state`), and
-//! the one-time codes native apps trade for a session. Both are single use: taken with a
+//! The web flow's short-lived rows: browsers sent to Apple (found again by their `state`),
+//! sign-ins Apple's form post completed that wait for their browser (by a one-time handle), and
+//! the one-time codes native apps trade for a session. All are single use: taken with a
 //! `DELETE ... RETURNING`, so of two concurrent uses exactly one gets the row.
 
 use siwa_core::CodeVerifier;
+use sqlx::{Any, Transaction};
+use subtle::ConstantTimeEq;
 
-use super::sessions::{NewSession, create_session};
+use super::sessions::{NewSession, create_session, create_web_session};
 use super::{Store, User};
 use crate::secrets;
 
@@ -15,6 +18,32 @@ pub struct WebSignIn {
     /// Set when a native app opened the browser: where it is sent back.
     pub app_redirect_uri: Option<String>,
     pub code_challenge: Option<String>,
+    /// The hash of the binding cookie set on the browser that started it. `None` only for a
+    /// sign-in started before bindings existed, which cannot complete.
+    pub binding_hash: Option<String>,
+}
+
+/// A sign-in Apple's form post completed, to be finished in the browser that started it.
+pub struct WebCompletion<'a> {
+    pub binding_hash: &'a str,
+    pub user_id: &'a str,
+    pub is_new_user: bool,
+    /// A native app's redirect URI and PKCE challenge.
+    pub app: Option<(&'a str, &'a str)>,
+}
+
+/// The outcome of finishing a sign-in in its browser.
+pub enum Completion {
+    /// The page's sign-in: a new web session, whose secret goes in the cookie.
+    Page { session_secret: String },
+    /// A native app's: it is sent back to its URL with a one-time code.
+    App {
+        app_redirect_uri: String,
+        code: String,
+    },
+    /// Unknown, used, expired, its user deleted meanwhile, or not this browser's (the
+    /// binding cookie is missing or another's). The handle is spent all the same.
+    Refused,
 }
 
 /// The outcome of trading a one-time code.
@@ -39,11 +68,12 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, binding_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(secrets::token_hash(state))
             .bind(&sign_in.nonce)
             .bind(&sign_in.app_redirect_uri)
             .bind(&sign_in.code_challenge)
+            .bind(&sign_in.binding_hash)
             .bind(now)
             .bind(expires_at)
             .execute(&self.pool)
@@ -57,21 +87,112 @@ impl Store {
         state: &str,
         now: i64,
     ) -> Result<Option<WebSignIn>, sqlx::Error> {
-        let row: Option<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        type Row = (String, Option<String>, Option<String>, Option<String>, i64);
+        let row: Option<Row> = sqlx::query_as(
             "DELETE FROM web_sign_ins WHERE state_hash = $1 \
-             RETURNING nonce, app_redirect_uri, code_challenge, expires_at",
+             RETURNING nonce, app_redirect_uri, code_challenge, binding_hash, expires_at",
         )
         .bind(secrets::token_hash(state))
         .fetch_all(&self.pool)
         .await?
         .pop();
         Ok(row.filter(|(.., expires_at)| *expires_at > now).map(
-            |(nonce, app_redirect_uri, code_challenge, _)| WebSignIn {
+            |(nonce, app_redirect_uri, code_challenge, binding_hash, _)| WebSignIn {
                 nonce,
                 app_redirect_uri,
                 code_challenge,
+                binding_hash,
             },
         ))
+    }
+
+    /// Keeps what Apple's form post signed in, for its browser to finish; returns the one-time
+    /// handle (stored hashed).
+    pub async fn record_web_completion(
+        &self,
+        completion: &WebCompletion<'_>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<String, sqlx::Error> {
+        let handle = secrets::new_token();
+        let (app_redirect_uri, code_challenge) = completion.app.unzip();
+        sqlx::query("INSERT INTO web_completions (handle_hash, binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(secrets::token_hash(&handle))
+            .bind(completion.binding_hash)
+            .bind(completion.user_id)
+            .bind(i64::from(completion.is_new_user))
+            .bind(app_redirect_uri)
+            .bind(code_challenge)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(handle)
+    }
+
+    /// Finishes a sign-in in the browser holding `binding` (the binding cookie's value), once:
+    /// a web session for the page, or a one-time code for a native app.
+    pub async fn complete_web_sign_in(
+        &self,
+        handle: &str,
+        binding: Option<&str>,
+        now: i64,
+        session_ttl_secs: i64,
+    ) -> Result<Completion, sqlx::Error> {
+        type Row = (String, String, i64, Option<String>, Option<String>, i64);
+        let mut tx = self.pool.begin().await?;
+        let row: Option<Row> = sqlx::query_as(
+            "DELETE FROM web_completions WHERE handle_hash = $1 RETURNING binding_hash, user_id, \
+             is_new_user, app_redirect_uri, code_challenge, expires_at",
+        )
+        .bind(secrets::token_hash(handle))
+        .fetch_all(&mut *tx)
+        .await?
+        .pop();
+        let Some((binding_hash, user_id, is_new_user, app_redirect_uri, challenge, expires_at)) =
+            row
+        else {
+            return Ok(Completion::Refused);
+        };
+        let bound = binding.is_some_and(|binding| {
+            bool::from(
+                secrets::token_hash(binding)
+                    .as_bytes()
+                    .ct_eq(binding_hash.as_bytes()),
+            )
+        });
+        let user_exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if !bound || expires_at <= now || user_exists.is_none() {
+            tx.commit().await?;
+            return Ok(Completion::Refused);
+        }
+        let completion = match (app_redirect_uri, challenge) {
+            (Some(app_redirect_uri), Some(challenge)) => {
+                let code = insert_exchange_code(
+                    &mut tx,
+                    &user_id,
+                    is_new_user != 0,
+                    &challenge,
+                    now,
+                    now + crate::web::EXCHANGE_CODE_TTL_SECS,
+                )
+                .await?;
+                Completion::App {
+                    app_redirect_uri,
+                    code,
+                }
+            }
+            _ => {
+                let session_secret =
+                    create_web_session(&mut tx, &user_id, now, session_ttl_secs).await?;
+                Completion::Page { session_secret }
+            }
+        };
+        tx.commit().await?;
+        Ok(completion)
     }
 
     /// Issues a one-time code for a user signed in through the browser by a native app.
@@ -83,16 +204,17 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<String, sqlx::Error> {
-        let code = secrets::new_token();
-        sqlx::query("INSERT INTO web_exchange_codes (code_hash, code_challenge, user_id, is_new_user, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(secrets::token_hash(&code))
-            .bind(code_challenge)
-            .bind(user_id)
-            .bind(i64::from(is_new_user))
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let code = insert_exchange_code(
+            &mut tx,
+            user_id,
+            is_new_user,
+            code_challenge,
+            now,
+            expires_at,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(code)
     }
 
@@ -147,18 +269,18 @@ impl Store {
         })
     }
 
-    /// The user and session behind a refresh token that is still current (the web page's
-    /// cookie holds one), if the session is live.
+    /// The user and session of the page's cookie (a web session's secret), if the session is
+    /// live. A refresh token is not a web session's secret, nor the reverse.
     pub async fn web_session(
         &self,
-        refresh_token: &str,
+        secret: &str,
         now: i64,
     ) -> Result<Option<(User, String)>, sqlx::Error> {
         let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT s.user_id, s.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-             WHERE t.token_hash = $1 AND t.used_at IS NULL AND s.revoked_at IS NULL AND s.expires_at > $2",
+            "SELECT user_id, id FROM sessions WHERE web_secret_hash = $1 \
+             AND revoked_at IS NULL AND expires_at > $2",
         )
-        .bind(secrets::token_hash(refresh_token))
+        .bind(secrets::token_hash(secret))
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -170,4 +292,25 @@ impl Store {
             .await?
             .map(|user| (user, session_id)))
     }
+}
+
+async fn insert_exchange_code(
+    tx: &mut Transaction<'_, Any>,
+    user_id: &str,
+    is_new_user: bool,
+    code_challenge: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<String, sqlx::Error> {
+    let code = secrets::new_token();
+    sqlx::query("INSERT INTO web_exchange_codes (code_hash, code_challenge, user_id, is_new_user, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(secrets::token_hash(&code))
+        .bind(code_challenge)
+        .bind(user_id)
+        .bind(i64::from(is_new_user))
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(code)
 }

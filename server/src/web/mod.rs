@@ -22,6 +22,8 @@ pub use config::WebConfig;
 pub const STATE_TTL_SECS: i64 = 600;
 /// How long a native app's one-time code lives.
 pub const EXCHANGE_CODE_TTL_SECS: i64 = 60;
+/// How long a sign-in Apple's form post completed waits for its browser's redirect.
+pub const COMPLETION_TTL_SECS: i64 = 60;
 
 /// The web flow, when configured.
 pub struct WebFlow {
@@ -35,6 +37,9 @@ pub struct WebFlow {
     pub app_redirect_uris: Vec<String>,
     /// Whether the public URL is https: the cookie is then `Secure` and `__Host-` prefixed.
     pub secure: bool,
+    /// The origin of Apple's consent page (`SIWA_APPLE_BASE_URL`'s): the only one a callback
+    /// may come from.
+    pub apple_origin: String,
 }
 
 impl WebFlow {
@@ -44,6 +49,7 @@ impl WebFlow {
         config: &WebConfig,
         keys: KeySet,
         issuers: &[String],
+        apple_base_url: &str,
     ) -> Result<Option<Self>, siwa_core::ConfigError> {
         let Some((services_id, public_url)) = config.flow_parts() else {
             return Ok(None);
@@ -57,6 +63,9 @@ impl WebFlow {
             verifier: Verifier::new(verifier_config, keys)?,
             app_redirect_uris: config.app_redirect_uris.clone(),
             secure: public_url.scheme() == "https",
+            apple_origin: url::Url::parse(apple_base_url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
         }))
     }
 
@@ -70,20 +79,22 @@ impl WebFlow {
         }
     }
 
-    /// The `Set-Cookie` value that holds a session (its refresh token) for `max_age_secs`.
+    /// The binding cookie's name (`__Host-` prefixed on https, as the session's).
+    pub fn binding_cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-siwa_binding"
+        } else {
+            "siwa_binding"
+        }
+    }
+
+    /// The `Set-Cookie` value that holds a web session's secret for `max_age_secs`.
     ///
-    /// `SameSite=Lax`: the cookie is stored from the answer to Apple's cross-site form post
-    /// and sent with the top-level redirect to the page that follows (`Strict` would not be),
-    /// while cross-site POSTs (CSRF) never carry it. `HttpOnly`: no script reads it.
-    pub fn session_cookie(&self, refresh_token: &str, max_age_secs: i64) -> String {
-        cookie::Cookie::build((self.cookie_name(), refresh_token.to_owned()))
-            .path("/")
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(cookie::SameSite::Lax)
-            .max_age(cookie::time::Duration::seconds(max_age_secs))
-            .build()
-            .to_string()
+    /// `SameSite=Lax`: the cookie is set by the answer to a top-level navigation and sent with
+    /// the page's own requests, while cross-site POSTs (CSRF) never carry it. `HttpOnly`: no
+    /// script reads it.
+    pub fn session_cookie(&self, secret: &str, max_age_secs: i64) -> String {
+        self.cookie(self.cookie_name(), secret, "/", max_age_secs)
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
@@ -91,23 +102,59 @@ impl WebFlow {
         self.session_cookie("", 0)
     }
 
+    /// The `Set-Cookie` value of the binding cookie (login CSRF): set by the start, it ties
+    /// the sign-in to this browser until the completion reads it. `SameSite=Lax`: Apple's
+    /// cross-site form post does not carry it, but the top-level GET to the completion that
+    /// our answer to that post redirects to does. Its path is the flow's; on https the
+    /// `__Host-` prefix requires `/` (RFC 6265bis), and the prefix matters more: it keeps a
+    /// subdomain from planting an attacker's binding.
+    pub fn binding_cookie(&self, binding: &str, max_age_secs: i64) -> String {
+        let path = if self.secure { "/" } else { "/v1/web" };
+        self.cookie(self.binding_cookie_name(), binding, path, max_age_secs)
+    }
+
+    /// The `Set-Cookie` value that removes the binding cookie.
+    pub fn cleared_binding_cookie(&self) -> String {
+        self.binding_cookie("", 0)
+    }
+
+    fn cookie(&self, name: &'static str, value: &str, path: &'static str, max_age: i64) -> String {
+        cookie::Cookie::build((name, value.to_owned()))
+            .path(path)
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(cookie::SameSite::Lax)
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .build()
+            .to_string()
+    }
+
     /// The session cookie's value in a request's `Cookie` headers.
     pub fn session_from(&self, headers: &axum::http::HeaderMap) -> Option<String> {
-        headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
-            .find(|c| c.name() == self.cookie_name())
-            .map(|c| c.value().to_owned())
-            .filter(|v| !v.is_empty())
+        cookie_value(headers, self.cookie_name())
+    }
+
+    /// The binding cookie's value in a request's `Cookie` headers.
+    pub fn binding_from(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        cookie_value(headers, self.binding_cookie_name())
     }
 
     /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`, exactly.
     pub fn allows_app_redirect(&self, app_redirect_uri: &str) -> bool {
         self.app_redirect_uris.iter().any(|u| u == app_redirect_uri)
     }
+}
+
+fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The CSRF token of the page's forms: derived from the session cookie's secret, so only a

@@ -88,6 +88,7 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         log_json: false,
         revocation_poll_interval: Duration::from_millis(100),
         revocation_retry_base: Duration::ZERO,
+        refresh_reuse_grace: Duration::from_secs(10),
         connections: Default::default(),
         encryption_key: Some(siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
         metrics_address: None,
@@ -241,6 +242,64 @@ impl Harness {
 
     pub async fn users(&self) -> i64 {
         self.server.state.store.count_users().await.unwrap()
+    }
+
+    /// The first column of every row `sql` returns, read straight from the database.
+    pub async fn query(&self, sql: &str) -> Vec<String> {
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(&mut db).await.unwrap();
+        rows.into_iter().map(|(v,)| v).collect()
+    }
+
+    /// Runs `sql` straight on the database.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+
+    /// Apple's refresh tokens the server keeps, opened.
+    pub async fn stored_apple_tokens(&self) -> Vec<String> {
+        let sealer = siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap();
+        self.query("SELECT refresh_token FROM apple_tokens")
+            .await
+            .iter()
+            .map(|sealed| {
+                sealer
+                    .open(siwa_server::sealing::Purpose::AppleToken, sealed)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// What Apple's token endpoint says to a refresh with `token` for `client_id`: 200, or the
+    /// OAuth error code.
+    pub async fn apple_refresh(&self, client_id: &str, token: &str) -> Result<(), String> {
+        let secret = self
+            .apple
+            .client_secret(None, Some(client_id), None)
+            .unwrap();
+        let response = self
+            .http
+            .post(self.apple.endpoints().token())
+            .form(&[
+                ("client_id", client_id),
+                ("client_secret", &secret),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        match read(response).await {
+            (200, _) => Ok(()),
+            (_, body) => Err(body["error"].as_str().unwrap_or_default().to_owned()),
+        }
     }
 }
 
