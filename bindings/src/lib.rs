@@ -61,9 +61,11 @@ impl From<core::ClientError> for SiwaError {
     fn from(error: core::ClientError) -> Self {
         use core::ClientError as E;
         match error {
-            E::InvalidServerUrl | E::InvalidRedirectUri => Self::InvalidConfiguration {
-                message: error.to_string(),
-            },
+            E::InvalidServerUrl | E::InsecureServerUrl | E::InvalidRedirectUri => {
+                Self::InvalidConfiguration {
+                    message: error.to_string(),
+                }
+            }
             E::InvalidIdentityToken(_) | E::UserMismatch | E::UnknownAttempt => {
                 Self::InvalidCredential
             }

@@ -623,6 +623,36 @@ fn the_server_url_must_be_an_absolute_http_url() {
     }
 }
 
+#[test]
+fn plain_http_is_for_loopback_servers_only() {
+    let make = |url: &str| {
+        Client::new(
+            ClientConfig::new(url),
+            Arc::new(InMemorySessionStore::new()),
+        )
+    };
+    for url in [
+        "http://api.example.com",
+        "http://10.0.2.2:3000",
+        "http://192.168.1.20:3000",
+        "http://127.0.0.1.example.com",
+    ] {
+        assert!(
+            matches!(make(url), Err(ClientError::InsecureServerUrl)),
+            "{url}"
+        );
+    }
+    for url in [
+        "https://api.example.com",
+        "http://127.0.0.1:3000",
+        "http://127.5.6.7",
+        "http://[::1]:3000",
+        "http://localhost:3000",
+    ] {
+        assert!(make(url).is_ok(), "{url}");
+    }
+}
+
 #[tokio::test]
 async fn routes_are_joined_under_a_server_path_prefix() {
     let server = MockServer::start().await;

@@ -76,19 +76,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         None => api.merge(metrics_router()),
         Some(_) => api,
     };
-    api.fallback(not_found)
+    let router = api
+        .fallback(not_found)
         .layer(middleware::from_fn(request_body::read_whole))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(responses::policy))
-        .with_state(state)
+        .layer(middleware::from_fn(responses::policy));
+    let router = if state.config.web.is_https() {
+        // Served over https: browsers are told to come back over https only (two years).
+        router.layer(middleware::map_response(strict_transport_security))
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// `/metrics` alone: merged into the API, or served on `SIWA_METRICS_ADDR`.
 fn metrics_router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(ops::metrics))
+}
+
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    response
 }
 
 async fn not_found() -> ApiError {

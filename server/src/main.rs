@@ -73,6 +73,11 @@ async fn serve() -> ExitCode {
     telemetry::init_logging(config.log_json);
     let apple_configured = config.apple_key.is_some();
     let web_missing = config.web.missing();
+    let custom_schemes: Vec<String> = config
+        .web
+        .custom_scheme_redirects()
+        .map(String::from)
+        .collect();
     let server = match siwa_server::start(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -87,6 +92,14 @@ async fn serve() -> ExitCode {
             missing,
             "web flow off: set SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL to sign in from browsers"
         ),
+    }
+    for uri in &custom_schemes {
+        tracing::warn!(
+            app_redirect_uri = %uri,
+            "SIWA_APP_REDIRECT_URIS lists a custom scheme, which any app on the device can claim \
+             (RFC 8252, 8.1): prefer a claimed https link (Android App Links, universal links) \
+             or, for desktop apps, a loopback redirect such as http://127.0.0.1:PORT/callback"
+        );
     }
     if !apple_configured {
         tracing::warn!(

@@ -193,3 +193,47 @@ fn postgresql_without_an_encryption_key_refuses_to_start_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("SIWA_ENCRYPTION_KEY"));
 }
+
+#[test]
+fn start_up_warns_for_each_custom_scheme_redirect() {
+    let dir = std::env::temp_dir().join(format!("siwa-scheme-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = siwa_server()
+        .env("SIWA_APPLE_CLIENT_IDS", "com.example.app")
+        .env("SIWA_HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env(
+            "SIWA_DATABASE_URL",
+            format!("sqlite://{}/siwa.db?mode=rwc", dir.display()),
+        )
+        .env("SIWA_APPLE_SERVICES_ID", "com.example.web")
+        .env("SIWA_PUBLIC_URL", "https://auth.example.com")
+        .env(
+            "SIWA_APP_REDIRECT_URIS",
+            "myapp://signed-in,https://app.example.com/callback,http://127.0.0.1/callback,other-app:/cb",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("shutting down") || seen.len() > 50;
+        seen.push(line);
+        if done || seen.iter().filter(|l| l.contains("custom scheme")).count() == 2 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let warnings: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("custom scheme"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{seen:#?}");
+    assert!(warnings[0].contains("myapp://signed-in"), "{warnings:?}");
+    assert!(warnings[1].contains("other-app:/cb"), "{warnings:?}");
+    assert!(warnings[0].contains("WARN"), "{warnings:?}");
+}

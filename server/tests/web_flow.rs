@@ -805,3 +805,33 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
         Err(ClientError::UnknownAttempt)
     );
 }
+
+/// On https, every answer (the API's, the page's, a 404) tells browsers to keep to https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_hsts_when_the_public_url_is_https() {
+    let h = Harness::start_with(Db::Sqlite, |config| {
+        config.web = siwa_server::web::WebConfig {
+            services_id: Some(WEB_SERVICES_ID.into()),
+            public_url: Some("https://auth.example.com".parse().unwrap()),
+            app_redirect_uris: vec![],
+        };
+    })
+    .await
+    .unwrap();
+    for path in ["/healthz", "/", "/no-such-route", "/v1/me"] {
+        let response = browser().get(h.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=63072000; includeSubDomains",
+            "{path}"
+        );
+    }
+    let plain = Harness::start_web(Db::Sqlite).await.unwrap();
+    let response = browser().get(plain.url("/healthz")).send().await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+}

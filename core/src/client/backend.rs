@@ -76,11 +76,26 @@ pub(super) struct Backend {
     http: reqwest::Client,
 }
 
+/// Whether `url` names this machine: `localhost` (RFC 6761) or a loopback address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl Backend {
     pub fn new(server_url: &str, timeout: Duration) -> Result<Self, ClientError> {
         let mut base = Url::parse(server_url).map_err(|_| ClientError::InvalidServerUrl)?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(ClientError::InvalidServerUrl);
+        }
+        // Refresh tokens and Apple's authorization code travel to this server: in clear only
+        // to this machine (a development server), never over a network.
+        if base.scheme() == "http" && !is_loopback(&base) {
+            return Err(ClientError::InsecureServerUrl);
         }
         // Routes are joined under the URL's path, so a server behind a path prefix works.
         if !base.path().ends_with('/') {

@@ -20,6 +20,10 @@ pub enum ClientError {
     /// The server URL is not an absolute `http` or `https` URL.
     #[error("the server URL is not an absolute http(s) URL")]
     InvalidServerUrl,
+    /// The server URL is plain `http` to another machine: tokens would cross the network in
+    /// clear. `http` is for loopback addresses (a development server) only.
+    #[error("the server URL must be https (plain http is for loopback addresses only)")]
+    InsecureServerUrl,
     /// The identity token is not one Apple could have minted (it does not decode).
     #[error("the identity token is not valid: {0}")]
     InvalidIdentityToken(VerifyError),
@@ -76,6 +80,7 @@ impl ClientError {
     pub fn code(&self) -> &str {
         match self {
             Self::InvalidServerUrl => "invalid_server_url",
+            Self::InsecureServerUrl => "insecure_server_url",
             Self::InvalidIdentityToken(_) => "invalid_identity_token",
             Self::NonceMismatch => "nonce_mismatch",
             Self::UserMismatch => "user_mismatch",

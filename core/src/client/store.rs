@@ -67,22 +67,37 @@ impl FileSessionStore {
         Self { path: path.into() }
     }
 
+    /// A fresh temporary name beside the file: random, so that nothing made in advance (a
+    /// world-readable file, a symlink to elsewhere) can be there under it.
     fn temporary_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_owned();
-        name.push(".tmp");
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).expect("the operating system's random source failed");
+        let mut name = std::ffi::OsString::from(".");
+        name.push(self.path.file_name().unwrap_or_default());
+        name.push(format!(".{}.tmp", hex::encode(random)));
         self.path.with_file_name(name)
     }
 
     fn write_atomically(&self, session: &str) -> io::Result<()> {
         let temporary = self.temporary_path();
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        // `create_new` is O_CREAT|O_EXCL: it never opens what exists, nor follows a symlink.
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temporary)?;
-        file.write_all(session.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, &self.path)
+        let written = options.open(&temporary).and_then(|mut file| {
+            // On the handle: the mode given at creation is narrowed by the umask, never
+            // widened, but a permissive ACL default could still apply.
+            #[cfg(unix)]
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            file.write_all(session.as_bytes())?;
+            file.sync_all()
+        });
+        let renamed = written.and_then(|()| fs::rename(&temporary, &self.path));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        renamed
     }
 }
 
@@ -155,6 +170,39 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_planted_beside_the_session_are_neither_used_nor_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        let path = dir.join("session.json");
+        // What the fixed temporary name of old would have met: a world-readable file made in
+        // advance, and a symlink to elsewhere.
+        let planted = dir.join("session.json.tmp");
+        fs::write(&planted, "").unwrap();
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, dir.join(".session.json.tmp")).unwrap();
+        let store = FileSessionStore::new(&path);
+        store.save("secret").unwrap();
+        assert_eq!(
+            fs::read_to_string(&planted).unwrap(),
+            "",
+            "not written through"
+        );
+        assert!(!elsewhere.exists(), "no symlink followed");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Nothing temporary is left behind.
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp") && n != "session.json.tmp" && n != ".session.json.tmp")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 

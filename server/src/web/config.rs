@@ -50,6 +50,25 @@ impl WebConfig {
         })
     }
 
+    /// The app redirect URIs with a custom scheme (`myapp://...`): any app on the device can
+    /// register the same scheme and receive the code (RFC 8252, 8.1). PKCE keeps the code
+    /// useless to it, but start-up warns all the same.
+    pub fn custom_scheme_redirects(&self) -> impl Iterator<Item = &str> {
+        self.app_redirect_uris
+            .iter()
+            .map(String::as_str)
+            .filter(|uri| {
+                url::Url::parse(uri).is_ok_and(|u| !matches!(u.scheme(), "http" | "https"))
+            })
+    }
+
+    /// Whether the public URL is https: cookies are then `Secure` and answers carry HSTS.
+    pub fn is_https(&self) -> bool {
+        self.public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https")
+    }
+
     /// What is missing for the flow to run, as start-up says it; `None` when it runs.
     pub fn missing(&self) -> Option<&'static str> {
         match (&self.services_id, &self.public_url) {

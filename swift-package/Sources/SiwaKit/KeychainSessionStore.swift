@@ -36,6 +36,10 @@ public final class KeychainSessionStore: SessionStore {
         if let accessGroup {
             query[kSecAttrAccessGroup as String] = accessGroup
         }
+        // On macOS, items go to the legacy file-based keychain unless asked otherwise, and
+        // that keychain ignores `kSecAttrAccessible`: the data-protection keychain (iOS's) is
+        // where the accessibility class below holds. iOS uses it whatever this says.
+        query[kSecUseDataProtectionKeychain as String] = true
         return query
     }
 

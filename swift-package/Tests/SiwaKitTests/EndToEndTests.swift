@@ -121,6 +121,9 @@ final class EndToEndTests: XCTestCase {
         try FileManager.default.copyItem(atPath: original, toPath: copy)
         let thief = try self.client(FileSessionStore(path: copy))
         try await thief.refreshSession()
+        // Past the server's reuse grace (1 s here): within it, the same token would get the
+        // same successor (a lost answer, or two processes sharing one stored session).
+        try await Task.sleep(nanoseconds: 2_000_000_000)
 
         do {
             try await client.refreshSession()

@@ -44,6 +44,8 @@ final class Stack: @unchecked Sendable {
             "SIWA_APPLE_KEY_ID": developerKey.keyId,
             "SIWA_APPLE_PRIVATE_KEY": developerKey.privateKeyPem,
             "SIWA_LOG_FORMAT": "text",
+            // A short reuse grace, so that a test can step past it.
+            "SIWA_REFRESH_REUSE_GRACE_SECS": "1",
             "RUST_LOG": "siwa_server=info",
         ])
         let listening = try await server.line(containing: "siwa-server listening")
