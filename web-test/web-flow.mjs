@@ -6,7 +6,8 @@
 // SIWA_APP_REDIRECT and SIWA_SCREENSHOTS. Each step is screenshotted at a desktop and a phone size.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import { strict as assert } from 'node:assert';
 import { chromium } from 'playwright-core';
@@ -47,6 +48,18 @@ async function screenshot(page, name) {
   await page.setViewportSize(original);
 }
 
+// axe-core, evaluated through the DevTools protocol: the page's policy allows no script of its
+// own, and the check must not need one.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+async function assertAccessible(page, what) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+  }));
+  const found = result.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  assert.deepEqual(found, [], `axe-core on ${what}`);
+}
+
 async function counters() {
   const response = await fetch(`${mock}/mock/counters`);
   return response.json();
@@ -84,6 +97,10 @@ await step('the page shows the Sign in with Apple button', async () => {
   assert.equal(await button.locator('svg path').count(), 1, 'the Apple logo is an inline SVG');
   const style = await button.evaluate((el) => getComputedStyle(el).backgroundColor);
   assert.equal(style, 'rgb(0, 0, 0)', 'the button is black');
+  assert.equal(await button.getAttribute('role'), null, 'a link, announced and activated as one');
+  const favicon = await fetch(`${server}/favicon.ico`);
+  assert.equal(favicon.status, 204, 'no 404 for the favicon on every load');
+  await assertAccessible(page, 'the signed-out page');
   await screenshot(page, '01-signed-out');
 });
 
@@ -101,6 +118,7 @@ await step('first sign-in: a name and Hide My Email at Apple, back signed in', a
   assert.ok(cookie, 'the session cookie is set');
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, 'Lax');
+  await assertAccessible(page, 'the signed-in page');
   await screenshot(page, '03-signed-in');
 });
 
@@ -218,6 +236,7 @@ await step('a tampered state is refused with a page, not a dump', async () => {
   assert.match(await page.innerText('.banner'), /invalid_state/);
   assert.equal(await page.locator('a.apple-button').count(), 1, 'the user can start again');
   assert.equal((await context.cookies(server)).filter((c) => c.name === 'siwa_session').length, 0);
+  await assertAccessible(page, 'an error page');
   await screenshot(page, '09-tampered-state');
 });
 

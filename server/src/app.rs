@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::clock::{Clock as _, DefaultClock};
 use siwa_core::{Clock, SystemClock};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -47,34 +48,45 @@ pub enum StartError {
 
 /// The routes and middleware, over a ready state.
 pub fn router(state: Arc<AppState>) -> Router {
-    let sign_in = Router::new()
+    // Rate-limited per client: every route that writes for an anonymous caller (a made-up
+    // refresh token still costs a write transaction; a web start, which any page can make a
+    // browser fire, writes a row).
+    let limited = Router::new()
         .route("/auth/apple", post(auth::compat_sign_in))
         .route("/v1/auth/apple", post(auth::sign_in))
         .route("/v1/web/sign-in", get(web::start))
         .route("/v1/web/callback", post(web::callback))
         .route("/v1/web/complete", get(web::complete))
         .route("/v1/auth/exchange", post(web::exchange))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in));
-    let api = Router::new()
-        .merge(sign_in)
         .route("/v1/auth/refresh", post(auth::refresh))
         .route("/v1/auth/logout", post(auth::logout))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_per_client,
+        ));
+    let api = Router::new()
+        .merge(limited)
         .route("/v1/me", get(account::me).delete(account::delete_me))
         .route("/v1/apple/notifications", post(notifications::receive))
         .route("/", get(web::show_page))
         .route("/v1/web/sign-out", post(web::sign_out))
         .route("/v1/web/delete-account", post(web::delete_account))
         .route("/assets/siwa.css", get(web::stylesheet))
+        .route("/favicon.ico", get(web::favicon))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn(telemetry::count))
         .route_layer(telemetry::request_log());
-    // Metrics on the public address unless they have an address of their own.
-    let api = match state.config.metrics_address {
-        None => api.merge(metrics_router()),
-        Some(_) => api,
+    // Metrics on an address of their own, or on the public one behind a bearer token; with
+    // neither, not at all: anyone could read how many people sign in and delete accounts.
+    let api = match (&state.config.metrics_address, &state.config.metrics_token) {
+        (None, Some(_)) => api.merge(
+            metrics_router()
+                .route_layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        ),
+        _ => api,
     };
     let router = api
         .fallback(not_found)
@@ -98,6 +110,23 @@ fn metrics_router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(ops::metrics))
 }
 
+/// `/metrics` on the public address: only with `SIWA_METRICS_TOKEN` as bearer token.
+async fn metrics_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let expected = state.config.metrics_token.as_deref().unwrap_or_default();
+    let presented = crate::responses::bearer_token(request.headers());
+    match presented {
+        None => ApiError::MissingAccessToken.into_response(),
+        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::InvalidAccessToken.into_response(),
+    }
+}
+
 async fn strict_transport_security(mut response: Response) -> Response {
     response.headers_mut().insert(
         axum::http::header::STRICT_TRANSPORT_SECURITY,
@@ -110,15 +139,15 @@ async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
-/// Per client IP, on the sign-in routes only.
-async fn limit_sign_in(
+/// Per client, on the routes that write for anonymous callers.
+async fn limit_per_client(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(limiter) = &state.sign_in_limiter
+    if let Some(limiter) = &state.client_limiter
         && let Some(client) = client_ip(&request, state.config.trusted_proxy_hops)
-        && let Err(not_until) = limiter.check_key(&client)
+        && let Err(not_until) = limiter.check_key(&crate::serve::client_key(client))
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         return ApiError::RateLimited {

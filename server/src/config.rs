@@ -43,6 +43,10 @@ pub struct Config {
     pub encryption_key: Option<crate::sealing::Sealer>,
     /// Where `/metrics` is served instead of the public address (`SIWA_METRICS_ADDR`).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// The bearer token that opens `/metrics` on the public address (`SIWA_METRICS_TOKEN`).
+    /// With neither this nor an address of their own, metrics are not served at all: they
+    /// count sign-ins and deletions, which are no one else's business.
+    pub metrics_token: Option<String>,
     /// The web flow (`crate::web`).
     pub web: crate::web::WebConfig,
     /// Webhooks (`crate::webhooks`); none without `SIWA_WEBHOOK_URL`.
@@ -204,6 +208,13 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("SIWA_MAX_CONNECTIONS", "must be positive"));
         }
+        // Behind load balancers every connection has a balancer's address: no cap by default.
+        let default_per_client = if trusted_proxy_hops > 0 {
+            0
+        } else {
+            crate::serve::ConnectionLimits::default().per_client as u64
+        };
+        let per_client = number("SIWA_MAX_CONNECTIONS_PER_CLIENT", default_per_client)?;
         let encryption_key = match get("SIWA_ENCRYPTION_KEY") {
             Some(value) => Some(
                 crate::sealing::Sealer::from_keys(&value)
@@ -227,6 +238,13 @@ impl Config {
             })?),
             None => None,
         };
+        let metrics_token = get("SIWA_METRICS_TOKEN");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
+            return Err(invalid(
+                "SIWA_METRICS_TOKEN",
+                "at least 32 characters (make one with `openssl rand -hex 32`)",
+            ));
+        }
         let web = crate::web::WebConfig::read(get)
             .map_err(|(variable, reason)| invalid(variable, reason))?;
         let webhook_retry_base = number(
@@ -266,10 +284,12 @@ impl Config {
             revocation_retry_base: Duration::from_secs(retry_base),
             connections: crate::serve::ConnectionLimits {
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                per_client: usize::try_from(per_client).unwrap_or(usize::MAX),
                 ..Default::default()
             },
             encryption_key,
             metrics_address,
+            metrics_token,
             web,
             webhooks,
         })

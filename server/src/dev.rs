@@ -88,6 +88,8 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         connections: Default::default(),
         encryption_key: None,
         metrics_address: None,
+        // Printed by `dev` with the curl command that reads them.
+        metrics_token: Some(crate::secrets::new_token()),
         // The web page at `/`, signing in through the fake Apple's consent page.
         web: crate::web::WebConfig {
             services_id: Some(WEB_CLIENT_ID.into()),
@@ -97,6 +99,8 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
                     .expect("a loopback URL is valid"),
             ),
             app_redirect_uris: vec![DEV_APP_REDIRECT_URI.into()],
+            app_name: Some("siwa dev".into()),
+            app_icon_url: None,
         },
         webhooks: Some(crate::webhooks::WebhookConfig {
             target: options.webhooks,

@@ -22,7 +22,7 @@ pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
         if let Err(error) = state.store.purge_expired(SystemClock.now(), grace).await {
             tracing::warn!(%error, "could not purge expired rows");
         }
-        if let Some(limiter) = &state.sign_in_limiter {
+        if let Some(limiter) = &state.client_limiter {
             limiter.retain_recent();
         }
     }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod dev;
 pub mod error;
 pub mod housekeeping;
+pub mod readiness;
 pub mod request_body;
 pub mod responses;
 pub mod revocation;

@@ -196,7 +196,16 @@ async fn run_dev(
     println!(
         "Sign in on the web: open {server}/ in a browser (the fake Apple's consent page stands in for Apple's)."
     );
-    println!("API: {server}/openapi.json   metrics: {server}/metrics   Ctrl-C stops.");
+    let metrics_token = sandbox
+        .server
+        .state
+        .config
+        .metrics_token
+        .clone()
+        .unwrap_or_default();
+    println!(
+        "API: {server}/openapi.json   metrics: curl -s {server}/metrics -H 'authorization: Bearer {metrics_token}'   Ctrl-C stops."
+    );
     shutdown_signal().await;
     sandbox.server.shutdown().await;
     ExitCode::SUCCESS

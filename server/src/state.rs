@@ -9,6 +9,7 @@ use siwa_core::{KeySet, KeySetOptions, Verifier, VerifierConfig};
 
 use crate::apple::AppleGateway;
 use crate::config::Config;
+use crate::readiness::DatabaseReadiness;
 use crate::sessions::SessionKeys;
 use crate::store::Store;
 use crate::web::WebFlow;
@@ -19,10 +20,12 @@ pub struct AppState {
     pub verifier: Verifier,
     pub sessions: SessionKeys,
     pub apple: AppleGateway,
-    /// Per client IP, on the sign-in routes.
-    pub sign_in_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Per client (`serve::client_key`), on the routes that write for anonymous callers.
+    pub client_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// The web flow, when `SIWA_APPLE_SERVICES_ID` and `SIWA_PUBLIC_URL` are set.
     pub web: Option<WebFlow>,
+    /// `/readyz`'s database check, at most once a second.
+    pub database_readiness: DatabaseReadiness,
 }
 
 impl AppState {
@@ -43,7 +46,7 @@ impl AppState {
         )?;
         let verifier = Verifier::new(verifier_config, keys)?;
         let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone());
-        let sign_in_limiter = config
+        let client_limiter = config
             .rate_limit_per_minute
             .and_then(NonZeroU32::new)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
@@ -53,8 +56,9 @@ impl AppState {
             verifier,
             sessions,
             apple,
-            sign_in_limiter,
+            client_limiter,
             web,
+            database_readiness: DatabaseReadiness::default(),
         }))
     }
 }

@@ -198,3 +198,147 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     assert_eq!(metrics.status(), 200);
     assert!(metrics.text().await.unwrap().contains("siwa_"));
 }
+
+/// A connection from another loopback address: the server sees another client.
+async fn connect_from(h: &Harness, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(h.server.address).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_connection() {
+    let h = server(ConnectionLimits {
+        max_connections: 8,
+        per_client: 3,
+        ..Default::default()
+    })
+    .await;
+    // The attacker opens far more connections than the server serves and sends nothing.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from(&h, "127.0.0.2").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past its three, each was closed at once.
+    let mut closed = 0;
+    for stream in &mut held {
+        if closed_within(stream, Duration::from_millis(50))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 17, "the client keeps three connections");
+    // Everyone else is served at once.
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let served = quick.get(h.url("/healthz")).send().await.unwrap();
+        assert_eq!(served.status(), 200);
+    }
+    // Its slots come back when its connections end.
+    held.clear();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from(&h, "127.0.0.2").await;
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: siwa\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut again, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_within_seconds() {
+    let h = server(ConnectionLimits {
+        first_byte_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let mut silent = connect(&h).await;
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a connection that never spoke was kept"
+    );
+    // One that speaks at once is served and kept for the idle timeout, not the first-byte one.
+    let mut speaking = connect(&h).await;
+    speaking
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: siwa\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = speaking.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut speaking, Duration::from_millis(800))
+            .await
+            .is_none(),
+        "a kept-alive connection is closed by the idle timeout only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_logout_and_web_starts_are_rate_limited_per_client() {
+    for (method, path) in [
+        (reqwest::Method::POST, "/v1/auth/refresh"),
+        (reqwest::Method::POST, "/v1/auth/logout"),
+        (reqwest::Method::GET, "/v1/web/sign-in"),
+    ] {
+        // Each route on its own server, so that the buckets start full.
+        let h = Harness::start_with(Db::Sqlite, |config| config.rate_limit_per_minute = Some(2))
+            .await
+            .unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let response = h
+                .http
+                .request(method.clone(), h.url(path))
+                .json(&serde_json::json!({"refreshToken": "made-up"}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(response.status().as_u16());
+        }
+        assert_ne!(statuses[0], 429, "{path}");
+        assert_eq!(statuses[2], 429, "{path}: {statuses:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_served_to_anonymous_clients_on_the_public_address() {
+    let h = Harness::start_with(Db::Sqlite, |_| {}).await.unwrap();
+    let anonymous = h.http.get(h.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = h
+        .http
+        .get(h.url("/metrics"))
+        .bearer_auth("siwa-wrong-metrics-token-of-32-characters")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        h.metrics().await.contains("siwa_"),
+        "the scraper's token opens them"
+    );
+    // With neither a token nor an address of their own, they are not served at all.
+    let closed = Harness::start_with(Db::Sqlite, |config| config.metrics_token = None)
+        .await
+        .unwrap();
+    let response = closed
+        .http
+        .get(closed.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

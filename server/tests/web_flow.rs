@@ -277,7 +277,10 @@ async fn web_sign_in_keeps_the_name_and_makes_the_same_session_as_the_app_route(
     .await;
     let shown = page(&h, Some(&cookie)).await;
     assert!(shown.contains("Ada Lovelace"), "{shown}");
-    assert!(shown.contains("@privaterelay.appleid.com"), "{shown}");
+    assert!(
+        shown.contains("@<wbr>privaterelay.<wbr>appleid.<wbr>com"),
+        "{shown}"
+    );
     assert_eq!(h.users().await, 1);
     // The code was exchanged with the Services ID (the mock refuses any other client id).
     assert_eq!(h.count(Endpoint::Token), 1);
@@ -479,7 +482,15 @@ async fn the_page_forms_need_the_sessions_csrf_token(h: Harness) {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
-    assert!(forged.text().await.unwrap().contains("csrf_token_invalid"));
+    // A stale tab's form: the page still shows who is signed in, with the error.
+    let shown = forged.text().await.unwrap();
+    assert!(shown.contains("csrf_token_invalid"), "{shown}");
+    assert!(shown.contains("nothing was changed"), "{shown}");
+    assert!(shown.contains("Sign out"), "{shown}");
+    assert!(
+        !shown.contains("apple-button"),
+        "not the signed-out page: {shown}"
+    );
     let elsewhere = post(
         "/v1/web/delete-account",
         token.clone(),
@@ -814,6 +825,7 @@ async fn answers_carry_hsts_when_the_public_url_is_https() {
             services_id: Some(WEB_SERVICES_ID.into()),
             public_url: Some("https://auth.example.com".parse().unwrap()),
             app_redirect_uris: vec![],
+            ..Default::default()
         };
     })
     .await
@@ -833,5 +845,61 @@ async fn answers_carry_hsts_when_the_public_url_is_https() {
             .headers()
             .get("strict-transport-security")
             .is_none()
+    );
+}
+
+/// The page names the app people sign in to, never the server's own name, and keeps to what
+/// assistive technology and browsers expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_names_the_app_and_has_no_loose_ends() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let h = Harness::start_with(Db::Sqlite, |config| {
+        config.port = port;
+        config.web = siwa_server::web::WebConfig {
+            services_id: Some(WEB_SERVICES_ID.into()),
+            public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
+            app_name: Some("Acme Notes".into()),
+            app_icon_url: Some("/assets/icon.png".into()),
+            ..Default::default()
+        };
+    })
+    .await
+    .unwrap();
+    let shown = page(&h, None).await;
+    assert!(
+        shown.contains("<title>Sign in to Acme Notes</title>"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Sign in to Acme Notes to continue"),
+        "{shown}"
+    );
+    assert!(shown.contains(r#"src="/assets/icon.png""#), "{shown}");
+    for name in ["siwa-server", ">siwa<", "served by"] {
+        assert!(!shown.contains(name), "no developer-facing name: {shown}");
+    }
+    assert!(
+        !shown.contains(r#"role="button""#),
+        "a link is a link: {shown}"
+    );
+    let favicon = browser().get(h.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(favicon.status(), 204);
+
+    let cookie = sign_in_on_the_page(
+        &h,
+        Consent {
+            hide_email: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let shown = page(&h, Some(&cookie)).await;
+    // The relay address may wrap after its @ and dots, never inside a word.
+    assert!(
+        shown.contains("@<wbr>privaterelay.<wbr>appleid.<wbr>com"),
+        "{shown}"
     );
 }

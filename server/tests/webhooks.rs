@@ -295,15 +295,7 @@ async fn a_failing_receiver_gets_the_same_id_until_it_takes_the_event(mut h: Har
     assert!(all.iter().all(|(id, _)| *id == all[0].0), "one webhook-id");
     let counts = h.server.state.store.event_counts().await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 0));
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("siwa_webhook_events{status=\"delivered\"} 1"),
         "{metrics}"

@@ -21,16 +21,21 @@ pub async fn healthz() -> &'static str {
 /// its file is still there) and Apple's keys are known or can be fetched. 503 otherwise, with
 /// the failing check named.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = match state.store.accepts_writes(SystemClock.now()).await {
-        Ok(()) => match crate::db::sqlite_file(&state.config.database_url) {
-            Some(file) if !file.exists() => Err("the database file is gone"),
-            _ => Ok(()),
-        },
-        Err(error) => {
-            tracing::warn!(%error, "readiness: the database refused a write");
-            Err("the database refused a write")
-        }
-    };
+    let database = state
+        .database_readiness
+        .check(|| async {
+            match state.store.accepts_writes(SystemClock.now()).await {
+                Ok(()) => match crate::db::sqlite_file(&state.config.database_url) {
+                    Some(file) if !file.exists() => Err("the database file is gone"),
+                    _ => Ok(()),
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "readiness: the database refused a write");
+                    Err("the database refused a write")
+                }
+            }
+        })
+        .await;
     let apple_keys = if state.verifier.key_set().usable().await {
         Ok(())
     } else {

@@ -304,27 +304,55 @@ pub async fn show_page(
     Query(params): Query<PageParams>,
 ) -> Response {
     let banner = Banner::from_query(params.error.as_deref(), params.notice.as_deref());
+    page_for(&state, &headers, StatusCode::OK, banner.as_ref()).await
+}
+
+/// The page as the request's cookie sees it (the signed-in user, or the button), with a banner.
+async fn page_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    banner: Option<&Banner>,
+) -> Response {
     let Some(web) = &state.web else {
         let view = View::SignedOut {
             unavailable: state.config.web.missing(),
         };
-        return html(StatusCode::OK, page::render(&view, banner.as_ref()));
+        return html(status, render(state, &view, banner));
     };
-    match signed_in(&state, web, &headers).await {
+    match signed_in(state, web, headers).await {
         Ok(Some((user, secret, _))) => {
             let csrf = flow::csrf_token(&secret);
             let view = View::SignedIn {
                 user: &user,
                 csrf: &csrf,
             };
-            html(StatusCode::OK, page::render(&view, banner.as_ref()))
+            html(status, render(state, &view, banner))
         }
-        Ok(None) => {
-            let view = View::SignedOut { unavailable: None };
-            html(StatusCode::OK, page::render(&view, banner.as_ref()))
-        }
-        Err(error) => error_page(&state, error),
+        Ok(None) => html(
+            status,
+            render(state, &View::SignedOut { unavailable: None }, banner),
+        ),
+        Err(error) => error_page(state, error),
     }
+}
+
+/// A refused form of the page (a stale tab's CSRF token, an unconfirmed deletion): the page
+/// for whoever is signed in, with the error, rather than a signed-out page beside a session
+/// that is still there.
+async fn refused_form(state: &AppState, headers: &HeaderMap, error: ApiError) -> Response {
+    error.record();
+    let banner = Banner::from_query(Some(error.code()), None);
+    page_for(state, headers, error.status(), banner.as_ref()).await
+}
+
+fn render(state: &AppState, view: &View<'_>, banner: Option<&Banner>) -> String {
+    let name = state.config.web.app_name();
+    let brand = page::Brand {
+        name: &name,
+        icon_url: state.config.web.app_icon_url.as_deref(),
+    };
+    page::render(&brand, view, banner)
 }
 
 #[derive(Deserialize)]
@@ -351,7 +379,10 @@ pub async fn sign_out(
         Ok(see_other("/?notice=signed_out", &[&web.cleared_cookie()]))
     }
     .await;
-    result.unwrap_or_else(|error| error_page(&state, error))
+    match result {
+        Ok(response) => response,
+        Err(error) => refused_form(&state, &headers, error).await,
+    }
 }
 
 /// The page's "Delete account" (after its confirmation): deletes the account and revokes
@@ -376,7 +407,10 @@ pub async fn delete_account(
         Ok(see_other("/?notice=deleted", &[&web.cleared_cookie()]))
     }
     .await;
-    result.unwrap_or_else(|error| error_page(&state, error))
+    match result {
+        Ok(response) => response,
+        Err(error) => refused_form(&state, &headers, error).await,
+    }
 }
 
 /// The page's stylesheet (the policy allows no inline style).
@@ -482,7 +516,19 @@ fn error_page(state: &AppState, error: ApiError) -> Response {
             .then(|| state.config.web.missing())
             .flatten(),
     };
-    html(error.status(), page::render(&view, banner.as_ref()))
+    html(error.status(), render(state, &view, banner.as_ref()))
+}
+
+/// Browsers ask for it on every page load: nothing to show, and no 404 to log each time.
+pub async fn favicon() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        )],
+    )
+        .into_response()
 }
 
 fn html(status: StatusCode, body: String) -> Response {

@@ -14,6 +14,12 @@ pub struct WebConfig {
     /// The app URLs (custom schemes or universal links) a native app may be sent back to,
     /// compared exactly.
     pub app_redirect_uris: Vec<String>,
+    /// The name of the app people sign in to, shown on the page (`SIWA_APP_NAME`); the public
+    /// URL's host without it.
+    pub app_name: Option<String>,
+    /// The app's icon on the page (`SIWA_APP_ICON_URL`): a URL on the public URL's origin, as
+    /// the page's policy loads images from nowhere else.
+    pub app_icon_url: Option<String>,
 }
 
 /// The variable a missing or malformed setting is read from, and why.
@@ -43,11 +49,41 @@ impl WebConfig {
                 ));
             }
         }
+        let app_name = match get("SIWA_APP_NAME") {
+            Some(name) if name.chars().count() > 60 || name.chars().any(char::is_control) => {
+                return Err((
+                    "SIWA_APP_NAME",
+                    "at most 60 characters, none of them control characters".into(),
+                ));
+            }
+            name => name,
+        };
+        let app_icon_url = match get("SIWA_APP_ICON_URL") {
+            None => None,
+            Some(value) => Some(
+                same_origin_url(&value, public_url.as_ref())
+                    .map_err(|why| ("SIWA_APP_ICON_URL", why))?,
+            ),
+        };
         Ok(Self {
             services_id: get("SIWA_APPLE_SERVICES_ID"),
             public_url,
             app_redirect_uris,
+            app_name,
+            app_icon_url,
         })
+    }
+
+    /// The name the page gives the app: `SIWA_APP_NAME`, or the public URL's host.
+    pub fn app_name(&self) -> String {
+        self.app_name
+            .clone()
+            .or_else(|| {
+                self.public_url
+                    .as_ref()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+            })
+            .unwrap_or_else(|| "this site".into())
     }
 
     /// The app redirect URIs with a custom scheme (`myapp://...`): any app on the device can
@@ -82,6 +118,24 @@ impl WebConfig {
     pub(super) fn flow_parts(&self) -> Option<(&str, &url::Url)> {
         Some((self.services_id.as_deref()?, self.public_url.as_ref()?))
     }
+}
+
+/// A URL on the public URL's origin: a path (`/assets/icon.png`), or an absolute URL of that
+/// origin, returned as given.
+fn same_origin_url(value: &str, public_url: Option<&url::Url>) -> Result<String, String> {
+    let Some(public_url) = public_url else {
+        return Err("needs SIWA_PUBLIC_URL, whose origin it must be on".into());
+    };
+    let resolved = public_url
+        .join(value)
+        .map_err(|_| format!("`{value}` is not a URL"))?;
+    if resolved.origin() != public_url.origin() {
+        return Err(format!(
+            "must be on {} (the page loads images from its own origin only)",
+            public_url.origin().ascii_serialization()
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 /// An absolute http(s) URL with no query or fragment; a trailing slash is dropped.
@@ -144,6 +198,36 @@ mod tests {
         assert_eq!(
             WebFlow::callback_url(both.public_url.as_ref().unwrap()),
             "https://auth.example.com/v1/web/callback"
+        );
+    }
+
+    #[test]
+    fn the_app_name_and_icon_are_checked() {
+        let named = read(&[
+            ("SIWA_PUBLIC_URL", "https://auth.example.com"),
+            ("SIWA_APP_NAME", "Acme Notes"),
+            ("SIWA_APP_ICON_URL", "/assets/icon.png"),
+        ])
+        .unwrap();
+        assert_eq!(named.app_name(), "Acme Notes");
+        assert_eq!(named.app_icon_url.as_deref(), Some("/assets/icon.png"));
+        let unnamed = read(&[("SIWA_PUBLIC_URL", "https://auth.example.com")]).unwrap();
+        assert_eq!(unnamed.app_name(), "auth.example.com");
+        for icon in ["https://evil.example/icon.png", "//evil.example/icon.png"] {
+            assert_eq!(
+                read(&[
+                    ("SIWA_PUBLIC_URL", "https://auth.example.com"),
+                    ("SIWA_APP_ICON_URL", icon),
+                ])
+                .unwrap_err()
+                .0,
+                "SIWA_APP_ICON_URL",
+                "{icon}"
+            );
+        }
+        assert_eq!(
+            read(&[("SIWA_APP_NAME", "a\u{7}b")]).unwrap_err().0,
+            "SIWA_APP_NAME"
         );
     }
 

@@ -10,6 +10,13 @@ use maud::{DOCTYPE, Markup, html};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Whose page it is: the app people sign in to.
+pub struct Brand<'a> {
+    pub name: &'a str,
+    /// On the page's own origin (`SIWA_APP_ICON_URL`).
+    pub icon_url: Option<&'a str>,
+}
+
 /// What the page shows.
 pub enum View<'a> {
     SignedOut {
@@ -43,6 +50,12 @@ impl Banner {
                 "apple_unavailable" | "key_set_unavailable" | "database_unavailable" => {
                     "The service is busy right now. Please try again in a moment."
                 }
+                "csrf_token_invalid" => {
+                    "This page was out of date, so nothing was changed. Please try again."
+                }
+                "callback_origin_invalid" => {
+                    "That sign-in did not come from Apple. Please sign in again."
+                }
                 _ => "The sign-in could not be completed. Please try again.",
             };
             // Only a code of ours is echoed back, never free text from the URL.
@@ -69,9 +82,16 @@ impl Banner {
     }
 }
 
-pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
+pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> String {
     let body = html! {
-        header class="brand" { span class="dot" {} "siwa" }
+        header class="brand" {
+            @if let Some(icon) = brand.icon_url {
+                img class="icon" src=(icon) alt="" width="24" height="24";
+            } @else {
+                span class="dot" {}
+            }
+            (brand.name)
+        }
         @if let Some(banner) = banner {
             div class={ "banner " (if banner.is_error { "error" } else { "notice" }) } role="status" {
                 (banner.text)
@@ -81,11 +101,12 @@ pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
         @match view {
             View::SignedOut { unavailable } => {
                 h1 { "Welcome" }
-                p class="lead" { "Sign in to continue. Your Apple ID keeps your account private: you can hide your email, and we only learn the name you choose to share." }
+                p class="lead" { "Sign in to " (brand.name) " to continue. Your Apple ID keeps your account private: you can hide your email, and only the name you choose to share is passed on." }
                 @if let Some(missing) = unavailable {
                     p class="banner error" { "Web sign-in is not set up on this server: " (missing) " missing." }
                 } @else {
-                    a class="apple-button" href="/v1/web/sign-in" role="button" {
+                    // A real link: it navigates, and is announced and activated as one.
+                    a class="apple-button" href="/v1/web/sign-in" {
                         (apple_logo())
                         span { "Sign in with Apple" }
                     }
@@ -98,7 +119,10 @@ pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
                     dd id="user-name" { (display_name(user)) }
                     dt { "Email" }
                     dd id="user-email" {
-                        (user.email.as_deref().unwrap_or("Not shared"))
+                        @match user.email.as_deref() {
+                            Some(email) => (breakable_email(email)),
+                            None => "Not shared",
+                        }
                         @if user.is_private_email != 0 { span class="tag" { "Hide My Email" } }
                     }
                 }
@@ -117,7 +141,7 @@ pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
                 }
             }
         }
-        footer { "Sign in with Apple, served by siwa-server." }
+        footer { (brand.name) " · Sign in with Apple" }
     };
     html! {
         (DOCTYPE)
@@ -126,13 +150,24 @@ pub fn render(view: &View<'_>, banner: Option<&Banner>) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
-                title { "Sign in" }
+                title { "Sign in to " (brand.name) }
+                link rel="icon" href=(brand.icon_url.unwrap_or("/favicon.ico"));
                 link rel="stylesheet" href="/assets/siwa.css";
             }
             body { main class="card" { (body) } }
         }
     }
     .into_string()
+}
+
+/// An email address that wraps only after its `@` and its dots, never inside a word.
+fn breakable_email(email: &str) -> Markup {
+    html! {
+        @for (i, part) in email.split_inclusive(['@', '.']).enumerate() {
+            @if i > 0 { wbr; }
+            (part)
+        }
+    }
 }
 
 fn display_name(user: &crate::store::User) -> String {
@@ -168,6 +203,7 @@ body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:c
 .card{width:100%;max-width:420px;background:#fff;border-radius:18px;padding:32px 28px;
   box-shadow:0 1px 2px rgba(0,0,0,.06),0 12px 40px rgba(0,0,0,.10)}
 .brand{display:flex;align-items:center;gap:8px;font-weight:600;letter-spacing:.02em;color:#6e6e73;margin-bottom:20px}
+.brand .icon{border-radius:6px}
 .dot{width:10px;height:10px;border-radius:50%;background:#1d1d1f;display:inline-block}
 h1{font-size:26px;line-height:1.2;margin:0 0 8px}
 .lead{color:#515154;margin:0 0 24px}
@@ -180,7 +216,7 @@ h1{font-size:26px;line-height:1.2;margin:0 0 8px}
 .profile{display:grid;grid-template-columns:max-content 1fr;gap:8px 16px;margin:20px 0 24px;padding:16px;
   background:#f5f5f7;border-radius:12px}
 .profile dt{color:#6e6e73}
-.profile dd{margin:0;font-weight:500;overflow-wrap:anywhere}
+.profile dd{margin:0;font-weight:500;overflow-wrap:break-word;min-width:0}
 .tag{display:inline-block;margin-left:8px;padding:1px 8px;border-radius:999px;background:#e8f0fe;color:#1a56c4;
   font-size:12px;font-weight:600;vertical-align:middle}
 button{font:inherit;cursor:pointer}
@@ -193,7 +229,7 @@ button{font:inherit;cursor:pointer}
 .banner{border-radius:10px;padding:10px 14px;margin:0 0 20px;font-size:15px}
 .banner.error{background:#fdecea;color:#8a1c12}
 .banner.notice{background:#e9f6ec;color:#1e5b2c}
-.code{color:inherit;opacity:.7;font-size:13px}
-footer{margin-top:28px;color:#86868b;font-size:13px;text-align:center}
+.code{color:inherit;font-size:13px}
+footer{margin-top:28px;color:#6e6e73;font-size:13px;text-align:center}
 @media (max-width:480px){.card{padding:24px 20px;border-radius:16px}h1{font-size:23px}}
 "#;

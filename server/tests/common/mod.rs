@@ -14,6 +14,8 @@ pub const APP: &str = "com.example.app";
 pub const WEB: &str = "com.example.web";
 /// The operator key the test servers seal with (32 bytes of base64).
 pub const TEST_ENCRYPTION_KEY: &str = "c2l3YS10ZXN0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=";
+/// The bearer token that opens `/metrics` on the test servers.
+pub const TEST_METRICS_TOKEN: &str = "siwa-test-metrics-token-of-32-characters";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Db {
@@ -89,9 +91,14 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         revocation_poll_interval: Duration::from_millis(100),
         revocation_retry_base: Duration::ZERO,
         refresh_reuse_grace: Duration::from_secs(10),
-        connections: Default::default(),
+        // The tests are many clients on one address: no per-client cap (connections.rs tests it).
+        connections: siwa_server::serve::ConnectionLimits {
+            per_client: 0,
+            ..Default::default()
+        },
         encryption_key: Some(siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
         metrics_address: None,
+        metrics_token: Some(TEST_METRICS_TOKEN.into()),
         web: Default::default(),
         webhooks: None,
     }
@@ -143,6 +150,7 @@ impl Harness {
                 services_id: Some(WEB_SERVICES_ID.into()),
                 public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
                 app_redirect_uris: vec![APP_REDIRECT_URI.into()],
+                ..Default::default()
             };
         })
         .await
@@ -234,6 +242,19 @@ impl Harness {
             body["fullName"] = name;
         }
         self.post("/v1/auth/apple", &body).await
+    }
+
+    /// `/metrics`, read as a scraper configured with the token does.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(TEST_METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub fn count(&self, endpoint: Endpoint) -> u64 {
