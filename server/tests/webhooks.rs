@@ -293,7 +293,15 @@ async fn a_failing_receiver_gets_the_same_id_until_it_takes_the_event(mut h: Har
     let all = receiver.deliveries();
     assert_eq!(all.len(), 3, "two failures, then the delivery");
     assert!(all.iter().all(|(id, _)| *id == all[0].0), "one webhook-id");
-    let counts = h.server.state.store.event_counts().await.unwrap();
+    // The receiver has answered; the server records the delivery just after.
+    let mut counts = h.server.state.store.event_counts().await.unwrap();
+    for _ in 0..100 {
+        if counts.delivered == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        counts = h.server.state.store.event_counts().await.unwrap();
+    }
     assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 0));
     let metrics = h.metrics().await;
     assert!(
