@@ -71,7 +71,10 @@ impl From<core::ClientError> for SiwaError {
             }
             E::NonceMismatch => Self::NonceMismatch,
             E::NotSignedIn | E::SessionExpired => Self::SessionExpired,
-            E::Server { code, message, .. } => Self::Server { code, message },
+            E::Server { code, message, .. } => Self::Server {
+                code: code.as_str().to_owned(),
+                message,
+            },
             E::Network(_) => Self::Network,
             E::Storage(_) => Self::Storage,
             E::Cancelled => Self::Cancelled,

@@ -5,6 +5,8 @@
 //! no variant carries a token, an email, a nonce or any other value taken from the input, so an
 //! error can be logged or returned as it is.
 
+use crate::api::ErrorCode;
+
 /// The reason an identity token (or a notification payload) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -60,26 +62,31 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// A stable, machine-readable code. Never changes once released.
-    pub fn code(&self) -> &'static str {
+    /// The stable code the server answers and the FFI passes on.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::TooLarge => "token_too_large",
-            Self::Malformed(_) => "token_malformed",
-            Self::UnsupportedAlgorithm => "unsupported_algorithm",
-            Self::ForbiddenHeader(_) => "forbidden_header",
-            Self::UnknownKey => "unknown_key",
-            Self::KeySetUnavailable => "key_set_unavailable",
-            Self::BadSignature => "bad_signature",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::MissingClaim(_) => "missing_claim",
-            Self::Expired => "token_expired",
-            Self::IssuedInFuture => "issued_in_future",
-            Self::LifetimeTooLong => "lifetime_too_long",
-            Self::TooOld => "token_too_old",
-            Self::NonceMismatch => "nonce_mismatch",
-            Self::NonceMissing => "nonce_missing",
+            Self::TooLarge => ErrorCode::TokenTooLarge,
+            Self::Malformed(_) => ErrorCode::TokenMalformed,
+            Self::UnsupportedAlgorithm => ErrorCode::UnsupportedAlgorithm,
+            Self::ForbiddenHeader(_) => ErrorCode::ForbiddenHeader,
+            Self::UnknownKey => ErrorCode::UnknownKey,
+            Self::KeySetUnavailable => ErrorCode::KeySetUnavailable,
+            Self::BadSignature => ErrorCode::BadSignature,
+            Self::WrongIssuer => ErrorCode::WrongIssuer,
+            Self::WrongAudience => ErrorCode::WrongAudience,
+            Self::MissingClaim(_) => ErrorCode::MissingClaim,
+            Self::Expired => ErrorCode::TokenExpired,
+            Self::IssuedInFuture => ErrorCode::IssuedInFuture,
+            Self::LifetimeTooLong => ErrorCode::LifetimeTooLong,
+            Self::TooOld => ErrorCode::TokenTooOld,
+            Self::NonceMismatch => ErrorCode::NonceMismatch,
+            Self::NonceMissing => ErrorCode::NonceMissing,
         }
+    }
+
+    /// The code as it is spelled. Never changes once released.
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     /// Whether the same token may verify later: only when Apple's key set could not be reached.
@@ -89,22 +96,22 @@ impl VerifyError {
     }
 
     /// Every code, for documentation, metrics labels and the tests that pin them.
-    pub const ALL_CODES: &'static [&'static str] = &[
-        "token_too_large",
-        "token_malformed",
-        "unsupported_algorithm",
-        "forbidden_header",
-        "unknown_key",
-        "key_set_unavailable",
-        "bad_signature",
-        "wrong_issuer",
-        "wrong_audience",
-        "missing_claim",
-        "token_expired",
-        "issued_in_future",
-        "lifetime_too_long",
-        "token_too_old",
-        "nonce_mismatch",
-        "nonce_missing",
+    pub const ALL_CODES: &'static [ErrorCode] = &[
+        ErrorCode::TokenTooLarge,
+        ErrorCode::TokenMalformed,
+        ErrorCode::UnsupportedAlgorithm,
+        ErrorCode::ForbiddenHeader,
+        ErrorCode::UnknownKey,
+        ErrorCode::KeySetUnavailable,
+        ErrorCode::BadSignature,
+        ErrorCode::WrongIssuer,
+        ErrorCode::WrongAudience,
+        ErrorCode::MissingClaim,
+        ErrorCode::TokenExpired,
+        ErrorCode::IssuedInFuture,
+        ErrorCode::LifetimeTooLong,
+        ErrorCode::TokenTooOld,
+        ErrorCode::NonceMismatch,
+        ErrorCode::NonceMissing,
     ];
 }

@@ -61,18 +61,23 @@ mod token_endpoint;
 #[cfg(feature = "server")]
 mod verifier;
 
+mod authorize;
 mod web;
+mod word;
 
+pub mod api;
 pub mod client;
 
 // --- The relying party ---------------------------------------------------------------------
 pub use apple::{BASE_URL, Endpoints, ISSUER};
+pub use authorize::{AuthorizeError, CodeChallengeMethod, ResponseMode, ResponseType, Scope};
 pub use claims::{IdentityClaims, RealUserStatus, UnverifiedIdentityToken, decode_unverified};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::VerifyError;
 pub use jws::MAX_TOKEN_BYTES;
 pub use nonce::{HashedNonce, RawNonce};
 pub use web::{AuthorizationRequest, CodeVerifier, FormPostName, FormPostUser, is_s256_challenge};
+pub use word::{UnknownWord, join as join_words, split as split_words};
 
 #[cfg(feature = "server")]
 pub use client_secret::{ClientSecret, ClientSecretError, DeveloperKey};
@@ -82,8 +87,7 @@ pub use key_set::{KeySet, KeySetOptions, KeySetStats};
 pub use notification::{EventType, Notification, NotificationBody, NotificationEvent};
 #[cfg(feature = "server")]
 pub use token_endpoint::{
-    AppleApiError, AppleClient, GrantType, OAuthError, OAuthErrorCode, TokenResponse,
-    TokenTypeHint, UnknownWord,
+    AppleApiError, AppleClient, GrantType, OAuthError, OAuthErrorCode, TokenResponse, TokenTypeHint,
 };
 #[cfg(feature = "server")]
 pub use verifier::{ConfigError, Verifier, VerifierConfig};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apple::Endpoints;
 use crate::client_secret::ClientSecret;
+use crate::word::{UnknownWord, protocol_word};
 
 /// A successful answer of `/auth/token`. `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,35 +40,21 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
-/// The OAuth error codes Apple's endpoints answer with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuthErrorCode {
-    /// A parameter is missing or malformed.
-    InvalidRequest,
-    /// The client secret (or client id) was refused (P1).
-    InvalidClient,
-    /// The code or refresh token is invalid, expired, used or for another client (P2).
-    InvalidGrant,
-    /// The client may not use this grant.
-    UnauthorizedClient,
-    /// The `grant_type` is not one Apple knows.
-    UnsupportedGrantType,
-    /// The scope is not one Apple knows.
-    InvalidScope,
-}
-
-impl OAuthErrorCode {
-    /// The code as Apple spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-        }
+protocol_word! {
+    /// The OAuth error codes Apple's endpoints answer with (docs/apple-protocol.md, F9).
+    OAuthErrorCode, "error" {
+        /// A parameter is missing or malformed.
+        InvalidRequest => "invalid_request",
+        /// The client secret (or client id) was refused (P1).
+        InvalidClient => "invalid_client",
+        /// The code or refresh token is invalid, expired, used or for another client (P2).
+        InvalidGrant => "invalid_grant",
+        /// The client may not use this grant.
+        UnauthorizedClient => "unauthorized_client",
+        /// The `grant_type` is not one Apple knows.
+        UnsupportedGrantType => "unsupported_grant_type",
+        /// The scope is not one Apple knows.
+        InvalidScope => "invalid_scope",
     }
 }
 
@@ -135,59 +122,6 @@ impl fmt::Debug for TokenRequest {
             .field("token_type_hint", &self.token_type_hint)
             .finish_non_exhaustive()
     }
-}
-
-/// A protocol word that is not one of the values its field allows.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not a known {field}")]
-pub struct UnknownWord {
-    /// The form field, e.g. `grant_type`.
-    pub field: &'static str,
-    /// What was sent.
-    pub value: String,
-}
-
-/// Declares a protocol word: an enum whose variants are spelled as Apple spells them, with
-/// `as_str`, `Display`, `FromStr` and serde, so that no crate compares these as strings.
-macro_rules! protocol_word {
-    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
-        }
-
-        impl $name {
-            /// The word as Apple spells it.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        /// For stored values (a database column, say).
-        impl TryFrom<String> for $name {
-            type Error = UnknownWord;
-            fn try_from(value: String) -> Result<Self, UnknownWord> {
-                value.parse()
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownWord;
-            fn from_str(value: &str) -> Result<Self, UnknownWord> {
-                match value {
-                    $($word => Ok(Self::$variant),)+
-                    other => Err(UnknownWord { field: $field, value: other.to_owned() }),
-                }
-            }
-        }
-    };
 }
 
 protocol_word! {

@@ -6,12 +6,14 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::apple::Endpoints;
+use crate::authorize::{ResponseMode, WEB_RESPONSE_TYPE, WEB_SCOPE};
 use crate::nonce::HashedNonce;
+use crate::word::join;
 
 /// The request that sends a browser to Apple's consent page: the Services ID, our callback,
 /// `response_type=code id_token`, `response_mode=form_post` (required whenever a scope is asked
@@ -34,9 +36,9 @@ impl AuthorizationRequest<'_> {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", self.client_id)
             .append_pair("redirect_uri", self.redirect_uri)
-            .append_pair("response_type", "code id_token")
-            .append_pair("response_mode", "form_post")
-            .append_pair("scope", "name email")
+            .append_pair("response_type", &join(WEB_RESPONSE_TYPE))
+            .append_pair("response_mode", ResponseMode::FormPost.as_str())
+            .append_pair("scope", &join(WEB_SCOPE))
             .append_pair("state", self.state)
             .append_pair("nonce", self.nonce.as_str())
             .finish();
@@ -46,18 +48,18 @@ impl AuthorizationRequest<'_> {
 
 /// The `user` field of Apple's form post: a JSON string, sent on the user's first
 /// authorization of the Services ID only (F6), so the name must be kept then (P6).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormPostUser {
     /// The name as the user gave it, if the `name` scope was asked for.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<FormPostName>,
     /// The email shared (or the relay address), if the `email` scope was asked for.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
 
 /// The name inside [`FormPostUser`].
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FormPostName {
     /// The given name.
@@ -72,6 +74,11 @@ impl FormPostUser {
     /// Reads the field's JSON; `None` when it is not the shape Apple sends.
     pub fn parse(field: &str) -> Option<Self> {
         serde_json::from_str(field).ok()
+    }
+
+    /// The field's JSON, as Apple's form post carries it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("the user field always serializes")
     }
 }
 

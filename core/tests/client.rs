@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use siwa_core::FixedClock;
+use siwa_core::api::ErrorCode;
 use siwa_core::client::{
     AppleCredential, Client, ClientConfig, ClientError, FileSessionStore, InMemorySessionStore,
     SessionStore, SignInAttempt,
@@ -262,7 +263,10 @@ async fn a_refused_sign_in_spends_the_attempt_and_stores_nothing() {
         .client
         .complete_sign_in(&attempt, &credential(&attempt))
         .await;
-    assert_eq!(result.unwrap_err().server_code(), Some("wrong_audience"));
+    assert_eq!(
+        result.unwrap_err().server_code(),
+        Some(ErrorCode::WrongAudience)
+    );
     assert_eq!(stored(&h), None);
     assert_eq!(h.client.current_user(), None);
     let again = h
@@ -404,7 +408,7 @@ async fn a_server_fault_during_refresh_keeps_a_token_that_has_not_expired() {
     assert_eq!(h.client.access_token().await.unwrap(), "access-1");
     h.clock.advance(30);
     let expired = h.client.access_token().await.unwrap_err();
-    assert_eq!(expired.server_code(), Some("internal_error"));
+    assert_eq!(expired.server_code(), Some(ErrorCode::InternalError));
     assert!(
         h.client.current_user().is_some(),
         "a fault does not sign out"
@@ -543,7 +547,7 @@ async fn a_failed_deletion_keeps_the_account_and_the_session() {
         .mount(&h.server)
         .await;
     let error = h.client.delete_account().await.unwrap_err();
-    assert_eq!(error.server_code(), Some("database_unavailable"));
+    assert_eq!(error.server_code(), Some(ErrorCode::DatabaseUnavailable));
     assert!(h.client.current_user().is_some());
     assert!(stored(&h).is_some());
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use siwa_core::apple_side::{
-    JwkSet, NotificationClaims, RegisteredDeveloperKey, TokenRequest, is_apple_id,
-    verify_client_secret,
+    IDENTITY_TOKEN_ALGORITHM, JwkSet, NotificationClaims, RegisteredDeveloperKey, TokenRequest,
+    is_apple_id, verify_client_secret,
 };
 use siwa_core::{
     Clock, DeveloperKey, EventType, GrantType, NotificationBody, NotificationEvent, OAuthError,
-    OAuthErrorCode, RawNonce, TokenResponse,
+    OAuthErrorCode, RawNonce, ResponseMode, ResponseType, Scope, TokenResponse,
 };
 
 use crate::clock::MockClock;
@@ -235,11 +235,11 @@ impl Mock {
             "token_endpoint": e.token(),
             "revocation_endpoint": e.revoke(),
             "jwks_uri": e.keys(),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query", "fragment", "form_post"],
+            "response_types_supported": [ResponseType::Code],
+            "response_modes_supported": ResponseMode::ALL,
             "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "email", "name"],
+            "id_token_signing_alg_values_supported": [IDENTITY_TOKEN_ALGORITHM],
+            "scopes_supported": [Scope::OpenId, Scope::Email, Scope::Name],
             "token_endpoint_auth_methods_supported": ["client_secret_post"],
             "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "is_private_email",
                                  "iss", "nonce", "nonce_supported", "real_user_status", "sub",

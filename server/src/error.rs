@@ -1,27 +1,19 @@
-//! The one error type of the HTTP API: every cause a request can fail for, each with a stable
-//! code and a status, answered as `{"error": <code>, "message": <human text>}`.
+//! The one error type of the HTTP API: every cause a request can fail for, each with its
+//! [`ErrorCode`] (spelled in `siwa_core::api`, where clients read it) and a status, answered as
+//! `{"error": <code>, "message": <human text>}`.
 //!
-//! Codes of token refusals are `siwa-core`'s; the others are the server's own. Messages are
-//! fixed texts: never a token, a nonce, an email or a key. Errors are counted and logged in one
-//! place, [`ApiError::into_response`], not where they are made.
+//! Messages are fixed texts: never a token, a nonce, an email or a key. Errors are counted and
+//! logged in one place, [`ApiError::into_response`], not where they are made.
 
 use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use siwa_core::VerifyError;
+pub use siwa_core::api::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// A stable, machine-readable code.
-    pub error: String,
-    /// A human-readable explanation.
-    pub message: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -109,39 +101,39 @@ impl ApiError {
     }
 
     /// The stable code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::RequestTimeout => "request_timeout",
-            Self::BodyTooLarge => "body_too_large",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Token(e) | Self::Notification(e) => e.code(),
-            Self::NonceMissing => "nonce_missing",
-            Self::NonceReplayed => "nonce_replayed",
-            Self::TokenReplayed => "token_replayed",
-            Self::AuthorizationCodeRejected => "authorization_code_rejected",
-            Self::AuthorizationCodeMismatch => "authorization_code_mismatch",
-            Self::AppleUnavailable => "apple_unavailable",
-            Self::AppleExchangeFailed { .. } => "apple_exchange_failed",
-            Self::MissingAccessToken => "missing_access_token",
-            Self::InvalidAccessToken => "invalid_access_token",
-            Self::SessionEnded => "session_ended",
-            Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::WebFlowNotConfigured => "web_flow_not_configured",
-            Self::InvalidState => "invalid_state",
-            Self::AppleAuthorizationFailed => "apple_authorization_failed",
-            Self::AppRedirectUriNotAllowed => "app_redirect_uri_not_allowed",
-            Self::InvalidCodeChallenge => "invalid_code_challenge",
-            Self::InvalidExchangeCode => "invalid_exchange_code",
-            Self::CodeVerifierMismatch => "code_verifier_mismatch",
-            Self::CsrfTokenInvalid => "csrf_token_invalid",
-            Self::CallbackOriginInvalid => "callback_origin_invalid",
-            Self::DatabaseUnavailable(_) => "database_unavailable",
-            Self::Internal => "internal_error",
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::BodyTooLarge => ErrorCode::BodyTooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Token(e) | Self::Notification(e) => e.error_code(),
+            Self::NonceMissing => ErrorCode::NonceMissing,
+            Self::NonceReplayed => ErrorCode::NonceReplayed,
+            Self::TokenReplayed => ErrorCode::TokenReplayed,
+            Self::AuthorizationCodeRejected => ErrorCode::AuthorizationCodeRejected,
+            Self::AuthorizationCodeMismatch => ErrorCode::AuthorizationCodeMismatch,
+            Self::AppleUnavailable => ErrorCode::AppleUnavailable,
+            Self::AppleExchangeFailed { .. } => ErrorCode::AppleExchangeFailed,
+            Self::MissingAccessToken => ErrorCode::MissingAccessToken,
+            Self::InvalidAccessToken => ErrorCode::InvalidAccessToken,
+            Self::SessionEnded => ErrorCode::SessionEnded,
+            Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
+            Self::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            Self::WebFlowNotConfigured => ErrorCode::WebFlowNotConfigured,
+            Self::InvalidState => ErrorCode::InvalidState,
+            Self::AppleAuthorizationFailed => ErrorCode::AppleAuthorizationFailed,
+            Self::AppRedirectUriNotAllowed => ErrorCode::AppRedirectUriNotAllowed,
+            Self::InvalidCodeChallenge => ErrorCode::InvalidCodeChallenge,
+            Self::InvalidExchangeCode => ErrorCode::InvalidExchangeCode,
+            Self::CodeVerifierMismatch => ErrorCode::CodeVerifierMismatch,
+            Self::CsrfTokenInvalid => ErrorCode::CsrfTokenInvalid,
+            Self::CallbackOriginInvalid => ErrorCode::CallbackOriginInvalid,
+            Self::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
+            Self::Internal => ErrorCode::InternalError,
         }
     }
 
@@ -185,54 +177,10 @@ impl ApiError {
         }
     }
 
-    /// Every code the server's own causes answer; token refusals add
-    /// [`VerifyError::ALL_CODES`].
-    pub const OWN_CODES: &'static [&'static str] = &[
-        "invalid_request",
-        "unsupported_media_type",
-        "not_found",
-        "method_not_allowed",
-        "request_timeout",
-        "body_too_large",
-        "rate_limited",
-        // `nonce_missing` is listed by `VerifyError`: the server's `NonceMissing` is the same
-        // refusal seen from the other side (a nonce in the token, none in the request).
-        "nonce_replayed",
-        "token_replayed",
-        "authorization_code_rejected",
-        "authorization_code_mismatch",
-        "apple_unavailable",
-        "apple_exchange_failed",
-        "missing_access_token",
-        "invalid_access_token",
-        "session_ended",
-        "invalid_refresh_token",
-        "refresh_token_reused",
-        "web_flow_not_configured",
-        "invalid_state",
-        "apple_authorization_failed",
-        "app_redirect_uri_not_allowed",
-        "invalid_code_challenge",
-        "invalid_exchange_code",
-        "code_verifier_mismatch",
-        "csrf_token_invalid",
-        "callback_origin_invalid",
-        "database_unavailable",
-        "internal_error",
-    ];
-
-    /// Every code the API can answer.
-    pub fn all_codes() -> impl Iterator<Item = &'static str> {
-        Self::OWN_CODES
-            .iter()
-            .chain(VerifyError::ALL_CODES)
-            .copied()
-    }
-
     /// Counts the refusal and logs what an operator must act on. Causes that are the client's
     /// doing are counted only: a log line per bad request is noise an attacker controls.
     pub(crate) fn record(&self) {
-        let code = self.code();
+        let code = self.code().as_str();
         metrics::counter!("siwa_api_errors_total", "code" => code).increment(1);
         match self {
             Self::Token(_) | Self::Notification(_) => {
@@ -282,7 +230,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let body = ErrorBody {
-            error: self.code().into(),
+            error: self.code(),
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
@@ -302,7 +250,7 @@ mod tests {
     use super::*;
 
     /// One of each cause; a new variant that is not listed here fails to compile the `match`
-    /// in `code()` first, and then this test if its code is missing from `OWN_CODES`.
+    /// in `code()` first.
     fn one_of_each() -> Vec<ApiError> {
         vec![
             ApiError::bad_request("x"),
@@ -346,19 +294,18 @@ mod tests {
     }
 
     #[test]
-    fn every_code_is_listed_once() {
-        let all: Vec<_> = ApiError::all_codes().collect();
-        for error in one_of_each() {
-            assert!(
-                all.contains(&error.code()),
-                "{} is not listed",
-                error.code()
-            );
-        }
-        let mut unique = all.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), all.len(), "a code is listed twice");
+    fn every_code_is_answered_by_exactly_one_cause() {
+        let mut answered: Vec<ErrorCode> = one_of_each().iter().map(ApiError::code).collect();
+        // `VerifyError` has a cause per code of its own.
+        answered.extend(VerifyError::ALL_CODES);
+        answered.sort_unstable_by_key(|c| c.as_str());
+        answered.dedup();
+        let mut all = ErrorCode::ALL.to_vec();
+        all.sort_unstable_by_key(|c| c.as_str());
+        assert_eq!(
+            answered, all,
+            "a code no cause answers, or a cause without a code"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use siwa_core::api::AppleRevocation;
 use siwa_core::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
 
@@ -20,15 +21,19 @@ pub async fn attempt_all(
     state: &AppState,
     pending: &[PendingRevocation],
     now: i64,
-) -> &'static str {
+) -> AppleRevocation {
     if pending.is_empty() {
-        return "not_needed";
+        return AppleRevocation::NotNeeded;
     }
     let mut all_revoked = true;
     for one in pending {
         all_revoked &= attempt(state, one, now).await;
     }
-    if all_revoked { "revoked" } else { "queued" }
+    if all_revoked {
+        AppleRevocation::Revoked
+    } else {
+        AppleRevocation::Queued
+    }
 }
 
 /// Tries one revocation, if no other instance is attempting it; on failure schedules the next

@@ -87,6 +87,9 @@ async fn a_token_for_another_app_is_refused_with_the_servers_code(h: Harness) {
         .complete_sign_in(&attempt, &credential)
         .await
         .unwrap_err();
-    assert_eq!(error.server_code(), Some("wrong_audience"));
+    assert_eq!(
+        error.server_code(),
+        Some(siwa_core::api::ErrorCode::WrongAudience)
+    );
     assert_eq!(h.users().await, 0);
 }

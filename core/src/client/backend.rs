@@ -5,71 +5,16 @@ use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+use crate::api::{
+    ErrorBody, ExchangeRequest, FullName, LogoutRequest, RefreshRequest, SessionView,
+    SignInRequest, SignInResponse, UserView,
+};
 use crate::nonce::RawNonce;
 use crate::web::CodeVerifier;
 
 use super::credential::AppleCredential;
 use super::error::ClientError;
-use super::session::User;
-
-/// The answer of `POST /v1/auth/apple`.
-#[derive(Deserialize)]
-pub(super) struct SignedIn {
-    pub user: User,
-    pub session: Tokens,
-}
-
-/// A session's tokens, as the server gives them on sign-in and refresh.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct Tokens {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SignInRequest<'a> {
-    identity_token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authorization_code: Option<&'a str>,
-    raw_nonce: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    full_name: Option<FullName<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FullName<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    given_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    family_name: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExchangeRequest<'a> {
-    code: &'a str,
-    code_verifier: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RefreshTokenBody<'a> {
-    refresh_token: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    message: String,
-}
 
 pub(super) struct Backend {
     base: Url,
@@ -114,42 +59,35 @@ impl Backend {
         &self,
         credential: &AppleCredential,
         raw_nonce: &RawNonce,
-    ) -> Result<SignedIn, ClientError> {
+    ) -> Result<SignInResponse, ClientError> {
         let full_name = credential
             .full_name()
             .map(|(given_name, family_name)| FullName {
-                given_name,
-                family_name,
+                given_name: given_name.map(str::to_owned),
+                family_name: family_name.map(str::to_owned),
             });
         let body = SignInRequest {
-            identity_token: &credential.identity_token,
-            authorization_code: credential.authorization_code.as_deref(),
-            raw_nonce: raw_nonce.expose(),
+            identity_token: credential.identity_token.clone(),
+            authorization_code: credential.authorization_code.clone(),
+            raw_nonce: Some(raw_nonce.expose().to_owned()),
             full_name,
         };
         let request = self.request(Method::POST, "v1/auth/apple").json(&body);
         json(send(request).await?).await
     }
 
-    /// Trades a browser sign-in's one-time code; also returns the user's Apple `sub`.
+    /// Trades a browser sign-in's one-time code.
     pub async fn exchange(
         &self,
         code: &str,
         verifier: &CodeVerifier,
-    ) -> Result<(SignedIn, String), ClientError> {
+    ) -> Result<SignInResponse, ClientError> {
         let body = ExchangeRequest {
-            code,
-            code_verifier: verifier.expose(),
+            code: code.to_owned(),
+            code_verifier: verifier.expose().to_owned(),
         };
         let request = self.request(Method::POST, "v1/auth/exchange").json(&body);
-        let answer: serde_json::Value = json(send(request).await?).await?;
-        let apple_user_id = answer["user"]["appleUserId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let signed_in =
-            serde_json::from_value(answer).map_err(|_| ClientError::UnexpectedResponse(200))?;
-        Ok((signed_in, apple_user_id))
+        json(send(request).await?).await
     }
 
     /// The server's base URL (with a trailing slash).
@@ -157,20 +95,24 @@ impl Backend {
         &self.base
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ClientError> {
-        let body = RefreshTokenBody { refresh_token };
+    pub async fn refresh(&self, refresh_token: &str) -> Result<SessionView, ClientError> {
+        let body = RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+        };
         let request = self.request(Method::POST, "v1/auth/refresh").json(&body);
         json(send(request).await?).await
     }
 
     pub async fn logout(&self, refresh_token: &str) -> Result<(), ClientError> {
-        let body = RefreshTokenBody { refresh_token };
+        let body = LogoutRequest {
+            refresh_token: Some(refresh_token.to_owned()),
+        };
         send(self.request(Method::POST, "v1/auth/logout").json(&body))
             .await
             .map(drop)
     }
 
-    pub async fn me(&self, access_token: &str) -> Result<User, ClientError> {
+    pub async fn me(&self, access_token: &str) -> Result<UserView, ClientError> {
         let request = self.request(Method::GET, "v1/me").bearer_auth(access_token);
         json(send(request).await?).await
     }
@@ -209,6 +151,7 @@ async fn send(request: RequestBuilder) -> Result<Response, ClientError> {
     if status.is_success() {
         return Ok(response);
     }
+    // A code this client does not know (a newer server's) is an answer it cannot act on.
     match response.json::<ErrorBody>().await {
         Ok(body) => Err(ClientError::Server {
             status: status.as_u16(),

@@ -5,12 +5,10 @@
 
 use reqwest::Url;
 
+use crate::authorize::{AuthorizeError, CodeChallengeMethod};
 use crate::web::CodeVerifier;
 
 use super::error::ClientError;
-
-/// Apple's `error` when the user pressed Cancel, passed on to the app's URL.
-const USER_CANCELLED: &str = "user_cancelled_authorize";
 
 /// A browser sign-in in progress: the verifier never leaves the app until the code is traded.
 pub(super) struct BrowserAttempt {
@@ -30,7 +28,7 @@ impl BrowserAttempt {
         url.query_pairs_mut()
             .append_pair("app_redirect_uri", app_redirect_uri.as_str())
             .append_pair("code_challenge", &verifier.challenge())
-            .append_pair("code_challenge_method", "S256");
+            .append_pair("code_challenge_method", CodeChallengeMethod::S256.as_str());
         Ok((
             Self {
                 app_redirect_uri,
@@ -58,11 +56,14 @@ impl BrowserAttempt {
                 .map(|(_, v)| v.into_owned())
         };
         if let Some(error) = param("error") {
-            return Err(if error == USER_CANCELLED {
-                ClientError::Cancelled
-            } else {
-                ClientError::BrowserSignInFailed(error)
-            });
+            // Apple's cancel, which the server passes on to the app's URL.
+            return Err(
+                if error.parse() == Ok(AuthorizeError::UserCancelledAuthorize) {
+                    ClientError::Cancelled
+                } else {
+                    ClientError::BrowserSignInFailed(error)
+                },
+            );
         }
         param("code")
             .filter(|c| !c.is_empty())

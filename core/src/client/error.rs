@@ -2,16 +2,10 @@
 //! and no variant carries a token, a nonce or an email: messages are fixed texts, or the
 //! server's own fixed texts.
 
+use crate::api::{ErrorCode, ErrorMeaning};
 use crate::error::VerifyError;
 
 use super::store::StoreError;
-
-/// The error codes of the siwa server that mean the session is over for good.
-const SESSION_ENDING_CODES: &[&str] = &[
-    "refresh_token_reused",
-    "session_ended",
-    "invalid_refresh_token",
-];
 
 /// Why a client operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +44,7 @@ pub enum ClientError {
         /// The HTTP status.
         status: u16,
         /// The server's stable error code, e.g. `wrong_audience`.
-        code: String,
+        code: ErrorCode,
         /// The server's explanation.
         message: String,
     },
@@ -82,12 +76,13 @@ impl ClientError {
             Self::InvalidServerUrl => "invalid_server_url",
             Self::InsecureServerUrl => "insecure_server_url",
             Self::InvalidIdentityToken(_) => "invalid_identity_token",
-            Self::NonceMismatch => "nonce_mismatch",
+            // The same refusal as the server's, made before the credential is sent.
+            Self::NonceMismatch => ErrorCode::NonceMismatch.as_str(),
             Self::UserMismatch => "user_mismatch",
             Self::UnknownAttempt => "unknown_attempt",
             Self::NotSignedIn => "not_signed_in",
             Self::SessionExpired => "session_expired",
-            Self::Server { code, .. } => code,
+            Self::Server { code, .. } => code.as_str(),
             Self::Network(_) => "network",
             Self::UnexpectedResponse(_) => "unexpected_response",
             Self::Storage(_) => "storage",
@@ -98,9 +93,9 @@ impl ClientError {
     }
 
     /// The server's error code, when the server refused the request.
-    pub fn server_code(&self) -> Option<&str> {
+    pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Server { code, .. } => Some(code),
+            Self::Server { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -118,7 +113,7 @@ impl ClientError {
     /// Whether the server said the session is over.
     pub(super) fn ends_session(&self) -> bool {
         self.server_code()
-            .is_some_and(|code| SESSION_ENDING_CODES.contains(&code))
+            .is_some_and(|code| code.meaning() == ErrorMeaning::SignInAgain)
     }
 }
 

@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::api::{ErrorCode, ErrorMeaning};
 use crate::clock::{Clock, SystemClock};
 use crate::nonce::RawNonce;
 
@@ -153,7 +154,9 @@ impl Client {
         // A retry after a lost answer finds the credential spent (the first request signed
         // in): the app starts a new sign-in, as for any spent attempt.
         let answer = answer.map_err(|e| match e.server_code() {
-            Some("token_replayed" | "nonce_replayed") => ClientError::UnknownAttempt,
+            Some(ErrorCode::TokenReplayed | ErrorCode::NonceReplayed) => {
+                ClientError::UnknownAttempt
+            }
             _ => e,
         });
         let session = Session::started(answer?, &credential.user, self.clock.now());
@@ -194,7 +197,8 @@ impl Client {
         if !matches!(&answer, Err(e) if e.is_transient()) {
             lock(&self.browser_attempt).take();
         }
-        let (signed_in, apple_user_id) = answer?;
+        let signed_in = answer?;
+        let apple_user_id = signed_in.user.apple_user_id.clone();
         let session = Session::started(signed_in, &apple_user_id, self.clock.now());
         let user = session.user.clone();
         self.write(&mut lock(&self.session), Some(session))?;
@@ -316,7 +320,10 @@ impl Client {
         let token = self.access_token().await?;
         let session = self.current_session()?;
         match self.settle(&session, call(token).await) {
-            Err(e) if e.server_code() == Some("invalid_access_token") => {
+            Err(e)
+                if e.server_code().map(ErrorCode::meaning)
+                    == Some(ErrorMeaning::RefreshSession) =>
+            {
                 let fresh = self.refresh(&session).await?;
                 let answer = call(fresh.access_token.clone()).await;
                 let answer = self.settle(&fresh, answer)?;

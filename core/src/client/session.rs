@@ -4,42 +4,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{SignedIn, Tokens};
+use crate::api::{SessionView, SignInResponse};
 
-/// The signed-in user, as the server knows it.
-///
-/// `Debug` leaves out the email and the name.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    /// The server's id for the user.
-    pub id: String,
-    /// The email Apple gave, possibly a private relay address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Apple vouches for the email.
-    #[serde(default)]
-    pub email_verified: bool,
-    /// The email is a private relay address.
-    #[serde(default)]
-    pub is_private_email: bool,
-    /// Kept by the server from the first authorization (Apple sends it only then).
-    #[serde(default)]
-    pub given_name: Option<String>,
-    /// Kept by the server from the first authorization.
-    #[serde(default)]
-    pub family_name: Option<String>,
-}
-
-impl fmt::Debug for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("has_email", &self.email.is_some())
-            .field("is_private_email", &self.is_private_email)
-            .finish_non_exhaustive()
-    }
-}
+/// The signed-in user, as the server shows them (`GET /v1/me`). `Debug` leaves out the email
+/// and the name.
+pub use crate::api::UserView as User;
 
 /// The version of the stored form: a session stored in another form is discarded.
 const STORED_VERSION: u32 = 1;
@@ -59,7 +28,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub fn started(signed_in: SignedIn, apple_user_id: &str, now: i64) -> Self {
+    pub fn started(signed_in: SignInResponse, apple_user_id: &str, now: i64) -> Self {
         Self {
             version: STORED_VERSION,
             user: signed_in.user,
@@ -71,7 +40,7 @@ impl Session {
     }
 
     /// The same session with the tokens of a refresh (the refresh token rotates).
-    pub fn refreshed(&self, tokens: Tokens, now: i64) -> Self {
+    pub fn refreshed(&self, tokens: SessionView, now: i64) -> Self {
         Self {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,

@@ -16,8 +16,10 @@ use axum::routing::get;
 use axum::{Form, Router};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
-use serde_json::json;
 use siwa_core::apple_side::AUTHORIZE_PATH;
+use siwa_core::{
+    AuthorizeError, FormPostName, FormPostUser, ResponseMode, ResponseType, Scope, split_words,
+};
 
 use crate::mock::Mock;
 
@@ -49,13 +51,6 @@ struct ConsentForm {
     action: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ResponseMode {
-    Query,
-    Fragment,
-    FormPost,
-}
-
 /// A validated authorization request.
 #[derive(Debug)]
 struct AuthorizeRequest {
@@ -71,26 +66,37 @@ struct AuthorizeRequest {
 
 /// An error shown on Apple's page rather than sent to the app.
 struct PageError {
-    error: &'static str,
+    error: AuthorizeError,
     description: String,
 }
 
-fn page_error(error: &'static str, description: impl Into<String>) -> PageError {
+fn page_error(error: AuthorizeError, description: impl Into<String>) -> PageError {
     PageError {
         error,
         description: description.into(),
     }
 }
 
+fn unsupported_response_type() -> PageError {
+    page_error(
+        AuthorizeError::UnsupportedResponseType,
+        "response_type must be `code` or `code id_token`",
+    )
+}
+
 impl AuthorizeParams {
     fn validate(&self) -> Result<AuthorizeRequest, PageError> {
         let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let client_id = present(&self.client_id)
-            .ok_or_else(|| page_error("invalid_request", "client_id is missing"))?;
+            .ok_or_else(|| page_error(AuthorizeError::InvalidRequest, "client_id is missing"))?;
         let redirect_uri = present(&self.redirect_uri)
-            .ok_or_else(|| page_error("invalid_request", "redirect_uri is missing"))?;
-        let redirect_uri = url::Url::parse(&redirect_uri)
-            .map_err(|_| page_error("invalid_request", "redirect_uri is not an absolute URL"))?;
+            .ok_or_else(|| page_error(AuthorizeError::InvalidRequest, "redirect_uri is missing"))?;
+        let redirect_uri = url::Url::parse(&redirect_uri).map_err(|_| {
+            page_error(
+                AuthorizeError::InvalidRequest,
+                "redirect_uri is not an absolute URL",
+            )
+        })?;
         let loopback = matches!(
             redirect_uri.host_str(),
             Some("localhost" | "127.0.0.1" | "[::1]")
@@ -100,64 +106,46 @@ impl AuthorizeParams {
             || redirect_uri.fragment().is_some()
         {
             return Err(page_error(
-                "invalid_request",
+                AuthorizeError::InvalidRequest,
                 "redirect_uri must be https (or http on loopback), without a fragment",
             ));
         }
-        let mut response_types: Vec<&str> = self
-            .response_type
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        response_types.sort_unstable();
+        let mut response_types: Vec<ResponseType> =
+            split_words(self.response_type.as_deref().unwrap_or(""))
+                .map_err(|_| unsupported_response_type())?;
+        response_types.sort_unstable_by_key(|t| t.as_str());
         let with_id_token = match response_types.as_slice() {
-            ["code"] => false,
-            ["code", "id_token"] => true,
-            _ => {
-                return Err(page_error(
-                    "unsupported_response_type",
-                    "response_type must be `code` or `code id_token`",
-                ));
-            }
+            [ResponseType::Code] => false,
+            [ResponseType::Code, ResponseType::IdToken] => true,
+            _ => return Err(unsupported_response_type()),
         };
-        let scopes: Vec<&str> = self
-            .scope
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if let Some(unknown) = scopes
-            .iter()
-            .find(|s| !matches!(**s, "name" | "email" | "openid"))
-        {
-            return Err(page_error(
-                "invalid_scope",
-                format!("unknown scope `{unknown}`"),
-            ));
-        }
-        let wants_name = scopes.contains(&"name");
-        let wants_email = scopes.contains(&"email");
-        let mode = match self.response_mode.as_deref() {
-            None | Some("") | Some("query") => ResponseMode::Query,
-            Some("fragment") => ResponseMode::Fragment,
-            Some("form_post") => ResponseMode::FormPost,
-            Some(_) => {
-                return Err(page_error(
-                    "invalid_request",
+        let scopes: Vec<Scope> =
+            split_words(self.scope.as_deref().unwrap_or("")).map_err(|unknown| {
+                page_error(
+                    AuthorizeError::InvalidScope,
+                    format!("unknown scope `{}`", unknown.value),
+                )
+            })?;
+        let wants_name = scopes.contains(&Scope::Name);
+        let wants_email = scopes.contains(&Scope::Email);
+        let mode = match self.response_mode.as_deref().filter(|m| !m.is_empty()) {
+            None => ResponseMode::Query,
+            Some(mode) => mode.parse().map_err(|_| {
+                page_error(
+                    AuthorizeError::InvalidRequest,
                     "response_mode must be query, fragment or form_post",
-                ));
-            }
+                )
+            })?,
         };
         if (wants_name || wants_email) && mode != ResponseMode::FormPost {
             return Err(page_error(
-                "invalid_request",
+                AuthorizeError::InvalidRequest,
                 "response_mode must be form_post when name or email scope is requested",
             ));
         }
         if with_id_token && mode == ResponseMode::Query {
             return Err(page_error(
-                "invalid_request",
+                AuthorizeError::InvalidRequest,
                 "an id_token is never sent in a query string: use fragment or form_post",
             ));
         }
@@ -209,7 +197,7 @@ input[type=text],select{width:100%;box-sizing:border-box;padding:8px 10px;border
 fn error_page(error: &PageError) -> Response {
     let body = html! {
         h1 { "Sign in with Apple" }
-        p class="error" { strong { (error.error) } }
+        p class="error" { strong { (error.error.as_str()) } }
         p class="note" { (error.description) }
     };
     (
@@ -242,7 +230,7 @@ async fn show_consent(
 ) -> Response {
     let Ok(Query(params)) = params else {
         return error_page(&page_error(
-            "invalid_request",
+            AuthorizeError::InvalidRequest,
             "the query string could not be read",
         ));
     };
@@ -252,7 +240,10 @@ async fn show_consent(
     };
     let users = mock.users();
     let Some(default_user) = users.first() else {
-        return error_page(&page_error("invalid_request", "the mock has no test users"));
+        return error_page(&page_error(
+            AuthorizeError::InvalidRequest,
+            "the mock has no test users",
+        ));
     };
     let returning = mock.has_authorized(&default_user.sub, &request.client_id);
     let asks = request.wants_name || request.wants_email;
@@ -303,7 +294,7 @@ async fn submit_consent(
 ) -> Response {
     let Ok(Form(form)) = form else {
         return error_page(&page_error(
-            "invalid_request",
+            AuthorizeError::InvalidRequest,
             "the consent form could not be read",
         ));
     };
@@ -313,10 +304,13 @@ async fn submit_consent(
     };
     let mut fields: Vec<(&str, String)> = Vec::new();
     if form.action.as_deref() == Some("cancel") {
-        fields.push(("error", "user_cancelled_authorize".into()));
+        fields.push(("error", AuthorizeError::UserCancelledAuthorize.to_string()));
     } else {
         let Some(user) = mock.user_for_consent(form.sub.as_deref()) else {
-            return error_page(&page_error("invalid_request", "no such Apple ID"));
+            return error_page(&page_error(
+                AuthorizeError::InvalidRequest,
+                "no such Apple ID",
+            ));
         };
         let hide_email = form.email_choice.as_deref() == Some("hide");
         let authorized = mock.authorize(
@@ -332,16 +326,13 @@ async fn submit_consent(
             fields.push(("id_token", authorized.id_token));
         }
         if authorized.first && (request.wants_name || request.wants_email) {
-            let mut user_field = serde_json::Map::new();
-            if request.wants_name {
-                let first = form.first_name.unwrap_or_else(|| user.given_name.clone());
-                let last = form.last_name.unwrap_or_else(|| user.family_name.clone());
-                user_field.insert("name".into(), json!({"firstName": first, "lastName": last}));
-            }
-            if let (true, Some(email)) = (request.wants_email, authorized.email) {
-                user_field.insert("email".into(), json!(email));
-            }
-            fields.push(("user", serde_json::Value::Object(user_field).to_string()));
+            let name = request.wants_name.then(|| FormPostName {
+                first_name: Some(form.first_name.unwrap_or_else(|| user.given_name.clone())),
+                last_name: Some(form.last_name.unwrap_or_else(|| user.family_name.clone())),
+            });
+            let email = authorized.email.filter(|_| request.wants_email);
+            let user_field = FormPostUser { name, email };
+            fields.push(("user", user_field.to_json()));
         }
     }
     if let Some(state) = &request.state {

@@ -86,7 +86,7 @@ pub(super) fn signed_in_answer(
                 .issue(&user.id, &session.id, SystemClock.now()),
             refresh_token: session.refresh_token,
             expires_in: state.sessions.ttl_secs(),
-            token_type: "Bearer",
+            token_type: TokenType::Bearer,
         },
         is_new_user,
     }
@@ -118,7 +118,7 @@ pub async fn refresh(
             access_token: state.sessions.issue(&user_id, &session_id, now),
             refresh_token,
             expires_in: state.sessions.ttl_secs(),
-            token_type: "Bearer",
+            token_type: TokenType::Bearer,
         })),
         Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
         Rotation::Reused => Err(ApiError::RefreshTokenReused),

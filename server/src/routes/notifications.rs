@@ -7,7 +7,7 @@ use axum::extract::State;
 use siwa_core::{Clock, SystemClock};
 
 use super::JsonBody;
-use crate::api::{NotificationRequest, NotificationResponse};
+use crate::api::{NotificationRequest, NotificationResponse, NotificationStatus};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::NotificationOutcome;
@@ -31,14 +31,14 @@ pub async fn receive(
         .apply_notification(&notification.jti, &notification.event, SystemClock.now())
         .await?;
     let status = match outcome {
-        NotificationOutcome::Applied => "applied",
-        NotificationOutcome::Duplicate => "duplicate",
-        NotificationOutcome::Ignored => "ignored",
+        NotificationOutcome::Applied => NotificationStatus::Applied,
+        NotificationOutcome::Duplicate => NotificationStatus::Duplicate,
+        NotificationOutcome::Ignored => NotificationStatus::Ignored,
     };
-    metrics::counter!("siwa_notifications_total", "type" => notification.event.kind.as_str().to_owned(), "status" => status).increment(1);
+    metrics::counter!("siwa_notifications_total", "type" => notification.event.kind.as_str().to_owned(), "status" => status.as_str()).increment(1);
     tracing::info!(
         event = notification.event.kind.as_str(),
-        status,
+        status = status.as_str(),
         "Apple notification"
     );
     Ok(Json(NotificationResponse { status }))

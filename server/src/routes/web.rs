@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
-    AuthorizationRequest, Clock, CodeVerifier, Endpoints, FormPostUser, RawNonce, SystemClock,
+    AuthorizationRequest, AuthorizeError, Clock, CodeChallengeMethod, CodeVerifier, Endpoints,
+    FormPostUser, RawNonce, SystemClock,
 };
 
 use super::JsonBody;
@@ -22,12 +23,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::signin::{self, Flow, SignIn};
 use crate::state::AppState;
 use crate::store::{Completion, Exchange, User, WebCompletion, WebSignIn};
-use crate::web::page::{self, Banner, View};
+use crate::web::banner::{Banner, Notice};
+use crate::web::page::{self, View};
 use crate::web::{self as flow, WebFlow};
 use crate::{revocation, secrets};
-
-/// Apple's `error` when the user pressed Cancel.
-const USER_CANCELLED: &str = "user_cancelled_authorize";
 
 #[derive(Deserialize)]
 pub struct StartParams {
@@ -99,7 +98,12 @@ fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<(String, Stri
     let challenge = params
         .code_challenge
         .filter(|c| siwa_core::is_s256_challenge(c))
-        .filter(|_| matches!(params.code_challenge_method.as_deref(), None | Some("S256")))
+        .filter(|_| {
+            params
+                .code_challenge_method
+                .as_deref()
+                .is_none_or(|m| m.parse() == Ok(CodeChallengeMethod::S256))
+        })
         .ok_or(ApiError::InvalidCodeChallenge)?;
     Ok(Some((app_redirect_uri, challenge)))
 }
@@ -137,10 +141,11 @@ pub async fn callback(
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
     let now = SystemClock.now();
-    let cancelled = form.error.as_deref() == Some(USER_CANCELLED);
+    let cancelled =
+        form.error.as_deref().map(str::parse) == Some(Ok(AuthorizeError::UserCancelledAuthorize));
     let Some(state_value) = form.state.as_deref().filter(|s| !s.is_empty()) else {
         if cancelled {
-            return see_other("/?notice=cancelled", &[]);
+            return see_other(&Notice::Cancelled.location(), &[]);
         }
         return error_page(&state, ApiError::InvalidState);
     };
@@ -156,7 +161,7 @@ pub async fn callback(
             Some(ApiError::AppleAuthorizationFailed)
         };
         return match (&pending.app_redirect_uri, refusal) {
-            (None, None) => see_other("/?notice=cancelled", &[]),
+            (None, None) => see_other(&Notice::Cancelled.location(), &[]),
             (Some(app), None) => to_app(app, &[("error", error)]),
             (back, Some(refusal)) => fail(&state, back.as_deref(), refusal),
         };
@@ -342,7 +347,7 @@ async fn page_for(
 /// that is still there.
 async fn refused_form(state: &AppState, headers: &HeaderMap, error: ApiError) -> Response {
     error.record();
-    let banner = Banner::from_query(Some(error.code()), None);
+    let banner = Some(Banner::error(error.code()));
     page_for(state, headers, error.status(), banner.as_ref()).await
 }
 
@@ -376,7 +381,10 @@ pub async fn sign_out(
             .store
             .end_session(&session_id, SystemClock.now())
             .await?;
-        Ok(see_other("/?notice=signed_out", &[&web.cleared_cookie()]))
+        Ok(see_other(
+            &Notice::SignedOut.location(),
+            &[&web.cleared_cookie()],
+        ))
     }
     .await;
     match result {
@@ -404,7 +412,10 @@ pub async fn delete_account(
         let pending = state.store.delete_user(&user.id, now).await?;
         metrics::counter!("siwa_account_deletions_total").increment(1);
         revocation::attempt_all(&state, &pending, now).await;
-        Ok(see_other("/?notice=deleted", &[&web.cleared_cookie()]))
+        Ok(see_other(
+            &Notice::Deleted.location(),
+            &[&web.cleared_cookie()],
+        ))
     }
     .await;
     match result {
@@ -498,7 +509,7 @@ fn fail(state: &AppState, app: Option<&str>, error: ApiError) -> Response {
         Some(app) => {
             let code = error.code();
             error.record();
-            to_app(app, &[("error", code)])
+            to_app(app, &[("error", code.as_str())])
         }
         None => error_page(state, error),
     }
@@ -508,7 +519,7 @@ fn fail(state: &AppState, app: Option<&str>, error: ApiError) -> Response {
 /// page rather than the API's JSON error.
 fn error_page(state: &AppState, error: ApiError) -> Response {
     error.record();
-    let banner = Banner::from_query(Some(error.code()), None);
+    let banner = Some(Banner::error(error.code()));
     let view = View::SignedOut {
         unavailable: state
             .web

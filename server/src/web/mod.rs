@@ -10,6 +10,7 @@
 //! - The web page gets a session cookie; a native app is sent back to its URL with a one-time
 //!   code (60 s, PKCE-bound) that it trades at `POST /v1/auth/exchange`.
 
+pub mod banner;
 pub mod config;
 pub mod page;
 

@@ -5,6 +5,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 
+use super::banner::Banner;
+
 /// The policy the page is served with: its own stylesheet, forms to itself, no script, no
 /// framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -29,59 +31,6 @@ pub enum View<'a> {
     },
 }
 
-/// A message above the content: why a sign-in failed, or what just happened.
-pub struct Banner {
-    pub text: &'static str,
-    pub code: Option<String>,
-    pub is_error: bool,
-}
-
-impl Banner {
-    /// The banner for a `?error=` or `?notice=` of the page's URL.
-    pub fn from_query(error: Option<&str>, notice: Option<&str>) -> Option<Self> {
-        if let Some(code) = error {
-            let text = match code {
-                "invalid_state" => {
-                    "That sign-in link expired or was already used. Please sign in again."
-                }
-                "apple_authorization_failed" => {
-                    "Apple could not complete the sign-in. Please try again."
-                }
-                "apple_unavailable" | "key_set_unavailable" | "database_unavailable" => {
-                    "The service is busy right now. Please try again in a moment."
-                }
-                "csrf_token_invalid" => {
-                    "This page was out of date, so nothing was changed. Please try again."
-                }
-                "callback_origin_invalid" => {
-                    "That sign-in did not come from Apple. Please sign in again."
-                }
-                _ => "The sign-in could not be completed. Please try again.",
-            };
-            // Only a code of ours is echoed back, never free text from the URL.
-            let known = crate::error::ApiError::all_codes().any(|c| c == code);
-            return Some(Self {
-                text,
-                code: known.then(|| code.to_owned()),
-                is_error: true,
-            });
-        }
-        let text = match notice? {
-            "signed_out" => "You are signed out.",
-            "deleted" => {
-                "Your account was deleted, and Sign in with Apple was revoked for this site."
-            }
-            "cancelled" => "Sign-in was cancelled.",
-            _ => return None,
-        };
-        Some(Self {
-            text,
-            code: None,
-            is_error: false,
-        })
-    }
-}
-
 pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> String {
     let body = html! {
         header class="brand" {
@@ -95,7 +44,7 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
         @if let Some(banner) = banner {
             div class={ "banner " (if banner.is_error { "error" } else { "notice" }) } role="status" {
                 (banner.text)
-                @if let Some(code) = &banner.code { " " span class="code" { "(" (code) ")" } }
+                @if let Some(code) = banner.code { " " span class="code" { "(" (code.as_str()) ")" } }
             }
         }
         @match view {
