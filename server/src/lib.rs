@@ -5,6 +5,7 @@
 //! and PostgreSQL for several instances. Everything about Apple's protocol comes from
 //! `siwa-core`; this crate is the application around it.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod apple;
@@ -23,7 +24,6 @@ pub mod sealing;
 pub mod secrets;
 pub mod serve;
 pub mod sessions;
-pub mod signin;
 pub mod state;
 pub mod store;
 pub mod tasks;

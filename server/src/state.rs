@@ -7,8 +7,10 @@ use std::sync::Arc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use siwa_core::{KeySet, KeySetOptions, Verifier, VerifierConfig};
 
+use crate::accounts::Flow;
 use crate::apple::AppleGateway;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::readiness::DatabaseReadiness;
 use crate::sessions::SessionKeys;
 use crate::store::Store;
@@ -60,5 +62,29 @@ impl AppState {
             web,
             database_readiness: DatabaseReadiness::default(),
         }))
+    }
+}
+
+impl AppState {
+    /// The verifier of a flow's identity tokens: the app's bundle IDs, or the web flow's
+    /// Services ID alone (a web token is not an app token).
+    pub fn verifier_for(&self, flow: Flow) -> Result<&Verifier, ApiError> {
+        match flow {
+            Flow::App => Ok(&self.verifier),
+            Flow::Web => self
+                .web
+                .as_ref()
+                .map(|web| &web.verifier)
+                .ok_or(ApiError::WebFlowNotConfigured),
+        }
+    }
+
+    /// The redirect URI a flow's authorization code is exchanged with: none for an app's code,
+    /// the callback for the web flow's (docs/apple-protocol.md, P2).
+    pub fn redirect_uri_for(&self, flow: Flow) -> Option<&str> {
+        match flow {
+            Flow::App => None,
+            Flow::Web => self.web.as_ref().map(|web| web.callback_url.as_str()),
+        }
     }
 }

@@ -652,9 +652,8 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
     let store = &h.server.state.store;
     let now = SystemClock.now();
     let pending = siwa_server::store::WebSignIn {
-        nonce: "n".into(),
-        app_redirect_uri: None,
-        code_challenge: None,
+        nonce: siwa_core::RawNonce::new("n"),
+        app: None,
         binding_hash: Some("b".into()),
     };
     store

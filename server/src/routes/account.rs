@@ -8,9 +8,9 @@ use axum::extract::State;
 use siwa_core::{Clock, SystemClock};
 
 use super::Authenticated;
+use crate::accounts;
 use crate::api::{DeletionResponse, UserView};
 use crate::error::{ApiError, ErrorBody};
-use crate::revocation;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
@@ -44,9 +44,7 @@ pub async fn delete_me(
     {
         return Err(ApiError::SessionEnded);
     }
-    let pending = state.store.delete_user(&auth.user_id, now).await?;
-    metrics::counter!("siwa_account_deletions_total").increment(1);
-    let apple_revocation = revocation::attempt_all(&state, &pending, now).await;
+    let apple_revocation = accounts::delete(&state, &auth.user_id, now).await?;
     Ok(Json(DeletionResponse {
         deleted: true,
         apple_revocation,

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, http::HeaderMap};
-use siwa_core::{Clock, SystemClock};
+use siwa_core::{Clock, RawNonce, SystemClock};
 
 use super::JsonBody;
+use crate::accounts::{self, Flow, SignIn};
 use crate::api::*;
 use crate::error::{ApiError, ErrorBody};
-use crate::signin::{self, SignIn};
 use crate::state::AppState;
-use crate::store::{NewSession, Rotation, User};
+use crate::store::{NewSession, Rotation, StartSession, User};
 
 /// The seed's route: verify the token, sign the user in, answer what the seed's client reads.
 #[utoipa::path(post, path = "/auth/apple", tag = "sign-in", request_body = CompatSignInRequest,
@@ -22,7 +22,7 @@ pub async fn compat_sign_in(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<CompatSignInRequest>,
 ) -> Result<Json<CompatSignInResponse>, ApiError> {
-    let (claims, is_new_user) = signin::sign_in_compat(&state, &request.identity_token).await?;
+    let (claims, is_new_user) = accounts::sign_in_compat(&state, &request.identity_token).await?;
     Ok(Json(CompatSignInResponse {
         success: true,
         user: CompatUser {
@@ -44,29 +44,28 @@ pub async fn sign_in(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<SignInRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
+    let raw_nonce = match request.raw_nonce {
+        Some(raw) if raw.is_empty() => return Err(ApiError::bad_request("rawNonce is empty")),
+        raw => raw.map(RawNonce::new),
+    };
     let name = request.full_name.as_ref();
-    let outcome = signin::sign_in(
-        &state,
-        SignIn {
-            flow: signin::Flow::App,
-            start_session: true,
-            identity_token: &request.identity_token,
-            authorization_code: request.authorization_code.as_deref(),
-            raw_nonce: request.raw_nonce.as_deref(),
-            given_name: name.and_then(|n| n.given_name.as_deref()),
-            family_name: name.and_then(|n| n.family_name.as_deref()),
-        },
-    )
-    .await?;
-    let signed_in = outcome.signed_in;
-    let session = signed_in
-        .session
-        .expect("a sign-in with start_session creates a session");
+    let request = SignIn {
+        flow: Flow::App,
+        identity_token: &request.identity_token,
+        authorization_code: request.authorization_code.as_deref(),
+        raw_nonce,
+        given_name: name.and_then(|n| n.given_name.as_deref()),
+        family_name: name.and_then(|n| n.family_name.as_deref()),
+    };
+    let policy = StartSession {
+        ttl_secs: state.config.refresh_token_ttl.as_secs() as i64,
+    };
+    let signed_in = accounts::sign_in(&state, request, policy).await?;
     Ok(Json(signed_in_answer(
         &state,
         &signed_in.user,
         signed_in.is_new_user,
-        session,
+        signed_in.granted,
     )))
 }
 

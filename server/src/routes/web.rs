@@ -18,15 +18,15 @@ use siwa_core::{
 
 use super::JsonBody;
 use super::auth::signed_in_answer;
+use crate::accounts::{self, Flow, SignIn};
 use crate::api::{ExchangeRequest, SignInResponse};
 use crate::error::{ApiError, ErrorBody};
-use crate::signin::{self, Flow, SignIn};
+use crate::secrets;
 use crate::state::AppState;
-use crate::store::{Completion, Exchange, User, WebCompletion, WebSignIn};
+use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
 use crate::web::{self as flow, WebFlow};
-use crate::{revocation, secrets};
 
 #[derive(Deserialize)]
 pub struct StartParams {
@@ -56,11 +56,10 @@ pub async fn start(
     // Login CSRF: the sign-in completes only in the browser that holds this cookie.
     let binding = secrets::new_token();
     let now = SystemClock.now();
-    let (app_redirect_uri, code_challenge) = app.unzip();
+    let hashed_nonce = nonce.hashed();
     let record = WebSignIn {
-        nonce: nonce.expose().to_owned(),
-        app_redirect_uri,
-        code_challenge,
+        nonce,
+        app,
         binding_hash: Some(secrets::token_hash(&binding)),
     };
     if let Err(error) = state
@@ -74,7 +73,7 @@ pub async fn start(
         client_id: &web.services_id,
         redirect_uri: &web.callback_url,
         state: &state_value,
-        nonce: &nonce.hashed(),
+        nonce: &hashed_nonce,
     }
     .url(&Endpoints::new(state.config.apple_base_url.clone()));
     let cookie = web.binding_cookie(&binding, flow::STATE_TTL_SECS);
@@ -83,7 +82,7 @@ pub async fn start(
 
 /// The native app's part of a start, if any: its redirect URI, checked exactly, and its
 /// challenge.
-fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<(String, String)>, ApiError> {
+fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<NativeApp>, ApiError> {
     let Some(app_redirect_uri) = params.app_redirect_uri.filter(|u| !u.is_empty()) else {
         if params.code_challenge.is_some() {
             return Err(ApiError::bad_request(
@@ -105,7 +104,10 @@ fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<(String, Stri
                 .is_none_or(|m| m.parse() == Ok(CodeChallengeMethod::S256))
         })
         .ok_or(ApiError::InvalidCodeChallenge)?;
-    Ok(Some((app_redirect_uri, challenge)))
+    Ok(Some(NativeApp {
+        redirect_uri: app_redirect_uri,
+        code_challenge: challenge,
+    }))
 }
 
 /// What Apple posts to the callback.
@@ -160,13 +162,13 @@ pub async fn callback(
         } else {
             Some(ApiError::AppleAuthorizationFailed)
         };
-        return match (&pending.app_redirect_uri, refusal) {
+        return match (&pending.app, refusal) {
             (None, None) => see_other(&Notice::Cancelled.location(), &[]),
-            (Some(app), None) => to_app(app, &[("error", error)]),
-            (back, Some(refusal)) => fail(&state, back.as_deref(), refusal),
+            (Some(app), None) => to_app(&app.redirect_uri, &[("error", error)]),
+            (app, Some(refusal)) => fail(&state, app.as_ref(), refusal),
         };
     }
-    let back = pending.app_redirect_uri.as_deref();
+    let back = pending.app.as_ref();
     // Started before browsers were bound: it cannot be completed safely.
     let Some(binding_hash) = pending.binding_hash.as_deref() else {
         return fail(&state, back, ApiError::InvalidState);
@@ -181,43 +183,17 @@ pub async fn callback(
     // The name comes once, with the first authorization (P6): kept by the sign-in.
     let user_field = form.user.as_deref().and_then(FormPostUser::parse);
     let name = user_field.as_ref().and_then(|u| u.name.as_ref());
-    let outcome = signin::sign_in(
-        &state,
-        SignIn {
-            flow: Flow::Web {
-                verifier: &web.verifier,
-                redirect_uri: &web.callback_url,
-            },
-            start_session: false,
-            identity_token: id_token,
-            authorization_code: Some(code),
-            raw_nonce: Some(&pending.nonce),
-            given_name: name.and_then(|n| n.first_name.as_deref()),
-            family_name: name.and_then(|n| n.last_name.as_deref()),
-        },
-    )
-    .await;
-    let signed_in = match outcome {
-        Ok(outcome) => outcome.signed_in,
-        Err(error) => return fail(&state, back, error),
+    let request = SignIn {
+        flow: Flow::Web,
+        identity_token: id_token,
+        authorization_code: Some(code),
+        raw_nonce: Some(pending.nonce),
+        given_name: name.and_then(|n| n.first_name.as_deref()),
+        family_name: name.and_then(|n| n.last_name.as_deref()),
     };
-    let app = pending
-        .app_redirect_uri
-        .as_deref()
-        .zip(pending.code_challenge.as_deref());
-    let completion = WebCompletion {
-        binding_hash,
-        user_id: &signed_in.user.id,
-        is_new_user: signed_in.is_new_user,
-        app,
-    };
-    match state
-        .store
-        .record_web_completion(&completion, now, now + flow::COMPLETION_TTL_SECS)
-        .await
-    {
+    match accounts::sign_in_from_browser(&state, request, binding_hash, back).await {
         Ok(handle) => see_other(&format!("/v1/web/complete?handle={handle}"), &[]),
-        Err(error) => fail(&state, back, error.into()),
+        Err(error) => fail(&state, back, error),
     }
 }
 
@@ -408,10 +384,7 @@ pub async fn delete_account(
         if form.as_ref().ok().and_then(|f| f.confirm.as_deref()) != Some("delete") {
             return Err(ApiError::bad_request("the deletion was not confirmed"));
         }
-        let now = SystemClock.now();
-        let pending = state.store.delete_user(&user.id, now).await?;
-        metrics::counter!("siwa_account_deletions_total").increment(1);
-        revocation::attempt_all(&state, &pending, now).await;
+        accounts::delete(&state, &user.id, SystemClock.now()).await?;
         Ok(see_other(
             &Notice::Deleted.location(),
             &[&web.cleared_cookie()],
@@ -504,12 +477,12 @@ async fn checked_session(
 
 /// A failure after the `state` was found: the page shows it, a native app is sent back with
 /// its code.
-fn fail(state: &AppState, app: Option<&str>, error: ApiError) -> Response {
+fn fail(state: &AppState, app: Option<&NativeApp>, error: ApiError) -> Response {
     match app {
         Some(app) => {
             let code = error.code();
             error.record();
-            to_app(app, &[("error", code.as_str())])
+            to_app(&app.redirect_uri, &[("error", code.as_str())])
         }
         None => error_page(state, error),
     }

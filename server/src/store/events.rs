@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::{Any, Transaction};
 
 use super::Store;
-use crate::webhooks::{Event, new_event_id};
+use crate::webhooks::{WebhookEvent, new_event_id};
 
 /// An event waiting to be delivered.
 #[derive(Clone, sqlx::FromRow)]
@@ -32,7 +32,7 @@ impl Store {
     pub(super) async fn record_event(
         &self,
         tx: &mut Transaction<'_, Any>,
-        event: Event,
+        event: WebhookEvent,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         if !self.record_events {

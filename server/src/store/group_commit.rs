@@ -133,7 +133,6 @@ mod tests {
             given_name: None,
             family_name: None,
             apple_refresh_token: None,
-            session_ttl_secs: None,
             now: 1_700_000_000,
         })
     }

@@ -29,11 +29,11 @@ use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
 pub use events::{DueEvent, EventCounts};
-pub use notifications::NotificationOutcome;
+pub use notifications::AccountChange;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
-pub use users::{Replay, SignInRecord, SignedIn, User};
-pub use web::{Completion, Exchange, WebCompletion, WebSignIn};
+pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
+pub use web::{Completion, Exchange, NativeApp, WebCompletion, WebSignIn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -96,7 +96,7 @@ impl Store {
                 revoke_sessions(
                     &mut tx,
                     Sessions::One(&session_id),
-                    "refresh_token_reused",
+                    RevocationReason::RefreshTokenReused,
                     now,
                 )
                 .await?;
@@ -211,6 +211,24 @@ async fn insert_refresh_token(
     Ok(token)
 }
 
+/// Why a session ended, as `sessions.revoked_reason` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RevocationReason {
+    /// A rotated refresh token came back after its grace.
+    RefreshTokenReused,
+    /// Apple's `consent-revoked` notification.
+    ConsentRevoked,
+}
+
+impl RevocationReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::ConsentRevoked => "consent_revoked",
+        }
+    }
+}
+
 /// Which sessions to end.
 pub(super) enum Sessions<'a> {
     One(&'a str),
@@ -222,7 +240,7 @@ pub(super) enum Sessions<'a> {
 pub(super) async fn revoke_sessions(
     tx: &mut Transaction<'_, Any>,
     which: Sessions<'_>,
-    reason: &str,
+    reason: RevocationReason,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let (condition, user_or_session, cutoff) = match which {
@@ -236,7 +254,7 @@ pub(super) async fn revoke_sessions(
     );
     let mut query = sqlx::query(&sql)
         .bind(now)
-        .bind(reason)
+        .bind(reason.as_str())
         .bind(user_or_session);
     if let Some(cutoff) = cutoff {
         query = query.bind(cutoff);

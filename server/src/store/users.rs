@@ -11,7 +11,7 @@ use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError};
 use crate::sealing::Purpose;
 use crate::secrets;
-use crate::webhooks::{DeletionReason, Event};
+use crate::webhooks::{DeletionReason, WebhookEvent};
 
 /// A user as stored. No `Debug`: it holds an email address.
 #[derive(Clone, sqlx::FromRow)]
@@ -46,9 +46,60 @@ pub struct SignInRecord<'a> {
     pub family_name: Option<&'a str>,
     /// Apple's refresh token from the code exchange.
     pub apple_refresh_token: Option<&'a str>,
-    /// Create a session of our own, living this many seconds.
-    pub session_ttl_secs: Option<i64>,
     pub now: i64,
+}
+
+/// What a sign-in's transaction makes besides the user: a session of our own, or nothing.
+pub trait SessionPolicy: Send {
+    /// What the caller gets.
+    type Granted: Send;
+    /// What is granted when nothing is written: `None` when the policy writes in the
+    /// sign-in's transaction.
+    fn without_writing(&self) -> Option<Self::Granted>;
+    /// Writes in the sign-in's transaction.
+    fn write(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        user_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Self::Granted, sqlx::Error>> + Send;
+}
+
+/// No session: the seed's route, and Apple's form post (its browser gets one later).
+pub struct NoSession;
+
+impl SessionPolicy for NoSession {
+    type Granted = ();
+
+    fn without_writing(&self) -> Option<()> {
+        Some(())
+    }
+
+    async fn write(self, _: &mut Transaction<'_, Any>, _: &str, _: i64) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+/// A session of our own, living this many seconds, made with the user.
+pub struct StartSession {
+    pub ttl_secs: i64,
+}
+
+impl SessionPolicy for StartSession {
+    type Granted = NewSession;
+
+    fn without_writing(&self) -> Option<NewSession> {
+        None
+    }
+
+    async fn write(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        user_id: &str,
+        now: i64,
+    ) -> Result<NewSession, sqlx::Error> {
+        create_session(tx, user_id, now, self.ttl_secs).await
+    }
 }
 
 /// What a replayed sign-in reuses.
@@ -58,10 +109,11 @@ pub enum Replay {
     IdentityToken,
 }
 
-pub struct SignedIn {
+pub struct SignedIn<G> {
     pub user: User,
     pub is_new_user: bool,
-    pub session: Option<NewSession>,
+    /// What the session policy granted.
+    pub granted: G,
 }
 
 impl Store {
@@ -94,15 +146,18 @@ impl Store {
 
     /// Signs a user in: the nonce, the user, Apple's refresh token and a new session, all or
     /// nothing. Concurrent first sign-ins of one `sub` make exactly one user.
-    pub async fn sign_in(&self, record: SignInRecord<'_>) -> Result<SignedIn, StoreError> {
+    pub async fn sign_in<P: SessionPolicy>(
+        &self,
+        record: SignInRecord<'_>,
+        policy: P,
+    ) -> Result<SignedIn<P::Granted>, StoreError> {
         let single_statement = record.nonce_hash.is_none()
             && record.identity_token_hash.is_none()
             && record.claims.transfer_sub.is_none()
             && record.apple_refresh_token.is_none()
-            && record.session_ttl_secs.is_none()
             // A new user's `user.created` must commit with it: that takes a transaction.
             && !self.record_events;
-        if single_statement {
+        if single_statement && let Some(granted) = policy.without_writing() {
             // Nothing to keep together: no transaction of its own (the hot path of the
             // seed-compatible route). On SQLite the group-commit writer batches it with others.
             let upsert = UserUpsert::from_record(&record);
@@ -114,7 +169,7 @@ impl Store {
             return Ok(SignedIn {
                 user,
                 is_new_user,
-                session: None,
+                granted,
             });
         }
         let mut tx = self.pool.begin().await?;
@@ -151,13 +206,13 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             if let Some((user_id,)) = moved.first() {
-                let event = Event::transferred(user_id, previous, &claims.sub);
+                let event = WebhookEvent::transferred(user_id, previous, &claims.sub);
                 recorded |= self.record_event(&mut tx, event, now).await?;
             }
         }
         let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
         if user.sign_in_count == 1 {
-            let event = Event::created(&user.id, &user.apple_sub);
+            let event = WebhookEvent::created(&user.id, &user.apple_sub);
             recorded |= self.record_event(&mut tx, event, now).await?;
         }
         if let Some(token) = record.apple_refresh_token {
@@ -178,17 +233,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let session = match record.session_ttl_secs {
-            Some(ttl) => Some(create_session(&mut tx, &user.id, now, ttl).await?),
-            None => None,
-        };
+        let granted = policy.write(&mut tx, &user.id, now).await?;
         tx.commit().await?;
         self.events_committed(recorded);
         let is_new_user = user.sign_in_count == 1;
         Ok(SignedIn {
             user,
             is_new_user,
-            session,
+            granted,
         })
     }
 
@@ -249,7 +301,7 @@ impl Store {
         delete_user_rows(&mut tx, user_id).await?;
         let mut recorded = false;
         if let Some((apple_sub,)) = locked.first() {
-            let event = Event::deleted(user_id, apple_sub, DeletionReason::App);
+            let event = WebhookEvent::deleted(user_id, apple_sub, DeletionReason::App);
             recorded = self.record_event(&mut tx, event, now).await?;
         }
         tx.commit().await?;

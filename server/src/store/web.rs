@@ -3,7 +3,7 @@
 //! the one-time codes native apps trade for a session. All are single use: taken with a
 //! `DELETE ... RETURNING`, so of two concurrent uses exactly one gets the row.
 
-use siwa_core::CodeVerifier;
+use siwa_core::{CodeVerifier, RawNonce};
 use sqlx::{Any, Transaction};
 use subtle::ConstantTimeEq;
 
@@ -11,13 +11,34 @@ use super::sessions::{NewSession, create_session, create_web_session};
 use super::{Store, User};
 use crate::secrets;
 
+/// A native app that opened the browser: where it is sent back, and the PKCE challenge its
+/// one-time code is bound to. Stored as two columns, both set or both null.
+#[derive(Clone)]
+pub struct NativeApp {
+    pub redirect_uri: String,
+    pub code_challenge: String,
+}
+
+impl NativeApp {
+    fn from_columns(redirect_uri: Option<String>, code_challenge: Option<String>) -> Option<Self> {
+        Some(Self {
+            redirect_uri: redirect_uri?,
+            code_challenge: code_challenge?,
+        })
+    }
+
+    fn columns(app: Option<&Self>) -> (Option<&str>, Option<&str>) {
+        app.map(|a| (a.redirect_uri.as_str(), a.code_challenge.as_str()))
+            .unzip()
+    }
+}
+
 /// A browser on its way to Apple.
 pub struct WebSignIn {
     /// The raw nonce whose hash Apple puts in the identity token.
-    pub nonce: String,
-    /// Set when a native app opened the browser: where it is sent back.
-    pub app_redirect_uri: Option<String>,
-    pub code_challenge: Option<String>,
+    pub nonce: RawNonce,
+    /// Set when a native app opened the browser.
+    pub app: Option<NativeApp>,
     /// The hash of the binding cookie set on the browser that started it. `None` only for a
     /// sign-in started before bindings existed, which cannot complete.
     pub binding_hash: Option<String>,
@@ -28,8 +49,7 @@ pub struct WebCompletion<'a> {
     pub binding_hash: &'a str,
     pub user_id: &'a str,
     pub is_new_user: bool,
-    /// A native app's redirect URI and PKCE challenge.
-    pub app: Option<(&'a str, &'a str)>,
+    pub app: Option<&'a NativeApp>,
 }
 
 /// The outcome of finishing a sign-in in its browser.
@@ -68,11 +88,12 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
+        let (app_redirect_uri, code_challenge) = NativeApp::columns(sign_in.app.as_ref());
         sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, binding_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(secrets::token_hash(state))
-            .bind(&sign_in.nonce)
-            .bind(&sign_in.app_redirect_uri)
-            .bind(&sign_in.code_challenge)
+            .bind(sign_in.nonce.expose())
+            .bind(app_redirect_uri)
+            .bind(code_challenge)
             .bind(&sign_in.binding_hash)
             .bind(now)
             .bind(expires_at)
@@ -98,9 +119,8 @@ impl Store {
         .pop();
         Ok(row.filter(|(.., expires_at)| *expires_at > now).map(
             |(nonce, app_redirect_uri, code_challenge, binding_hash, _)| WebSignIn {
-                nonce,
-                app_redirect_uri,
-                code_challenge,
+                nonce: RawNonce::new(nonce),
+                app: NativeApp::from_columns(app_redirect_uri, code_challenge),
                 binding_hash,
             },
         ))
@@ -115,7 +135,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<String, sqlx::Error> {
         let handle = secrets::new_token();
-        let (app_redirect_uri, code_challenge) = completion.app.unzip();
+        let (app_redirect_uri, code_challenge) = NativeApp::columns(completion.app);
         sqlx::query("INSERT INTO web_completions (handle_hash, binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(secrets::token_hash(&handle))
             .bind(completion.binding_hash)
@@ -169,23 +189,23 @@ impl Store {
             tx.commit().await?;
             return Ok(Completion::Refused);
         }
-        let completion = match (app_redirect_uri, challenge) {
-            (Some(app_redirect_uri), Some(challenge)) => {
+        let completion = match NativeApp::from_columns(app_redirect_uri, challenge) {
+            Some(app) => {
                 let code = insert_exchange_code(
                     &mut tx,
                     &user_id,
                     is_new_user != 0,
-                    &challenge,
+                    &app.code_challenge,
                     now,
                     now + crate::web::EXCHANGE_CODE_TTL_SECS,
                 )
                 .await?;
                 Completion::App {
-                    app_redirect_uri,
+                    app_redirect_uri: app.redirect_uri,
                     code,
                 }
             }
-            _ => {
+            None => {
                 let session_secret =
                     create_web_session(&mut tx, &user_id, now, session_ttl_secs).await?;
                 Completion::Page { session_secret }

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 pub use config::{WebhookConfig, WebhookTarget};
 
-/// What happened to a user.
+/// What happened to a user: the `type` of a webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
+pub enum WebhookEventType {
     Created,
     Deleted,
     ConsentRevoked,
@@ -29,7 +29,7 @@ pub enum EventType {
     Transferred,
 }
 
-impl EventType {
+impl WebhookEventType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "user.created",
@@ -42,6 +42,14 @@ impl EventType {
     }
 }
 
+/// Whether Apple's private relay forwards to the user (`user.email_disabled`,
+/// `user.email_enabled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailForwarding {
+    Disabled,
+    Enabled,
+}
+
 /// Why a user was deleted (`user.deleted`'s `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeletionReason {
@@ -52,15 +60,15 @@ pub enum DeletionReason {
 }
 
 /// An event about to be written to the outbox.
-pub struct Event {
-    pub kind: EventType,
+pub struct WebhookEvent {
+    pub kind: WebhookEventType,
     /// `data` of the payload: our user id and Apple's `sub`, and what the type adds.
     pub data: Value,
 }
 
-impl Event {
+impl WebhookEvent {
     pub fn created(user_id: &str, apple_sub: &str) -> Self {
-        Self::about(EventType::Created, user_id, apple_sub, json!({}))
+        Self::about(WebhookEventType::Created, user_id, apple_sub, json!({}))
     }
 
     pub fn deleted(user_id: &str, apple_sub: &str, reason: DeletionReason) -> Self {
@@ -69,7 +77,7 @@ impl Event {
             DeletionReason::Apple => "apple",
         };
         Self::about(
-            EventType::Deleted,
+            WebhookEventType::Deleted,
             user_id,
             apple_sub,
             json!({"reason": reason}),
@@ -77,29 +85,38 @@ impl Event {
     }
 
     pub fn consent_revoked(user_id: &str, apple_sub: &str) -> Self {
-        Self::about(EventType::ConsentRevoked, user_id, apple_sub, json!({}))
+        Self::about(
+            WebhookEventType::ConsentRevoked,
+            user_id,
+            apple_sub,
+            json!({}),
+        )
     }
 
     /// The email events are the only ones that carry the email.
-    pub fn email(disabled: bool, user_id: &str, apple_sub: &str, email: Option<&str>) -> Self {
-        let kind = if disabled {
-            EventType::EmailDisabled
-        } else {
-            EventType::EmailEnabled
+    pub fn email(
+        forwarding: EmailForwarding,
+        user_id: &str,
+        apple_sub: &str,
+        email: Option<&str>,
+    ) -> Self {
+        let kind = match forwarding {
+            EmailForwarding::Disabled => WebhookEventType::EmailDisabled,
+            EmailForwarding::Enabled => WebhookEventType::EmailEnabled,
         };
         Self::about(kind, user_id, apple_sub, json!({"email": email}))
     }
 
     pub fn transferred(user_id: &str, previous_sub: &str, apple_sub: &str) -> Self {
         Self::about(
-            EventType::Transferred,
+            WebhookEventType::Transferred,
             user_id,
             apple_sub,
             json!({"previousAppleSub": previous_sub}),
         )
     }
 
-    fn about(kind: EventType, user_id: &str, apple_sub: &str, extra: Value) -> Self {
+    fn about(kind: WebhookEventType, user_id: &str, apple_sub: &str, extra: Value) -> Self {
         let mut data = json!({"userId": user_id, "appleSub": apple_sub});
         if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
             data.extend(extra);
@@ -132,7 +149,7 @@ mod tests {
     #[test]
     fn payloads_have_the_type_an_rfc3339_time_and_the_users_ids() {
         let payload: Value = serde_json::from_str(
-            &Event::deleted("u1", "001.abc.1", DeletionReason::Apple).payload(1_700_000_000),
+            &WebhookEvent::deleted("u1", "001.abc.1", DeletionReason::Apple).payload(1_700_000_000),
         )
         .unwrap();
         assert_eq!(
@@ -141,10 +158,12 @@ mod tests {
                    "data": {"userId": "u1", "appleSub": "001.abc.1", "reason": "apple"}})
         );
         let moved: Value =
-            serde_json::from_str(&Event::transferred("u1", "old", "new").payload(0)).unwrap();
+            serde_json::from_str(&WebhookEvent::transferred("u1", "old", "new").payload(0))
+                .unwrap();
         assert_eq!(moved["data"]["previousAppleSub"], "old");
         assert_eq!(moved["data"]["appleSub"], "new");
-        let created: Value = serde_json::from_str(&Event::created("u1", "s").payload(0)).unwrap();
+        let created: Value =
+            serde_json::from_str(&WebhookEvent::created("u1", "s").payload(0)).unwrap();
         assert!(
             created["data"].get("email").is_none(),
             "only email events carry it"

@@ -1,70 +1,59 @@
-//! Signing a user in, shared by the seed-compatible route and `/v1/auth/apple`:
-//! verify the identity token, check the nonce, exchange the authorization code, then write the
-//! user (and session) in one transaction. Nothing is written before Apple has answered, so a
-//! failed exchange leaves no half-made account.
+//! Signing a user in, for every route that does: verify the identity token, check the nonce,
+//! exchange the authorization code, then write the user with what the route's session policy
+//! grants (a session, nothing yet for the browser to finish, the seed's profile) in one
+//! transaction. Nothing is written before Apple has answered, so a failed exchange leaves no
+//! half-made account.
 
 use siwa_core::{AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock};
 
 use crate::apple::GatewayError;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{Replay, SignInRecord, SignedIn};
+use crate::store::{
+    NativeApp, NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, WebCompletion,
+};
 
+/// A sign-in as a route received it.
 pub struct SignIn<'a> {
-    pub flow: Flow<'a>,
-    /// Whether the sign-in starts a session at once (a native app that went through the
-    /// browser starts its own when it trades its one-time code).
-    pub start_session: bool,
+    pub flow: Flow,
     pub identity_token: &'a str,
     pub authorization_code: Option<&'a str>,
-    pub raw_nonce: Option<&'a str>,
+    /// The raw nonce whose hash the token should carry: the app's, or the one the web flow
+    /// kept for its `state`.
+    pub raw_nonce: Option<RawNonce>,
     pub given_name: Option<&'a str>,
     pub family_name: Option<&'a str>,
 }
 
-/// Where the identity token and code come from.
-#[derive(Clone, Copy)]
-pub enum Flow<'a> {
+/// Where the identity token and code come from: it decides the verifier (which audiences) and
+/// how the code is exchanged ([`AppState::verifier_for`], [`AppState::redirect_uri_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
     /// From an app: the token's audience is a bundle ID of `SIWA_APPLE_CLIENT_IDS`.
     App,
     /// From Apple's form post to our callback: the audience is the Services ID, and the code is
     /// exchanged with the callback as redirect URI (docs/apple-protocol.md, F13, P2).
-    Web {
-        verifier: &'a siwa_core::Verifier,
-        redirect_uri: &'a str,
-    },
+    Web,
 }
 
-pub struct SignInOutcome {
-    pub claims: IdentityClaims,
-    pub signed_in: SignedIn,
-}
-
-/// The full sign-in, with a session.
-pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutcome, ApiError> {
-    let nonce = match request.raw_nonce {
-        Some("") => return Err(ApiError::bad_request("rawNonce is empty")),
-        Some(raw) => Some(RawNonce::new(raw)),
-        None => None,
-    };
+/// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges the
+/// authorization code, then writes the user with what `policy` grants in one transaction.
+pub async fn sign_in<P: SessionPolicy>(
+    state: &AppState,
+    request: SignIn<'_>,
+    policy: P,
+) -> Result<SignedIn<P::Granted>, ApiError> {
     let given_name = name_part("givenName", request.given_name)?;
     let family_name = name_part("familyName", request.family_name)?;
-    let (verifier, redirect_uri) = match request.flow {
-        Flow::App => (&state.verifier, None),
-        Flow::Web {
-            verifier,
-            redirect_uri,
-        } => (verifier, Some(redirect_uri)),
-    };
-    let claims = verifier
-        .verify(request.identity_token, nonce.as_ref())
-        .await?;
+    let verifier = state.verifier_for(request.flow)?;
+    let nonce = request.raw_nonce.as_ref();
+    let claims = verifier.verify(request.identity_token, nonce).await?;
     // A token that carries a nonce is single-use only if its raw nonce comes with it: without
     // this, replaying it without `rawNonce` would sign in again (docs/apple-protocol.md, P4).
     if nonce.is_none() && claims.nonce.is_some() {
         return Err(ApiError::NonceMissing);
     }
-    let nonce_hash = nonce.as_ref().and(claims.nonce.as_deref());
+    let nonce_hash = nonce.and(claims.nonce.as_deref());
     // Each identity token opens at most one session, nonce or not: a token without a nonce
     // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
     let token_hash = crate::secrets::token_hash(request.identity_token);
@@ -75,6 +64,7 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
     }
     let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
         Some(code) if state.apple.configured() => {
+            let redirect_uri = state.redirect_uri_for(request.flow);
             Some(exchange(state, verifier, &claims, code, redirect_uri).await?)
         }
         Some(_) => {
@@ -90,17 +80,38 @@ pub async fn sign_in(state: &AppState, request: SignIn<'_>) -> Result<SignInOutc
         given_name,
         family_name,
         apple_refresh_token: apple_refresh_token.as_deref(),
-        session_ttl_secs: request
-            .start_session
-            .then_some(state.config.refresh_token_ttl.as_secs() as i64),
         now: SystemClock.now(),
     };
     // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
     // request, the database refusing the write) is dropped, not revoked: it is a token of the
     // user's one authorization of the app, and revoking it would end every device's sign-in
     // (docs/apple-protocol.md, F11). Only account deletion revokes.
-    let signed_in = record_sign_in(state, record).await?;
-    Ok(SignInOutcome { claims, signed_in })
+    record_sign_in(state, record, policy).await
+}
+
+/// Apple's form post signs a user in, but no one is signed in yet: anyone can make a browser
+/// post these fields (login CSRF). The outcome waits under a one-time handle, returned, for
+/// the browser holding the binding cookie (`binding_hash`) to finish it: the page with a
+/// session cookie, a native app with a one-time code.
+pub async fn sign_in_from_browser(
+    state: &AppState,
+    request: SignIn<'_>,
+    binding_hash: &str,
+    app: Option<&NativeApp>,
+) -> Result<String, ApiError> {
+    let signed_in = sign_in(state, request, NoSession).await?;
+    let completion = WebCompletion {
+        binding_hash,
+        user_id: &signed_in.user.id,
+        is_new_user: signed_in.is_new_user,
+        app,
+    };
+    let now = SystemClock.now();
+    let handle = state
+        .store
+        .record_web_completion(&completion, now, now + crate::web::COMPLETION_TTL_SECS)
+        .await?;
+    Ok(handle)
 }
 
 /// The longest name part kept, in characters: Apple's own fields are far shorter.
@@ -125,9 +136,13 @@ fn name_part<'a>(field: &str, part: Option<&'a str>) -> Result<Option<&'a str>, 
     Ok(Some(part))
 }
 
-/// Writes a sign-in and counts it, for both routes.
-async fn record_sign_in(state: &AppState, record: SignInRecord<'_>) -> Result<SignedIn, ApiError> {
-    let signed_in = state.store.sign_in(record).await?;
+/// Writes a sign-in and counts it, for every route.
+async fn record_sign_in<P: SessionPolicy>(
+    state: &AppState,
+    record: SignInRecord<'_>,
+    policy: P,
+) -> Result<SignedIn<P::Granted>, ApiError> {
+    let signed_in = state.store.sign_in(record, policy).await?;
     let new_user = if signed_in.is_new_user {
         "true"
     } else {
@@ -188,13 +203,16 @@ fn unexpected_answer(message: &'static str) -> ApiError {
     }
 }
 
-/// The seed-compatible sign-in: the same verification and user record, without a session
-/// (the seed's clients have no use for one).
+/// The seed's sign-in: the same verification and user record, for the seed's profile only
+/// (its clients have no use for a session). As the seed did, it takes a token more than once.
 pub async fn sign_in_compat(
     state: &AppState,
     identity_token: &str,
 ) -> Result<(IdentityClaims, bool), ApiError> {
-    let claims = state.verifier.verify(identity_token, None).await?;
+    let claims = state
+        .verifier_for(Flow::App)?
+        .verify(identity_token, None)
+        .await?;
     let record = SignInRecord {
         claims: &claims,
         nonce_hash: None,
@@ -202,9 +220,8 @@ pub async fn sign_in_compat(
         given_name: None,
         family_name: None,
         apple_refresh_token: None,
-        session_ttl_secs: None,
         now: SystemClock.now(),
     };
-    let signed_in = record_sign_in(state, record).await?;
+    let signed_in = record_sign_in(state, record, NoSession).await?;
     Ok((claims, signed_in.is_new_user))
 }

@@ -1,0 +1,21 @@
+//! Deleting an account, from the app (`DELETE /v1/me`) or the page: every row of the user's
+//! goes, and every Apple grant is revoked, which App Store review requires (guideline
+//! 5.1.1(v)). When Apple cannot be reached the data is deleted all the same and the revocation
+//! is retried from a durable queue.
+
+use siwa_core::api::AppleRevocation;
+
+use crate::error::ApiError;
+use crate::revocation;
+use crate::state::AppState;
+
+/// Deletes the user and everything of theirs; says what became of Apple's grants.
+pub async fn delete(
+    state: &AppState,
+    user_id: &str,
+    now: i64,
+) -> Result<AppleRevocation, ApiError> {
+    let pending = state.store.delete_user(user_id, now).await?;
+    metrics::counter!("siwa_account_deletions_total").increment(1);
+    Ok(revocation::attempt_all(state, &pending, now).await)
+}
