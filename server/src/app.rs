@@ -102,7 +102,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         router
     };
-    router.with_state(state)
+    // Outermost: it sees every error, the ones the layers above make included.
+    router
+        .layer(middleware::from_fn(crate::error::record))
+        .with_state(state)
 }
 
 /// `/metrics` alone: merged into the API, or served on `SIWA_METRICS_ADDR`.

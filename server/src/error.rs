@@ -2,13 +2,18 @@
 //! [`ErrorCode`] (spelled in `siwa_core::api`, where clients read it) and a status, answered as
 //! `{"error": <code>, "message": <human text>}`.
 //!
-//! Messages are fixed texts: never a token, a nonce, an email or a key. Errors are counted and
-//! logged in one place, [`ApiError::into_response`], not where they are made.
+//! Messages are fixed texts: never a token, a nonce, an email or a key. A response made for an
+//! error carries the error (see [`ApiError::attach`]), and one middleware around the router,
+//! [`record`], counts and logs every error, whoever answered it: the JSON API, the web page, a
+//! redirect to a native app.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use siwa_core::VerifyError;
 pub use siwa_core::api::{ErrorBody, ErrorCode};
@@ -179,7 +184,7 @@ impl ApiError {
 
     /// Counts the refusal and logs what an operator must act on. Causes that are the client's
     /// doing are counted only: a log line per bad request is noise an attacker controls.
-    pub(crate) fn record(&self) {
+    fn record(&self) {
         let code = self.code().as_str();
         metrics::counter!("siwa_api_errors_total", "code" => code).increment(1);
         match self {
@@ -221,9 +226,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// Marks `response` as this error's answer, for [`record`] to count and log.
+    pub fn attach(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(Recorded(Arc::new(self)));
+        response
+    }
+}
+
+/// The error a response answers, in its extensions.
+#[derive(Clone)]
+struct Recorded(Arc<ApiError>);
+
+/// Counts and logs the error every error response answers: the one place errors are recorded.
+pub async fn record(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(Recorded(error)) = response.extensions().get::<Recorded>() {
+        error.record();
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
+    /// The JSON error; [`record`] counts it.
     fn into_response(self) -> Response {
-        self.record();
         let status = self.status();
         let retry_after = match self {
             Self::RateLimited { retry_after_secs } => Some(retry_after_secs.max(1)),
@@ -241,7 +267,7 @@ impl IntoResponse for ApiError {
             // client with a connection closed under it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        response
+        self.attach(response)
     }
 }
 

@@ -24,6 +24,7 @@ on_both_databases!(
     native_starts_need_a_listed_redirect_and_an_s256_challenge,
     expired_states_and_codes_are_refused,
     the_client_library_signs_in_through_the_browser,
+    every_refusal_is_counted_once_whoever_answers_it,
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
@@ -901,4 +902,40 @@ async fn the_page_names_the_app_and_has_no_loose_ends() {
         shown.contains("@<wbr>privaterelay.<wbr>appleid.<wbr>com"),
         "{shown}"
     );
+}
+
+/// Errors are counted by one middleware, whatever answered them: the JSON API, axum itself
+/// (405), the page (an HTML error), or a redirect back to a native app.
+async fn every_refusal_is_counted_once_whoever_answers_it(h: Harness) {
+    let api = h.http.get(h.url("/v1/no-such-route")).send().await.unwrap();
+    assert_eq!(api.status(), 404);
+    let axum = h.http.get(h.url("/v1/auth/refresh")).send().await.unwrap();
+    assert_eq!(axum.status(), 405);
+    let page = browser()
+        .post(h.url("/v1/web/callback"))
+        .form(&[("state", "unknown"), ("code", "c"), ("id_token", "t")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.text().await.unwrap().contains("invalid_state"));
+    let app_start = browser()
+        .get(h.url("/v1/web/sign-in?app_redirect_uri=com.example.app%3A%2F%2Fsigned-in&code_challenge=short"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app_start.status(), 400);
+    let metrics = h.metrics().await;
+    for code in [
+        "not_found",
+        "method_not_allowed",
+        "invalid_state",
+        "invalid_code_challenge",
+    ] {
+        let line = format!("siwa_api_errors_total{{code=\"{code}\"}} 1\n");
+        assert!(
+            metrics.contains(&line),
+            "{code} is not counted once:\n{metrics}"
+        );
+    }
 }

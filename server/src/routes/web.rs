@@ -4,11 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, ORIGIN, SET_COOKIE,
-};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
@@ -26,7 +23,9 @@ use crate::state::AppState;
 use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
-use crate::web::{self as flow, WebFlow};
+pub use crate::web::respond::{favicon, stylesheet};
+use crate::web::respond::{html, see_other, to_app, with_cookie};
+use crate::web::{self as flow, WebFlow, guard};
 
 #[derive(Deserialize)]
 pub struct StartParams {
@@ -134,12 +133,7 @@ pub async fn callback(
         Ok(prepared) => prepared,
         Err(error) => return error_page(&state, error),
     };
-    // A browser names the page that posted; only Apple's may (`null`, from a sandboxed or
-    // privacy-stripped page, is not Apple's either).
-    if headers
-        .get(ORIGIN)
-        .is_some_and(|origin| origin.as_bytes() != web.apple_origin.as_bytes())
-    {
+    if !guard::posted_by_apple(web, &headers) {
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
     let now = SystemClock.now();
@@ -303,7 +297,7 @@ async fn page_for(
     };
     match signed_in(state, web, headers).await {
         Ok(Some((user, secret, _))) => {
-            let csrf = flow::csrf_token(&secret);
+            let csrf = guard::csrf_token(&secret);
             let view = View::SignedIn {
                 user: &user,
                 csrf: &csrf,
@@ -322,9 +316,9 @@ async fn page_for(
 /// for whoever is signed in, with the error, rather than a signed-out page beside a session
 /// that is still there.
 async fn refused_form(state: &AppState, headers: &HeaderMap, error: ApiError) -> Response {
-    error.record();
     let banner = Some(Banner::error(error.code()));
-    page_for(state, headers, error.status(), banner.as_ref()).await
+    let page = page_for(state, headers, error.status(), banner.as_ref()).await;
+    error.attach(page)
 }
 
 fn render(state: &AppState, view: &View<'_>, banner: Option<&Banner>) -> String {
@@ -397,24 +391,6 @@ pub async fn delete_account(
     }
 }
 
-/// The page's stylesheet (the policy allows no inline style).
-pub async fn stylesheet() -> Response {
-    (
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
-            (
-                CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            ),
-        ],
-        page::STYLESHEET,
-    )
-        .into_response()
-}
-
 fn configured(state: &AppState) -> Result<&WebFlow, ApiError> {
     state.web.as_ref().ok_or(ApiError::WebFlowNotConfigured)
 }
@@ -447,29 +423,22 @@ async fn signed_in(
 }
 
 /// The session of a form the page posted, once the form is shown to be the page's: the
-/// browser does not call it cross-site (`Sec-Fetch-Site`, `Origin`, when sent), and its CSRF
-/// token is the session's. (The page's `no-referrer` policy makes browsers send `Origin: null`
-/// with its own forms, so only another origin is refused on that header.)
+/// browser says it came from the page ([`guard::posted_by_the_page`]), and its CSRF token is
+/// the session's.
 async fn checked_session(
     state: &AppState,
     web: &WebFlow,
     headers: &HeaderMap,
     form: &Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Option<(User, String, String)>, ApiError> {
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
-    let other_origin = headers
-        .get(ORIGIN)
-        .is_some_and(|v| v.as_bytes() != b"null" && v.as_bytes() != web.origin.as_bytes());
-    if cross_site || other_origin {
+    if !guard::posted_by_the_page(web, headers) {
         return Err(ApiError::CsrfTokenInvalid);
     }
     let Some((user, secret, session_id)) = signed_in(state, web, headers).await? else {
         return Ok(None);
     };
     let posted = form.as_ref().map(|f| f.csrf.as_str()).unwrap_or_default();
-    if !flow::csrf_matches(&secret, posted) {
+    if !guard::csrf_matches(&secret, posted) {
         return Err(ApiError::CsrfTokenInvalid);
     }
     Ok(Some((user, secret, session_id)))
@@ -480,9 +449,8 @@ async fn checked_session(
 fn fail(state: &AppState, app: Option<&NativeApp>, error: ApiError) -> Response {
     match app {
         Some(app) => {
-            let code = error.code();
-            error.record();
-            to_app(&app.redirect_uri, &[("error", code.as_str())])
+            let back = to_app(&app.redirect_uri, &[("error", error.code().as_str())]);
+            error.attach(back)
         }
         None => error_page(state, error),
     }
@@ -491,7 +459,6 @@ fn fail(state: &AppState, app: Option<&NativeApp>, error: ApiError) -> Response 
 /// The page with the error's banner, under the error's status: a person reads it, so it is a
 /// page rather than the API's JSON error.
 fn error_page(state: &AppState, error: ApiError) -> Response {
-    error.record();
     let banner = Some(Banner::error(error.code()));
     let view = View::SignedOut {
         unavailable: state
@@ -500,75 +467,6 @@ fn error_page(state: &AppState, error: ApiError) -> Response {
             .then(|| state.config.web.missing())
             .flatten(),
     };
-    html(error.status(), render(state, &view, banner.as_ref()))
-}
-
-/// Browsers ask for it on every page load: nothing to show, and no 404 to log each time.
-pub async fn favicon() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(
-            CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=86400"),
-        )],
-    )
-        .into_response()
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
-            ),
-            (
-                axum::http::header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-            (
-                axum::http::header::X_FRAME_OPTIONS,
-                HeaderValue::from_static("DENY"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// A 303 (the browser follows with a GET), setting `cookies`.
-fn see_other(location: &str, cookies: &[&str]) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(location) {
-        headers.insert(LOCATION, location);
-    }
-    headers.insert(
-        axum::http::header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    cookies
-        .iter()
-        .fold(response, |response, cookie| with_cookie(response, cookie))
-}
-
-fn with_cookie(mut response: Response, cookie: &str) -> Response {
-    if let Ok(cookie) = HeaderValue::from_str(cookie) {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// Sends the browser back to a native app's URL with `pairs` added to its query.
-fn to_app(app: &str, pairs: &[(&str, &str)]) -> Response {
-    let Ok(mut target) = url::Url::parse(app) else {
-        return ApiError::Internal.into_response();
-    };
-    target.query_pairs_mut().extend_pairs(pairs.iter().copied());
-    see_other(target.as_str(), &[])
+    let page = html(error.status(), render(state, &view, banner.as_ref()));
+    error.attach(page)
 }

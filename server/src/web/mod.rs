@@ -12,10 +12,11 @@
 
 pub mod banner;
 pub mod config;
+pub mod guard;
 pub mod page;
+pub mod respond;
 
 use siwa_core::{KeySet, Verifier, VerifierConfig};
-use subtle::ConstantTimeEq;
 
 pub use config::WebConfig;
 
@@ -156,23 +157,4 @@ fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
-}
-
-/// The CSRF token of the page's forms: derived from the session cookie's secret, so only a
-/// page that can read the session (ours, rendered for it) can put it in a form.
-pub fn csrf_token(session_secret: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(b"siwa-web-csrf\0")
-        .chain_update(session_secret.as_bytes())
-        .finalize();
-    hex::encode(&digest[..16])
-}
-
-/// Compares a posted CSRF token with the expected one, in constant time.
-pub fn csrf_matches(session_secret: &str, posted: &str) -> bool {
-    csrf_token(session_secret)
-        .as_bytes()
-        .ct_eq(posted.as_bytes())
-        .into()
 }
