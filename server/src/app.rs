@@ -27,7 +27,7 @@ use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::tasks::Tasks;
-use crate::{db, housekeeping, request_body, responses, revocation, serve, telemetry};
+use crate::{db, housekeeping, request_body, response_policy, revocation, serve, telemetry};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -95,7 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(responses::policy));
+        .layer(middleware::from_fn(response_policy::policy));
     let router = if state.config.web.is_https() {
         // Served over https: browsers are told to come back over https only (two years).
         router.layer(middleware::map_response(strict_transport_security))
@@ -120,7 +120,7 @@ async fn metrics_token(
     next: Next,
 ) -> Response {
     let expected = state.config.metrics_token.as_deref().unwrap_or_default();
-    let presented = crate::responses::bearer_token(request.headers());
+    let presented = crate::sessions::bearer_token(request.headers());
     match presented {
         None => ApiError::MissingAccessToken.into_response(),
         Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => {
@@ -195,7 +195,7 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
     let pool = db::connect(&config.database_url).await?;
     let store = Store::new(
         pool,
-        db::Backend::of(&config.database_url),
+        db::DatabaseKind::of(&config.database_url),
         sealer,
         config.webhooks.is_some(),
         tasks,
@@ -216,7 +216,7 @@ fn sealer(config: &Config) -> Result<Sealer, StartError> {
     if let Some(sealer) = &config.encryption_key {
         return Ok(sealer.clone());
     }
-    if db::Backend::of(&config.database_url) == db::Backend::Postgres {
+    if db::DatabaseKind::of(&config.database_url) == db::DatabaseKind::Postgres {
         return Err(StartError::EncryptionKey(
             "SIWA_ENCRYPTION_KEY is required with PostgreSQL".into(),
         ));

@@ -63,7 +63,7 @@ impl std::fmt::Debug for Config {
             .field("issuers", &self.issuers)
             .field(
                 "database",
-                &crate::db::Backend::of(&self.database_url).name(),
+                &crate::db::DatabaseKind::of(&self.database_url).name(),
             )
             .field("apple_key", &self.apple_key)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
@@ -89,13 +89,26 @@ fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+// Every default, in one place: `serve` and `dev` both read their configuration through
+// `Config::from_lookup`, so neither restates them.
+
+/// The seed's port.
+pub const DEFAULT_PORT: u16 = 3000;
 /// Default database: an SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://siwa.db?mode=rwc";
 /// Generous: many mobile users share one carrier IP.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 1200;
+/// Fifteen minutes: what the client refreshes ahead of.
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
+/// Thirty days without a refresh ends a session.
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 /// A lost answer or a second process sharing the session is seconds, not minutes (GoTrue's
 /// reuse interval is 10 s too).
 pub const DEFAULT_REFRESH_REUSE_GRACE_SECS: u64 = 10;
+/// How often the revocation queue is looked at.
+pub const DEFAULT_REVOCATION_POLL_SECS: u64 = 10;
+/// A failed revocation's first retry delay, doubled at each failure.
+pub const DEFAULT_REVOCATION_RETRY_BASE_SECS: u64 = 30;
 
 impl Config {
     /// Reads the process environment, after loading `.env` if there is one.
@@ -131,7 +144,7 @@ impl Config {
             }
         };
 
-        let port = number("PORT", 3000)?;
+        let port = number("PORT", DEFAULT_PORT.into())?;
         let port = u16::try_from(port).map_err(|_| invalid("PORT", "must be at most 65535"))?;
         let host = match get("SIWA_HOST") {
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -183,8 +196,11 @@ impl Config {
         };
 
         let trusted_proxy_hops = number("SIWA_TRUSTED_PROXY_HOPS", 0)? as usize;
-        let access = number("SIWA_ACCESS_TOKEN_TTL_SECS", 900)?;
-        let refresh = number("SIWA_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
+        let access = number("SIWA_ACCESS_TOKEN_TTL_SECS", DEFAULT_ACCESS_TOKEN_TTL_SECS)?;
+        let refresh = number(
+            "SIWA_REFRESH_TOKEN_TTL_SECS",
+            DEFAULT_REFRESH_TOKEN_TTL_SECS,
+        )?;
         if access == 0 {
             return Err(invalid("SIWA_ACCESS_TOKEN_TTL_SECS", "must be positive"));
         }
@@ -220,7 +236,9 @@ impl Config {
                 crate::sealing::Sealer::from_keys(&value)
                     .map_err(|e| invalid("SIWA_ENCRYPTION_KEY", e.to_string()))?,
             ),
-            None if crate::db::Backend::of(&database_url) == crate::db::Backend::Postgres => {
+            None if crate::db::DatabaseKind::of(&database_url)
+                == crate::db::DatabaseKind::Postgres =>
+            {
                 return Err(invalid(
                     "SIWA_ENCRYPTION_KEY",
                     "required with PostgreSQL, where every instance must seal with the same key \
@@ -253,8 +271,11 @@ impl Config {
         )?;
         let webhooks = crate::webhooks::WebhookConfig::read(get, webhook_retry_base)
             .map_err(|(variable, reason)| invalid(variable, reason))?;
-        let poll = number("SIWA_REVOCATION_POLL_SECS", 10)?;
-        let retry_base = number("SIWA_REVOCATION_RETRY_BASE_SECS", 30)?;
+        let poll = number("SIWA_REVOCATION_POLL_SECS", DEFAULT_REVOCATION_POLL_SECS)?;
+        let retry_base = number(
+            "SIWA_REVOCATION_RETRY_BASE_SECS",
+            DEFAULT_REVOCATION_RETRY_BASE_SECS,
+        )?;
         let log_json = match get("SIWA_LOG_FORMAT").as_deref() {
             None | Some("text") => false,
             Some("json") => true,

@@ -13,12 +13,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Which database a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum DatabaseKind {
     Sqlite,
     Postgres,
 }
 
-impl Backend {
+impl DatabaseKind {
     pub fn of(url: &str) -> Self {
         if url.starts_with("sqlite:") {
             Self::Sqlite
@@ -68,13 +68,13 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     // One connection first, outside the pool: the pool reports an unreachable server only as
     // "pool timed out", while this says why (refused, unknown host, bad password...).
     sqlx::AnyConnection::connect(url).await?.close().await?;
-    let backend = Backend::of(url);
+    let backend = DatabaseKind::of(url);
     let pool = AnyPoolOptions::new()
         // SQLite has one writer at a time: more connections only wait on its lock, and its
         // busy handler waits by sleeping (up to 100 ms at a time).
         .max_connections(match backend {
-            Backend::Sqlite => 4,
-            Backend::Postgres => 16,
+            DatabaseKind::Sqlite => 4,
+            DatabaseKind::Postgres => 16,
         })
         .acquire_timeout(Duration::from_secs(5))
         .after_release(|connection, _| {
@@ -97,7 +97,7 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
         })
         .after_connect(move |connection, _| {
             Box::pin(async move {
-                if backend == Backend::Sqlite {
+                if backend == DatabaseKind::Sqlite {
                     // WAL lets readers run beside the writer; NORMAL is durable across
                     // process crashes (not power loss); foreign keys make deletion cascade;
                     // the busy timeout makes concurrent writers wait instead of failing.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mock_apple::{IdentityTokenRequest, MockApple};
 use serde_json::json;
-use siwa_core::{DeveloperKey, RawNonce};
+use siwa_core::RawNonce;
 
 use crate::app::{self, RunningServer};
 use crate::config::Config;
@@ -41,6 +41,8 @@ pub enum DevError {
     Server(#[from] app::StartError),
     #[error("the fake Apple's developer key: {0}")]
     DeveloperKey(String),
+    #[error("the sandbox's configuration: {0}")]
+    Config(String),
 }
 
 /// Starts the mock, gives it a developer key, and starts the server against it.
@@ -55,12 +57,6 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
     let generated = apple
         .generate_developer_key(Some("DEVTEAM001"), Some("DEVKEY0001"))
         .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
-    let key = DeveloperKey::from_p8_pem(
-        &generated.team_id,
-        &generated.key_id,
-        &generated.private_key_pem,
-    )
-    .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
     // The public URL names the port, so port 0 ("any") is resolved here, before start-up.
     let port = match options.port {
         0 => std::net::TcpListener::bind((localhost, 0))
@@ -69,44 +65,39 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
             .map_err(|e| DevError::Port(0, e.to_string()))?,
         port => port,
     };
-    let config = Config {
-        host: localhost,
-        port,
-        client_ids: vec![APP_CLIENT_ID.into(), WEB_CLIENT_ID.into()],
-        apple_base_url: apple.base_url().to_owned(),
-        issuers: vec![siwa_core::ISSUER.into()],
-        database_url: options.database_url,
-        apple_key: Some(key),
-        rate_limit_per_minute: Some(crate::config::DEFAULT_RATE_LIMIT_PER_MINUTE),
-        trusted_proxy_hops: 0,
-        access_token_ttl: Duration::from_secs(900),
-        refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-        log_json: false,
-        revocation_poll_interval: Duration::from_secs(10),
-        revocation_retry_base: Duration::from_secs(30),
-        refresh_reuse_grace: Duration::from_secs(crate::config::DEFAULT_REFRESH_REUSE_GRACE_SECS),
-        connections: Default::default(),
-        encryption_key: None,
-        metrics_address: None,
+    // `dev` is configured as `serve` is, through the same variables, with the defaults of
+    // `serve` for everything it does not set; the real environment is not read.
+    let variables = [
+        ("SIWA_HOST", localhost.to_string()),
+        ("PORT", port.to_string()),
+        (
+            "SIWA_APPLE_CLIENT_IDS",
+            format!("{APP_CLIENT_ID},{WEB_CLIENT_ID}"),
+        ),
+        ("SIWA_APPLE_BASE_URL", apple.base_url().to_owned()),
+        ("SIWA_DATABASE_URL", options.database_url),
+        ("SIWA_APPLE_TEAM_ID", generated.team_id),
+        ("SIWA_APPLE_KEY_ID", generated.key_id),
+        ("SIWA_APPLE_PRIVATE_KEY", generated.private_key_pem),
         // Printed by `dev` with the curl command that reads them.
-        metrics_token: Some(crate::secrets::new_token()),
+        ("SIWA_METRICS_TOKEN", crate::tokens::new_token()),
         // The web page at `/`, signing in through the fake Apple's consent page.
-        web: crate::web::WebConfig {
-            services_id: Some(WEB_CLIENT_ID.into()),
-            public_url: Some(
-                format!("http://{localhost}:{port}")
-                    .parse()
-                    .expect("a loopback URL is valid"),
-            ),
-            app_redirect_uris: vec![DEV_APP_REDIRECT_URI.into()],
-            app_name: Some("siwa dev".into()),
-            app_icon_url: None,
-        },
-        webhooks: Some(crate::webhooks::WebhookConfig {
-            target: options.webhooks,
-            retry_base: Duration::from_secs(crate::webhooks::config::DEFAULT_RETRY_BASE_SECS),
-        }),
+        ("SIWA_APPLE_SERVICES_ID", WEB_CLIENT_ID.to_owned()),
+        ("SIWA_PUBLIC_URL", format!("http://{localhost}:{port}")),
+        ("SIWA_APP_REDIRECT_URIS", DEV_APP_REDIRECT_URI.to_owned()),
+        ("SIWA_APP_NAME", "siwa dev".to_owned()),
+    ];
+    let lookup = |name: &str| {
+        variables
+            .iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| value.clone())
     };
+    let mut config = Config::from_lookup(lookup).map_err(|e| DevError::Config(e.to_string()))?;
+    config.webhooks = Some(crate::webhooks::WebhookConfig {
+        target: options.webhooks,
+        retry_base: Duration::from_secs(crate::webhooks::config::DEFAULT_RETRY_BASE_SECS),
+    });
     let server = match app::start(config).await {
         Err(app::StartError::Bind(_, error)) => {
             return Err(DevError::Port(options.port, error.to_string()));

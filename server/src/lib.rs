@@ -1,35 +1,65 @@
 //! # siwa-server
 //!
 //! The Sign in with Apple backend: sign-in (seed-compatible and `/v1`), sessions of its own,
-//! Apple code exchange and token revocation, server-to-server notifications, SQLite by default
-//! and PostgreSQL for several instances. Everything about Apple's protocol comes from
-//! `siwa-core`; this crate is the application around it.
+//! Apple code exchange and token revocation, server-to-server notifications, the web flow,
+//! webhooks, SQLite by default and PostgreSQL for several instances. Everything about Apple's
+//! protocol, and the words of this server's API, come from `siwa-core`; this crate is the
+//! application around them.
+//!
+//! A map, from the outside in:
+//! - `app` starts everything (`start`) and wires the router; `serve` accepts connections;
+//!   `config` reads the environment, with every default.
+//! - `routes` (and `web` for the browser flow's page, cookies and checks) keep HTTP;
+//!   `response_policy`, `request_body` and `error` are what every answer shares.
+//! - `accounts` holds the rules: signing in, deleting an account, Apple's notifications.
+//! - `store` is the SQL and the transactions, over `db`'s pool; `sealing` seals secrets at
+//!   rest; `tokens` makes the random ids and opaque tokens; `sessions` signs access tokens.
+//! - `apple` calls Apple; `revocation` and `webhooks` work their durable queues (`retry`), and
+//!   `housekeeping`, `readiness` and `telemetry` keep the server observable and tidy.
 
-pub mod accounts;
-pub mod api;
-pub mod app;
-pub mod apple;
-pub mod config;
-pub mod db;
+mod accounts;
+mod api;
+mod app;
+mod apple;
+mod config;
+mod db;
 #[cfg(feature = "dev")]
 pub mod dev;
-pub mod error;
-pub mod housekeeping;
-pub mod readiness;
-pub mod request_body;
-pub mod responses;
-pub mod revocation;
-pub mod routes;
-pub mod sealing;
-pub mod secrets;
-pub mod serve;
-pub mod sessions;
-pub mod state;
-pub mod store;
-pub mod tasks;
-pub mod telemetry;
-pub mod web;
-pub mod webhooks;
+mod error;
+mod housekeeping;
+mod readiness;
+mod request_body;
+mod response_policy;
+mod revocation;
+mod routes;
+mod sealing;
+mod serve;
+mod sessions;
+mod state;
+mod store;
+mod tasks;
+mod telemetry;
+mod tokens;
+mod web;
+mod webhooks;
 
 pub use app::{RunningServer, StartError, router, start};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, DEFAULT_PORT};
+pub use sealing::{Purpose, Sealer};
+pub use serve::ConnectionLimits;
+pub use state::AppState;
+pub use store::Store;
+pub use telemetry::init_logging;
+pub use tokens::new_token_base64;
+pub use web::WebConfig;
+pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
+
+/// What the integration tests reach past the HTTP API for: rows they plant and files they
+/// inspect.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::db::sqlite_file;
+    pub use crate::readiness::EVERY as READINESS_INTERVAL;
+    pub use crate::store::{NativeApp, WebCompletion, WebSignIn};
+    pub use crate::tokens::token_hash;
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 #[cfg(feature = "dev")]
 use siwa_server::dev;
-use siwa_server::{Config, telemetry};
+use siwa_server::{Config, init_logging};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The Sign in with Apple backend")]
@@ -23,7 +23,7 @@ enum Command {
     /// Apple account.
     #[cfg(feature = "dev")]
     Dev {
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = siwa_server::DEFAULT_PORT)]
         port: u16,
         #[arg(long, default_value_t = 4000)]
         mock_port: u16,
@@ -70,7 +70,7 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_json);
+    init_logging(config.log_json);
     let apple_configured = config.apple_key.is_some();
     let web_missing = config.web.missing();
     let custom_schemes: Vec<String> = config
@@ -118,13 +118,13 @@ async fn serve() -> ExitCode {
 fn dev_webhooks(
     url: Option<url::Url>,
     secret: Option<String>,
-) -> Result<siwa_server::webhooks::WebhookTarget, String> {
-    use siwa_server::webhooks::{WebhookTarget, config::parse_secrets};
+) -> Result<siwa_server::WebhookTarget, String> {
+    use siwa_server::{WebhookTarget, parse_webhook_secrets as parse_secrets};
     let Some(url) = url else {
         return Ok(WebhookTarget::Print);
     };
     let secret = secret.unwrap_or_else(|| {
-        let secret = format!("whsec_{}", siwa_server::secrets::new_token_base64());
+        let secret = format!("whsec_{}", siwa_server::new_token_base64());
         println!("Webhooks to {url}, signed with {secret}");
         secret
     });
@@ -139,9 +139,9 @@ async fn run_dev(
     port: u16,
     mock_port: u16,
     database_url: String,
-    webhooks: siwa_server::webhooks::WebhookTarget,
+    webhooks: siwa_server::WebhookTarget,
 ) -> ExitCode {
-    telemetry::init_logging(false);
+    init_logging(false);
     let sandbox = match dev::start(dev::DevOptions {
         port,
         mock_port,

@@ -1,13 +1,14 @@
 //! Sessions of our own: a short-lived access token (an ES256 JWT signed by the server's key,
 //! published at `/.well-known/jwks.json` so other services can verify it) and an opaque
-//! refresh token, stored only as a hash and rotated on each use (see `store.rs`).
+//! refresh token, stored only as a hash and rotated on each use (see `store::sessions`).
 
+use axum::http::HeaderMap;
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::secrets;
 use crate::store::Store;
+use crate::tokens;
 
 /// The `iss` and `aud` of our access tokens.
 pub const ISSUER: &str = "siwa-server";
@@ -50,7 +51,7 @@ impl SessionKeys {
             .server_key(
                 || {
                     let pair = rcgen::KeyPair::generate().expect("P-256 key generation");
-                    (secrets::new_id(), pair.serialize_pem())
+                    (tokens::new_id(), pair.serialize_pem())
                 },
                 now,
             )
@@ -110,5 +111,43 @@ impl SessionKeys {
     /// The public key set to publish.
     pub fn jwks(&self) -> &serde_json::Value {
         &self.jwks
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235 2.1).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            authorization.parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc "] {
+            assert_eq!(bearer_token(&headers(value)), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc"] {
+            assert_eq!(bearer_token(&headers(value)), None, "{value}");
+        }
     }
 }

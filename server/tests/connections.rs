@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use siwa_server::serve::ConnectionLimits;
+use siwa_server::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -94,7 +94,7 @@ async fn a_disk_that_fills_and_empties_again_loses_no_answered_sign_in() {
     };
     let database_url = format!("sqlite://{}/siwa.db?mode=rwc", disk.0.display());
     if std::env::var("SIWA_TEST_LOG").is_ok() {
-        siwa_server::telemetry::init_logging(false);
+        siwa_server::init_logging(false);
     }
     let apple = MockApple::start().await.unwrap();
     let generated = apple.generate_developer_key(None, None).unwrap();

@@ -30,7 +30,7 @@ async fn health_and_readiness_answer(h: Harness) {
     );
     h.server.state.store.close().await;
     // The database is asked at most once a second.
-    tokio::time::sleep(siwa_server::readiness::EVERY).await;
+    tokio::time::sleep(siwa_server::testing::READINESS_INTERVAL).await;
     assert_eq!(
         h.http.get(h.url("/readyz")).send().await.unwrap().status(),
         503,
@@ -305,11 +305,11 @@ async fn readiness_needs_the_database_file_that_takes_the_writes(h: Harness) {
     let (status, body) = read(h.http.get(h.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"], json!({"database": "ok", "appleKeys": "ok"}));
-    let Some(file) = siwa_server::db::sqlite_file(&h.database_url) else {
+    let Some(file) = siwa_server::testing::sqlite_file(&h.database_url) else {
         return; // PostgreSQL: the closed-pool case of health_and_readiness_answer covers it
     };
     std::fs::remove_file(&file).unwrap();
-    tokio::time::sleep(siwa_server::readiness::EVERY).await;
+    tokio::time::sleep(siwa_server::testing::READINESS_INTERVAL).await;
     let (status, body) = read(h.http.get(h.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["database"], "the database file is gone");

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use mock_apple::{Endpoint, Fault, IdentityTokenRequest};
 use serde_json::Value;
-use siwa_server::sealing::Sealer;
+use siwa_server::Sealer;
 use sqlx::Connection;
 
 on_both_databases!(
@@ -156,7 +156,7 @@ async fn on_sqlite_without_a_key_a_private_key_file_is_made_and_reused() {
         .await
         .unwrap();
     signed_in(&h).await;
-    let database = siwa_server::db::sqlite_file(&h.database_url).unwrap();
+    let database = siwa_server::testing::sqlite_file(&h.database_url).unwrap();
     let mut key_file = database.clone().into_os_string();
     key_file.push(".key");
     let mode =

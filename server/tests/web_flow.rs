@@ -24,7 +24,6 @@ on_both_databases!(
     native_starts_need_a_listed_redirect_and_an_s256_challenge,
     expired_states_and_codes_are_refused,
     the_client_library_signs_in_through_the_browser,
-    every_refusal_is_counted_once_whoever_answers_it,
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
@@ -652,7 +651,7 @@ async fn native_starts_need_a_listed_redirect_and_an_s256_challenge(h: Harness) 
 async fn expired_states_and_codes_are_refused(h: Harness) {
     let store = &h.server.state.store;
     let now = SystemClock.now();
-    let pending = siwa_server::store::WebSignIn {
+    let pending = siwa_server::testing::WebSignIn {
         nonce: siwa_core::RawNonce::new("n"),
         app: None,
         binding_hash: Some("b".into()),
@@ -688,8 +687,8 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
 
     // A completion whose browser came back after its 60 seconds, with the right binding.
     let binding = "the-browsers-binding";
-    let completion = siwa_server::store::WebCompletion {
-        binding_hash: &siwa_server::secrets::token_hash(binding),
+    let completion = siwa_server::testing::WebCompletion {
+        binding_hash: &siwa_server::testing::token_hash(binding),
         user_id,
         is_new_user: false,
         app: None,
@@ -821,7 +820,7 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_carry_hsts_when_the_public_url_is_https() {
     let h = Harness::start_with(Db::Sqlite, |config| {
-        config.web = siwa_server::web::WebConfig {
+        config.web = siwa_server::WebConfig {
             services_id: Some(WEB_SERVICES_ID.into()),
             public_url: Some("https://auth.example.com".parse().unwrap()),
             app_redirect_uris: vec![],
@@ -858,7 +857,7 @@ async fn the_page_names_the_app_and_has_no_loose_ends() {
         .port();
     let h = Harness::start_with(Db::Sqlite, |config| {
         config.port = port;
-        config.web = siwa_server::web::WebConfig {
+        config.web = siwa_server::WebConfig {
             services_id: Some(WEB_SERVICES_ID.into()),
             public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
             app_name: Some("Acme Notes".into()),
@@ -902,40 +901,4 @@ async fn the_page_names_the_app_and_has_no_loose_ends() {
         shown.contains("@<wbr>privaterelay.<wbr>appleid.<wbr>com"),
         "{shown}"
     );
-}
-
-/// Errors are counted by one middleware, whatever answered them: the JSON API, axum itself
-/// (405), the page (an HTML error), or a redirect back to a native app.
-async fn every_refusal_is_counted_once_whoever_answers_it(h: Harness) {
-    let api = h.http.get(h.url("/v1/no-such-route")).send().await.unwrap();
-    assert_eq!(api.status(), 404);
-    let axum = h.http.get(h.url("/v1/auth/refresh")).send().await.unwrap();
-    assert_eq!(axum.status(), 405);
-    let page = browser()
-        .post(h.url("/v1/web/callback"))
-        .form(&[("state", "unknown"), ("code", "c"), ("id_token", "t")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 400);
-    assert!(page.text().await.unwrap().contains("invalid_state"));
-    let app_start = browser()
-        .get(h.url("/v1/web/sign-in?app_redirect_uri=com.example.app%3A%2F%2Fsigned-in&code_challenge=short"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(app_start.status(), 400);
-    let metrics = h.metrics().await;
-    for code in [
-        "not_found",
-        "method_not_allowed",
-        "invalid_state",
-        "invalid_code_challenge",
-    ] {
-        let line = format!("siwa_api_errors_total{{code=\"{code}\"}} 1\n");
-        assert!(
-            metrics.contains(&line),
-            "{code} is not counted once:\n{metrics}"
-        );
-    }
 }

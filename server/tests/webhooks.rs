@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use common::*;
 use mock_apple::{IdentityTokenRequest, NotificationRequest};
 use serde_json::{Value, json};
-use siwa_server::webhooks::{WebhookConfig, WebhookTarget};
+use siwa_server::{WebhookConfig, WebhookTarget};
 use standardwebhooks::Webhook;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -56,7 +56,7 @@ pub async fn sign_in<P: SessionPolicy>(
     let nonce_hash = nonce.and(claims.nonce.as_deref());
     // Each identity token opens at most one session, nonce or not: a token without a nonce
     // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
-    let token_hash = crate::secrets::token_hash(request.identity_token);
+    let token_hash = crate::tokens::token_hash(request.identity_token);
     match state.store.replayed(nonce_hash, &token_hash).await? {
         Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
         Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),

@@ -144,7 +144,7 @@ pub async fn logout(
         state.store.logout(&token, now).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    let claims = crate::responses::bearer_token(&headers)
+    let claims = crate::sessions::bearer_token(&headers)
         .and_then(|t| state.sessions.verify(t))
         .ok_or(ApiError::MissingAccessToken)?;
     state.store.end_session(&claims.sid, now).await?;

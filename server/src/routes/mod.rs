@@ -50,7 +50,7 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token =
-            crate::responses::bearer_token(&parts.headers).ok_or(ApiError::MissingAccessToken)?;
+            crate::sessions::bearer_token(&parts.headers).ok_or(ApiError::MissingAccessToken)?;
         let claims = state
             .sessions
             .verify(token)

@@ -18,9 +18,9 @@ use super::auth::signed_in_answer;
 use crate::accounts::{self, Flow, SignIn};
 use crate::api::{ExchangeRequest, SignInResponse};
 use crate::error::{ApiError, ErrorBody};
-use crate::secrets;
 use crate::state::AppState;
 use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
+use crate::tokens;
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
 pub use crate::web::respond::{favicon, stylesheet};
@@ -50,16 +50,16 @@ pub async fn start(
         Ok(app) => app,
         Err(error) => return error_page(&state, error),
     };
-    let state_value = secrets::new_token();
+    let state_value = tokens::new_token();
     let nonce = RawNonce::generate();
     // Login CSRF: the sign-in completes only in the browser that holds this cookie.
-    let binding = secrets::new_token();
+    let binding = tokens::new_token();
     let now = SystemClock.now();
     let hashed_nonce = nonce.hashed();
     let record = WebSignIn {
         nonce,
         app,
-        binding_hash: Some(secrets::token_hash(&binding)),
+        binding_hash: Some(tokens::token_hash(&binding)),
     };
     if let Err(error) = state
         .store

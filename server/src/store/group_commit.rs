@@ -141,7 +141,7 @@ mod tests {
     /// answered, and one that comes after the writer stopped is refused, not left waiting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stopping_writes_what_is_queued_and_answers_every_caller() {
-        let file = std::env::temp_dir().join(format!("siwa-gc-{}.db", crate::secrets::new_id()));
+        let file = std::env::temp_dir().join(format!("siwa-gc-{}.db", crate::tokens::new_id()));
         let url = format!("sqlite://{}", file.display());
         let pool = crate::db::connect(&url).await.unwrap();
         let (writer, queue) = GroupCommit::channel();

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 
-use crate::db::Backend;
+use crate::db::DatabaseKind;
 use crate::sealing::Sealer;
 use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
-pub use events::{DueEvent, EventCounts};
+pub use events::DueEvent;
 pub use notifications::AccountChange;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
@@ -63,12 +63,12 @@ impl Store {
     /// `record_events`: webhooks are on (without a URL, nothing is recorded).
     pub fn new(
         pool: AnyPool,
-        backend: Backend,
+        backend: DatabaseKind,
         sealer: Sealer,
         record_events: bool,
         tasks: &Tasks,
     ) -> Self {
-        let group_commit = (backend == Backend::Sqlite).then(|| {
+        let group_commit = (backend == DatabaseKind::Sqlite).then(|| {
             let checkpointed = pool.clone();
             tasks.spawn("wal-checkpointer", |stop| {
                 crate::db::checkpoint_wal(checkpointed, stop)

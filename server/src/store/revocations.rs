@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use super::Store;
 use crate::sealing::{Purpose, Sealer};
-use crate::secrets;
+use crate::tokens;
 
 /// A revocation waiting to be confirmed by Apple.
 #[derive(Clone, sqlx::FromRow)]
@@ -105,7 +105,7 @@ pub(super) async fn queue_revocation(
     now: i64,
 ) -> Result<PendingRevocation, sqlx::Error> {
     let pending = PendingRevocation {
-        id: secrets::new_id(),
+        id: tokens::new_id(),
         client_id,
         token,
         token_type_hint: TokenTypeHint::RefreshToken,

@@ -5,7 +5,7 @@ use sqlx::{Any, Transaction};
 
 use super::Store;
 use crate::sealing::Purpose;
-use crate::secrets;
+use crate::tokens;
 
 #[derive(Clone)]
 pub struct NewSession {
@@ -38,7 +38,7 @@ impl Store {
         now: i64,
         grace_secs: i64,
     ) -> Result<Rotation, sqlx::Error> {
-        let hash = secrets::token_hash(token);
+        let hash = tokens::token_hash(token);
         let mut tx = self.pool.begin().await?;
         // Claim the token first (a write): of two concurrent uses, exactly one wins.
         let claimed = sqlx::query(
@@ -80,7 +80,7 @@ impl Store {
                 let unused: Option<(String,)> = sqlx::query_as(
                     "SELECT token_hash FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL",
                 )
-                .bind(secrets::token_hash(&successor))
+                .bind(tokens::token_hash(&successor))
                 .fetch_optional(&mut *tx)
                 .await?;
                 if unused.is_some() {
@@ -130,7 +130,7 @@ impl Store {
              AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)",
         )
         .bind(now)
-        .bind(secrets::token_hash(refresh_token))
+        .bind(tokens::token_hash(refresh_token))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() > 0)
@@ -153,7 +153,7 @@ pub(super) async fn create_session(
     now: i64,
     ttl: i64,
 ) -> Result<NewSession, sqlx::Error> {
-    let id = secrets::new_id();
+    let id = tokens::new_id();
     let expires_at = now + ttl;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -180,15 +180,15 @@ pub(super) async fn create_web_session(
     now: i64,
     ttl: i64,
 ) -> Result<String, sqlx::Error> {
-    let secret = secrets::new_token();
+    let secret = tokens::new_token();
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, expires_at, web_secret_hash) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(secrets::new_id())
+    .bind(tokens::new_id())
     .bind(user_id)
     .bind(now)
     .bind(now + ttl)
-    .bind(secrets::token_hash(&secret))
+    .bind(tokens::token_hash(&secret))
     .execute(&mut **tx)
     .await?;
     Ok(secret)
@@ -199,11 +199,11 @@ async fn insert_refresh_token(
     session_id: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {
-    let token = secrets::new_token();
+    let token = tokens::new_token();
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
     )
-    .bind(secrets::token_hash(&token))
+    .bind(tokens::token_hash(&token))
     .bind(session_id)
     .bind(now)
     .execute(&mut **tx)

@@ -10,7 +10,7 @@ use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError};
 use crate::sealing::Purpose;
-use crate::secrets;
+use crate::tokens;
 use crate::webhooks::{DeletionReason, WebhookEvent};
 
 /// A user as stored. No `Debug`: it holds an email address.
@@ -333,7 +333,7 @@ impl UserUpsert {
         };
         let c = record.claims;
         Self {
-            id: secrets::new_id(),
+            id: tokens::new_id(),
             apple_sub: c.sub.clone(),
             email: non_empty(c.email.as_deref()),
             email_verified: i64::from(c.email_verified),

@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::sessions::{NewSession, create_session, create_web_session};
 use super::{Store, User};
-use crate::secrets;
+use crate::tokens;
 
 /// A native app that opened the browser: where it is sent back, and the PKCE challenge its
 /// one-time code is bound to. Stored as two columns, both set or both null.
@@ -90,7 +90,7 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let (app_redirect_uri, code_challenge) = NativeApp::columns(sign_in.app.as_ref());
         sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, binding_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(secrets::token_hash(state))
+            .bind(tokens::token_hash(state))
             .bind(sign_in.nonce.expose())
             .bind(app_redirect_uri)
             .bind(code_challenge)
@@ -113,7 +113,7 @@ impl Store {
             "DELETE FROM web_sign_ins WHERE state_hash = $1 \
              RETURNING nonce, app_redirect_uri, code_challenge, binding_hash, expires_at",
         )
-        .bind(secrets::token_hash(state))
+        .bind(tokens::token_hash(state))
         .fetch_all(&self.pool)
         .await?
         .pop();
@@ -134,10 +134,10 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<String, sqlx::Error> {
-        let handle = secrets::new_token();
+        let handle = tokens::new_token();
         let (app_redirect_uri, code_challenge) = NativeApp::columns(completion.app);
         sqlx::query("INSERT INTO web_completions (handle_hash, binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(secrets::token_hash(&handle))
+            .bind(tokens::token_hash(&handle))
             .bind(completion.binding_hash)
             .bind(completion.user_id)
             .bind(i64::from(completion.is_new_user))
@@ -165,7 +165,7 @@ impl Store {
             "DELETE FROM web_completions WHERE handle_hash = $1 RETURNING binding_hash, user_id, \
              is_new_user, app_redirect_uri, code_challenge, expires_at",
         )
-        .bind(secrets::token_hash(handle))
+        .bind(tokens::token_hash(handle))
         .fetch_all(&mut *tx)
         .await?
         .pop();
@@ -176,7 +176,7 @@ impl Store {
         };
         let bound = binding.is_some_and(|binding| {
             bool::from(
-                secrets::token_hash(binding)
+                tokens::token_hash(binding)
                     .as_bytes()
                     .ct_eq(binding_hash.as_bytes()),
             )
@@ -252,7 +252,7 @@ impl Store {
             "DELETE FROM web_exchange_codes WHERE code_hash = $1 \
              RETURNING code_challenge, user_id, is_new_user, expires_at",
         )
-        .bind(secrets::token_hash(code))
+        .bind(tokens::token_hash(code))
         .fetch_all(&mut *tx)
         .await?
         .pop();
@@ -300,7 +300,7 @@ impl Store {
             "SELECT user_id, id FROM sessions WHERE web_secret_hash = $1 \
              AND revoked_at IS NULL AND expires_at > $2",
         )
-        .bind(secrets::token_hash(secret))
+        .bind(tokens::token_hash(secret))
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -322,9 +322,9 @@ async fn insert_exchange_code(
     now: i64,
     expires_at: i64,
 ) -> Result<String, sqlx::Error> {
-    let code = secrets::new_token();
+    let code = tokens::new_token();
     sqlx::query("INSERT INTO web_exchange_codes (code_hash, code_challenge, user_id, is_new_user, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(secrets::token_hash(&code))
+        .bind(tokens::token_hash(&code))
         .bind(code_challenge)
         .bind(user_id)
         .bind(i64::from(is_new_user))

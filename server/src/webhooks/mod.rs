@@ -16,7 +16,7 @@ pub mod delivery;
 
 use serde_json::{Value, json};
 
-pub use config::{WebhookConfig, WebhookTarget};
+pub use config::{WebhookConfig, WebhookTarget, parse_secrets as parse_webhook_secrets};
 
 /// What happened to a user: the `type` of a webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl WebhookEvent {
 
 /// A new event id: `msg_` and 128 random bits, the form the specification's examples use.
 pub fn new_event_id() -> String {
-    format!("msg_{}", crate::secrets::new_id())
+    format!("msg_{}", crate::tokens::new_id())
 }
 
 #[cfg(test)]

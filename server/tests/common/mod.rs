@@ -92,11 +92,11 @@ pub fn config_for(apple: &MockApple, key: DeveloperKey, database_url: &str) -> C
         revocation_retry_base: Duration::ZERO,
         refresh_reuse_grace: Duration::from_secs(10),
         // The tests are many clients on one address: no per-client cap (connections.rs tests it).
-        connections: siwa_server::serve::ConnectionLimits {
+        connections: siwa_server::ConnectionLimits {
             per_client: 0,
             ..Default::default()
         },
-        encryption_key: Some(siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
+        encryption_key: Some(siwa_server::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap()),
         metrics_address: None,
         metrics_token: Some(TEST_METRICS_TOKEN.into()),
         web: Default::default(),
@@ -146,7 +146,7 @@ impl Harness {
             .port();
         Self::start_with(db, |config| {
             config.port = port;
-            config.web = siwa_server::web::WebConfig {
+            config.web = siwa_server::WebConfig {
                 services_id: Some(WEB_SERVICES_ID.into()),
                 public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
                 app_redirect_uris: vec![APP_REDIRECT_URI.into()],
@@ -286,13 +286,13 @@ impl Harness {
 
     /// Apple's refresh tokens the server keeps, opened.
     pub async fn stored_apple_tokens(&self) -> Vec<String> {
-        let sealer = siwa_server::sealing::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap();
+        let sealer = siwa_server::Sealer::from_keys(TEST_ENCRYPTION_KEY).unwrap();
         self.query("SELECT refresh_token FROM apple_tokens")
             .await
             .iter()
             .map(|sealed| {
                 sealer
-                    .open(siwa_server::sealing::Purpose::AppleToken, sealed)
+                    .open(siwa_server::Purpose::AppleToken, sealed)
                     .unwrap()
             })
             .collect()

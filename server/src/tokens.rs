@@ -1,4 +1,4 @@
-//! Random identifiers and opaque tokens, and the hash under which tokens are stored.
+//! Opaque identifiers and tokens, drawn at random, and the hash under which tokens are stored.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
