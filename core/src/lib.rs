@@ -62,6 +62,7 @@ mod token_endpoint;
 mod verifier;
 
 mod authorize;
+mod transport;
 mod web;
 mod word;
 
@@ -76,6 +77,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::VerifyError;
 pub use jws::MAX_TOKEN_BYTES;
 pub use nonce::{HashedNonce, RawNonce};
+pub use transport::transport_reason;
 pub use web::{AuthorizationRequest, CodeVerifier, FormPostName, FormPostUser, is_s256_challenge};
 pub use word::{UnknownWord, join as join_words, split as split_words};
 

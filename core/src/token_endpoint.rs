@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apple::Endpoints;
 use crate::client_secret::ClientSecret;
+use crate::transport::transport_reason;
 use crate::word::{UnknownWord, protocol_word};
 
 /// A successful answer of `/auth/token`. `Debug` is redacted.
@@ -269,16 +270,6 @@ impl AppleClient {
             .await
             // Without the URL: it is fixed, and reqwest's error text may quote the request.
             .map_err(|e| AppleApiError::Unavailable(transport_reason(&e).into()))
-    }
-}
-
-fn transport_reason(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
     }
 }
 

@@ -30,6 +30,7 @@ mod housekeeping;
 mod readiness;
 mod request_body;
 mod response_policy;
+mod retry;
 mod revocation;
 mod routes;
 mod sealing;

@@ -8,10 +8,9 @@ use siwa_core::api::AppleRevocation;
 use siwa_core::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{self, Backoff};
 use crate::state::AppState;
-use crate::store::PendingRevocation;
-
-const MAX_BACKOFF_SECS: i64 = 6 * 3600;
+use crate::store::{PendingRevocation, Queue};
 
 /// How long an instance holds a revocation it attempts: far longer than a call to Apple takes.
 const LEASE_SECS: i64 = 120;
@@ -39,17 +38,16 @@ pub async fn attempt_all(
 /// Tries one revocation, if no other instance is attempting it; on failure schedules the next
 /// attempt. Returns whether Apple confirmed it.
 pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
-    match state
-        .store
-        .claim_revocation(&pending.id, now, now + LEASE_SECS)
-        .await
+    if !retry::lease(
+        &state.store,
+        Queue::Revocations,
+        &pending.id,
+        now,
+        LEASE_SECS,
+    )
+    .await
     {
-        Ok(true) => {}
-        Ok(false) => return false,
-        Err(error) => {
-            tracing::warn!(%error, "could not claim a revocation");
-            return false;
-        }
+        return false;
     }
     match state
         .apple
@@ -64,9 +62,7 @@ pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) ->
         }
         Err(error) => {
             let base = state.config.revocation_retry_base.as_secs() as i64;
-            let delay = base
-                .saturating_mul(1 << pending.attempts.clamp(0, 20))
-                .min(MAX_BACKOFF_SECS);
+            let delay = Backoff::from_base(base).delay(pending.attempts);
             tracing::warn!(%error, attempts = pending.attempts + 1, retry_in_secs = delay, "Apple token revocation failed; queued for retry");
             if let Err(error) = state
                 .store

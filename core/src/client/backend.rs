@@ -11,6 +11,7 @@ use crate::api::{
     SignInRequest, SignInResponse, UserView,
 };
 use crate::nonce::RawNonce;
+use crate::transport::transport_reason;
 use crate::web::CodeVerifier;
 
 use super::credential::AppleCredential;
@@ -138,15 +139,10 @@ impl Backend {
 /// Sends a request; a non-2xx answer becomes the server's error.
 async fn send(request: RequestBuilder) -> Result<Response, ClientError> {
     // Without the URL or body in any error: reqwest's texts may quote the request.
-    let response = request.send().await.map_err(|e| {
-        ClientError::Network(if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "connection failed"
-        } else {
-            "transport error"
-        })
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ClientError::Network(transport_reason(&e)))?;
     let status = response.status();
     if status.is_success() {
         return Ok(response);

@@ -109,13 +109,7 @@ impl Mock {
             .json(&NotificationBody { payload })
             .send()
             .await
-            .map_err(|e| {
-                MockError::Delivery(if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    "connection failed".into()
-                })
-            })?;
+            .map_err(|e| MockError::Delivery(siwa_core::transport_reason(&e).into()))?;
         Ok(SentNotification {
             jti,
             status: response.status().as_u16(),

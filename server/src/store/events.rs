@@ -6,13 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::{Any, Transaction};
 
 use super::Store;
-use crate::webhooks::{WebhookEvent, new_event_id};
+use crate::webhooks::{WebhookEvent, WebhookEventType, new_event_id};
 
 /// An event waiting to be delivered.
 #[derive(Clone, sqlx::FromRow)]
 pub struct DueEvent {
     pub id: String,
-    pub event_type: String,
+    #[sqlx(try_from = "String")]
+    pub event_type: WebhookEventType,
     pub payload: String,
     pub attempts: i64,
     pub created_at: i64,
@@ -79,26 +80,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-    }
-
-    /// Takes the lease on a due event: of several instances, exactly one gets it, and an
-    /// instance that dies holding it only delays the event until the lease runs out.
-    pub async fn claim_event(
-        &self,
-        id: &str,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let claimed = sqlx::query(
-            "UPDATE webhook_events SET next_attempt_at = $1 \
-             WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3",
-        )
-        .bind(lease_until)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
     }
 
     pub async fn event_delivered(&self, id: &str, now: i64) -> Result<(), sqlx::Error> {

@@ -13,6 +13,7 @@ mod events;
 mod group_commit;
 mod keys;
 mod notifications;
+mod queue;
 mod revocations;
 mod sessions;
 mod users;
@@ -30,6 +31,7 @@ use group_commit::GroupCommit;
 
 pub use events::DueEvent;
 pub use notifications::AccountChange;
+pub use queue::Queue;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
 pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};

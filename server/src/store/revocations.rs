@@ -1,5 +1,6 @@
 //! The revocation queue: Apple refresh tokens we no longer keep, sealed, until Apple confirms
-//! their revocation. Rows are leased, so several instances never attempt one at the same time.
+//! their revocation. Rows are leased (`queue`), so several instances never attempt one at the
+//! same time.
 
 use siwa_core::TokenTypeHint;
 use sqlx::{Any, Transaction};
@@ -51,26 +52,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(|_| ())
-    }
-
-    /// Takes the lease on a due revocation: it is not due for anyone else until `lease_until`.
-    /// Of several instances claiming one row, exactly one gets it; an instance that dies
-    /// holding it only delays the row until the lease runs out.
-    pub async fn claim_revocation(
-        &self,
-        id: &str,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let claimed = sqlx::query(
-            "UPDATE apple_revocations SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3",
-        )
-        .bind(lease_until)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
     }
 
     pub async fn revocation_failed(

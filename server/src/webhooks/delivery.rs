@@ -14,7 +14,8 @@ use standardwebhooks::Webhook;
 use tokio_util::sync::CancellationToken;
 
 use super::{WebhookConfig, WebhookTarget};
-use crate::store::{DueEvent, Store};
+use crate::retry::{self, Backoff};
+use crate::store::{DueEvent, Queue, Store};
 
 /// How long one attempt may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +23,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const LEASE_SECS: i64 = 30;
 /// Failures are retried for at least this long after the event was made.
 const GIVE_UP_AFTER_SECS: i64 = 3 * 24 * 3600;
-const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 /// Looked at this often even without a wake-up (other instances' events, retries).
 const POLL: Duration = Duration::from_secs(1);
 
@@ -74,13 +74,8 @@ pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
 /// Sends one event if this instance gets its lease, and records the outcome.
 async fn attempt(store: &Store, sender: &Sender, event: &DueEvent, retry_base: i64) {
     let now = SystemClock.now();
-    match store.claim_event(&event.id, now, now + LEASE_SECS).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(error) => {
-            tracing::warn!(%error, "could not take a webhook event");
-            return;
-        }
+    if !retry::lease(store, Queue::WebhookEvents, &event.id, now, LEASE_SECS).await {
+        return;
     }
     let started = Instant::now();
     let outcome = sender.send(event, now).await;
@@ -96,9 +91,7 @@ async fn attempt(store: &Store, sender: &Sender, event: &DueEvent, retry_base: i
             store.event_delivered(&event.id, now).await
         }
         Err(error) => {
-            let delay = retry_base
-                .saturating_mul(1 << event.attempts.clamp(0, 30))
-                .min(MAX_BACKOFF_SECS);
+            let delay = Backoff::from_base(retry_base).delay(event.attempts);
             let retry_at =
                 (now + delay - event.created_at <= GIVE_UP_AFTER_SECS).then_some(now + delay);
             let outcome = if retry_at.is_some() {
@@ -109,7 +102,7 @@ async fn attempt(store: &Store, sender: &Sender, event: &DueEvent, retry_base: i
             metrics::counter!("siwa_webhook_deliveries_total", "outcome" => outcome).increment(1);
             // The event's type and id only: never its data.
             tracing::warn!(
-                event = event.event_type,
+                event = event.event_type.as_str(),
                 id = event.id,
                 attempts = event.attempts + 1,
                 retry_in_secs = retry_at.map(|_| delay),
@@ -161,7 +154,7 @@ impl Sender {
                     .unwrap_or_default();
                 println!(
                     "webhook {} for user {user} (printed: dev has no --webhook-url)",
-                    event.event_type
+                    event.event_type.as_str()
                 );
                 return Ok(());
             }
@@ -187,15 +180,7 @@ impl Sender {
             .body(event.payload.clone())
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "timed out".to_owned()
-                } else if e.is_connect() {
-                    "connection failed".to_owned()
-                } else {
-                    "transport error".to_owned()
-                }
-            })?;
+            .map_err(|e| siwa_core::transport_reason(&e).to_owned())?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -30,6 +30,15 @@ pub enum WebhookEventType {
 }
 
 impl WebhookEventType {
+    const ALL: [Self; 6] = [
+        Self::Created,
+        Self::Deleted,
+        Self::ConsentRevoked,
+        Self::EmailDisabled,
+        Self::EmailEnabled,
+        Self::Transferred,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "user.created",
@@ -39,6 +48,18 @@ impl WebhookEventType {
             Self::EmailEnabled => "user.email_enabled",
             Self::Transferred => "user.transferred",
         }
+    }
+}
+
+/// For the outbox's column.
+impl TryFrom<String> for WebhookEventType {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+            .ok_or_else(|| format!("`{value}` is not a webhook event type"))
     }
 }
 
