@@ -205,6 +205,35 @@ pub struct ExchangeRequest {
     pub code_verifier: String,
 }
 
+/// The query of `GET /v1/web/sign-in`: a native app's part of a browser sign-in (its redirect
+/// URI, one of `SIWA_APP_REDIRECT_URIS`, and a PKCE challenge); a web page sends none.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct BrowserSignInQuery {
+    /// Where the browser is sent back with a one-time code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_redirect_uri: Option<String>,
+    /// The S256 challenge of the app's verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    /// `S256` ([`CodeChallengeMethod`](crate::CodeChallengeMethod)), or absent. Kept as sent: the
+    /// server refuses another method as `invalid_code_challenge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge_method: Option<String>,
+}
+
+/// What a browser sign-in brings back to a native app's redirect URI, in its query: a one-time
+/// code for `POST /v1/auth/exchange`, or an error (an [`ErrorCode`], or Apple's
+/// [`AuthorizeError`](crate::AuthorizeError) when the user cancelled).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct AppCallback {
+    /// The one-time code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why there is no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// `POST /v1/auth/refresh`.
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -5,6 +5,7 @@
 
 use reqwest::Url;
 
+use crate::api::{AppCallback, BrowserSignInQuery};
 use crate::authorize::{AuthorizeError, CodeChallengeMethod};
 use crate::web::CodeVerifier;
 
@@ -25,10 +26,14 @@ impl BrowserAttempt {
         let mut url = server
             .join("v1/web/sign-in")
             .expect("the route is a valid relative URL");
-        url.query_pairs_mut()
-            .append_pair("app_redirect_uri", app_redirect_uri.as_str())
-            .append_pair("code_challenge", &verifier.challenge())
-            .append_pair("code_challenge_method", CodeChallengeMethod::S256.as_str());
+        let query = BrowserSignInQuery {
+            app_redirect_uri: Some(app_redirect_uri.to_string()),
+            code_challenge: Some(verifier.challenge()),
+            code_challenge_method: Some(CodeChallengeMethod::S256.to_string()),
+        };
+        url.set_query(Some(
+            &serde_urlencoded::to_string(&query).expect("the query serializes"),
+        ));
         Ok((
             Self {
                 app_redirect_uri,
@@ -50,12 +55,9 @@ impl BrowserAttempt {
         if !same_target {
             return Err(ClientError::UnknownAttempt);
         }
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        if let Some(error) = param("error") {
+        let callback: AppCallback = serde_urlencoded::from_str(url.query().unwrap_or_default())
+            .map_err(|_| ClientError::UnknownAttempt)?;
+        if let Some(error) = callback.error {
             // Apple's cancel, which the server passes on to the app's URL.
             return Err(
                 if error.parse() == Ok(AuthorizeError::UserCancelledAuthorize) {
@@ -65,7 +67,8 @@ impl BrowserAttempt {
                 },
             );
         }
-        param("code")
+        callback
+            .code
             .filter(|c| !c.is_empty())
             .ok_or(ClientError::UnknownAttempt)
     }

@@ -16,7 +16,7 @@ use siwa_core::{
 use super::JsonBody;
 use super::auth::signed_in_answer;
 use crate::accounts::{self, Flow, SignIn};
-use crate::api::{ExchangeRequest, SignInResponse};
+use crate::api::{AppCallback, BrowserSignInQuery, ExchangeRequest, SignInResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
@@ -27,19 +27,12 @@ pub use crate::web::respond::{favicon, stylesheet};
 use crate::web::respond::{html, see_other, to_app, with_cookie};
 use crate::web::{self as flow, WebFlow, guard};
 
-#[derive(Deserialize)]
-pub struct StartParams {
-    app_redirect_uri: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-}
-
 /// Sends the browser to Apple's consent page with a fresh, recorded `state` and nonce. A
 /// native app adds `app_redirect_uri` (one of `SIWA_APP_REDIRECT_URIS`) and an S256
 /// `code_challenge`.
 pub async fn start(
     State(state): State<Arc<AppState>>,
-    params: Result<Query<StartParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<Query<BrowserSignInQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
     {
@@ -81,7 +74,7 @@ pub async fn start(
 
 /// The native app's part of a start, if any: its redirect URI, checked exactly, and its
 /// challenge.
-fn native_app(web: &WebFlow, params: StartParams) -> Result<Option<NativeApp>, ApiError> {
+fn native_app(web: &WebFlow, params: BrowserSignInQuery) -> Result<Option<NativeApp>, ApiError> {
     let Some(app_redirect_uri) = params.app_redirect_uri.filter(|u| !u.is_empty()) else {
         if params.code_challenge.is_some() {
             return Err(ApiError::bad_request(
@@ -158,7 +151,13 @@ pub async fn callback(
         };
         return match (&pending.app, refusal) {
             (None, None) => see_other(&Notice::Cancelled.location(), &[]),
-            (Some(app), None) => to_app(&app.redirect_uri, &[("error", error)]),
+            (Some(app), None) => to_app(
+                &app.redirect_uri,
+                &AppCallback {
+                    error: Some(error.to_owned()),
+                    ..Default::default()
+                },
+            ),
             (app, Some(refusal)) => fail(&state, app.as_ref(), refusal),
         };
     }
@@ -228,7 +227,13 @@ pub async fn complete(
         Ok(Completion::App {
             app_redirect_uri,
             code,
-        }) => with_cookie(to_app(&app_redirect_uri, &[("code", &code)]), &done),
+        }) => {
+            let callback = AppCallback {
+                code: Some(code),
+                ..Default::default()
+            };
+            with_cookie(to_app(&app_redirect_uri, &callback), &done)
+        }
         Ok(Completion::Refused) => error_page(&state, ApiError::InvalidState),
         Err(error) => error_page(&state, error.into()),
     }
@@ -449,7 +454,11 @@ async fn checked_session(
 fn fail(state: &AppState, app: Option<&NativeApp>, error: ApiError) -> Response {
     match app {
         Some(app) => {
-            let back = to_app(&app.redirect_uri, &[("error", error.code().as_str())]);
+            let callback = AppCallback {
+                error: Some(error.code().to_string()),
+                ..Default::default()
+            };
+            let back = to_app(&app.redirect_uri, &callback);
             error.attach(back)
         }
         None => error_page(state, error),

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::page;
+use crate::api::AppCallback;
 use crate::error::ApiError;
 
 /// The page's stylesheet (the policy allows no inline style).
@@ -81,11 +82,16 @@ pub fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response
 }
 
-/// Sends the browser back to a native app's URL with `pairs` added to its query.
-pub fn to_app(app: &str, pairs: &[(&str, &str)]) -> Response {
+/// Sends the browser back to a native app's URL, `callback` added to its query.
+pub fn to_app(app: &str, callback: &AppCallback) -> Response {
     let Ok(mut target) = url::Url::parse(app) else {
         return ApiError::Internal.into_response();
     };
-    target.query_pairs_mut().extend_pairs(pairs.iter().copied());
+    let added = serde_urlencoded::to_string(callback).expect("the callback serializes");
+    let query = match target.query().filter(|q| !q.is_empty()) {
+        Some(own) => format!("{own}&{added}"),
+        None => added,
+    };
+    target.set_query(Some(&query));
     see_other(target.as_str(), &[])
 }
