@@ -78,7 +78,10 @@ pub use error::VerifyError;
 pub use jws::MAX_TOKEN_BYTES;
 pub use nonce::{HashedNonce, RawNonce};
 pub use transport::transport_reason;
-pub use web::{AuthorizationRequest, CodeVerifier, FormPostName, FormPostUser, is_s256_challenge};
+pub use web::{
+    AuthorizationRequest, AuthorizationResponse, CodeVerifier, FormPostName, FormPostUser,
+    is_s256_challenge,
+};
 pub use word::{UnknownWord, join as join_words, split as split_words};
 
 #[cfg(feature = "server")]

@@ -46,6 +46,28 @@ impl AuthorizationRequest<'_> {
     }
 }
 
+/// What Apple hands the redirect URI after its consent page (a form post, or the query or
+/// fragment of a redirect): the code and identity token, or an `error`
+/// ([`AuthorizeError`](crate::AuthorizeError)), with the request's `state`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct AuthorizationResponse {
+    /// The request's `state`, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The authorization code (five minutes, single use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The identity token, when `response_type` asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// [`FormPostUser`]'s JSON, on the user's first authorization only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Why there is no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The `user` field of Apple's form post: a JSON string, sent on the user's first
 /// authorization of the Services ID only (F6), so the name must be kept then (P6).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

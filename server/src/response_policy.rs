@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use siwa_core::api::TokenType;
+
 use crate::error::ApiError;
 
 pub async fn policy(request: Request, next: Next) -> Response {
@@ -36,7 +38,10 @@ pub async fn policy(request: Request, next: Next) -> Response {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if status == StatusCode::UNAUTHORIZED && !headers.contains_key(WWW_AUTHENTICATE) {
-        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(TokenType::Bearer.as_str()),
+        );
     }
     response
 }

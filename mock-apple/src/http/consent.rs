@@ -18,7 +18,8 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use siwa_core::apple_side::AUTHORIZE_PATH;
 use siwa_core::{
-    AuthorizeError, FormPostName, FormPostUser, ResponseMode, ResponseType, Scope, split_words,
+    AuthorizationResponse, AuthorizeError, FormPostName, FormPostUser, ResponseMode, ResponseType,
+    Scope, split_words,
 };
 
 use crate::mock::Mock;
@@ -302,9 +303,12 @@ async fn submit_consent(
         Ok(request) => request,
         Err(error) => return error_page(&error),
     };
-    let mut fields: Vec<(&str, String)> = Vec::new();
+    let mut response = AuthorizationResponse {
+        state: request.state.clone(),
+        ..Default::default()
+    };
     if form.action.as_deref() == Some("cancel") {
-        fields.push(("error", AuthorizeError::UserCancelledAuthorize.to_string()));
+        response.error = Some(AuthorizeError::UserCancelledAuthorize.to_string());
     } else {
         let Some(user) = mock.user_for_consent(form.sub.as_deref()) else {
             return error_page(&page_error(
@@ -321,9 +325,9 @@ async fn submit_consent(
             hide_email,
             request.nonce.as_deref(),
         );
-        fields.push(("code", authorized.code));
+        response.code = Some(authorized.code);
         if request.with_id_token {
-            fields.push(("id_token", authorized.id_token));
+            response.id_token = Some(authorized.id_token);
         }
         if authorized.first && (request.wants_name || request.wants_email) {
             let name = request.wants_name.then(|| FormPostName {
@@ -332,17 +336,18 @@ async fn submit_consent(
             });
             let email = authorized.email.filter(|_| request.wants_email);
             let user_field = FormPostUser { name, email };
-            fields.push(("user", user_field.to_json()));
+            response.user = Some(user_field.to_json());
         }
     }
-    if let Some(state) = &request.state {
-        fields.push(("state", state.clone()));
-    }
+    let encoded = serde_urlencoded::to_string(&response).expect("the response serializes");
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(encoded.as_bytes())
+        .into_owned()
+        .collect();
     respond_to_app(&request, &fields)
 }
 
 /// Hands the result to the app as `response_mode` asks.
-fn respond_to_app(request: &AuthorizeRequest, fields: &[(&str, String)]) -> Response {
+fn respond_to_app(request: &AuthorizeRequest, fields: &[(String, String)]) -> Response {
     match request.mode {
         ResponseMode::FormPost => {
             let body = html! {
@@ -366,12 +371,12 @@ fn respond_to_app(request: &AuthorizeRequest, fields: &[(&str, String)]) -> Resp
             let mut target = request.redirect_uri.clone();
             target
                 .query_pairs_mut()
-                .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())));
+                .extend_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             redirect(target.as_str())
         }
         ResponseMode::Fragment => {
             let encoded = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+                .extend_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .finish();
             let mut target = request.redirect_uri.clone();
             target.set_fragment(Some(&encoded));

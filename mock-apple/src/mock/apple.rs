@@ -105,7 +105,7 @@ impl Mock {
         let id_token = sign_rs256(&state.keys, &claims);
         Ok(TokenResponse {
             access_token: issued.access_token,
-            token_type: "Bearer".into(),
+            token_type: siwa_core::api::TokenType::Bearer.to_string(),
             expires_in: ACCESS_TOKEN_LIFETIME_SECS,
             refresh_token: issued.refresh_token,
             id_token,

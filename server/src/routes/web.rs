@@ -9,8 +9,8 @@ use axum::response::Response;
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
-    AuthorizationRequest, AuthorizeError, Clock, CodeChallengeMethod, CodeVerifier, Endpoints,
-    FormPostUser, RawNonce, SystemClock,
+    AuthorizationRequest, AuthorizationResponse, AuthorizeError, Clock, CodeChallengeMethod,
+    CodeVerifier, Endpoints, FormPostUser, RawNonce, SystemClock,
 };
 
 use super::JsonBody;
@@ -102,17 +102,6 @@ fn native_app(web: &WebFlow, params: BrowserSignInQuery) -> Result<Option<Native
     }))
 }
 
-/// What Apple posts to the callback.
-#[derive(Deserialize)]
-pub struct CallbackForm {
-    state: Option<String>,
-    code: Option<String>,
-    id_token: Option<String>,
-    /// JSON with the name and email, on the first authorization only.
-    user: Option<String>,
-    error: Option<String>,
-}
-
 /// Apple's cross-site form post: the `state` is looked up (single use), the identity token
 /// verified, the code exchanged and the user recorded; but no one is signed in here, since
 /// anyone can make a browser post these fields (login CSRF). The outcome waits under a one-time
@@ -120,7 +109,7 @@ pub struct CallbackForm {
 pub async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    form: Result<Form<CallbackForm>, axum::extract::rejection::FormRejection>,
+    form: Result<Form<AuthorizationResponse>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let (web, Form(form)) = match prepared(&state, form, "the form post could not be read") {
         Ok(prepared) => prepared,
