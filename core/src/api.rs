@@ -210,14 +210,11 @@ pub struct ExchangeRequest {
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct BrowserSignInQuery {
     /// Where the browser is sent back with a one-time code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_redirect_uri: Option<String>,
     /// The S256 challenge of the app's verifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
     /// `S256` ([`CodeChallengeMethod`](crate::CodeChallengeMethod)), or absent. Kept as sent: the
     /// server refuses another method as `invalid_code_challenge`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge_method: Option<String>,
 }
 
@@ -227,10 +224,8 @@ pub struct BrowserSignInQuery {
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct AppCallback {
     /// The one-time code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Why there is no code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -449,5 +444,19 @@ mod tests {
         assert_eq!(body.error, ErrorCode::SessionEnded);
         assert_eq!(body.error.meaning(), ErrorMeaning::SignInAgain);
         assert!(serde_json::from_str::<ErrorBody>(r#"{"error":"no_such_code"}"#).is_err());
+    }
+
+    #[test]
+    fn query_shapes_leave_out_what_is_absent() {
+        let callback = AppCallback {
+            code: Some("c d".into()),
+            error: None,
+        };
+        assert_eq!(serde_urlencoded::to_string(&callback).unwrap(), "code=c+d");
+        let read: AppCallback = serde_urlencoded::from_str("error=invalid_state&other=1").unwrap();
+        assert_eq!(
+            (read.code, read.error.as_deref()),
+            (None, Some("invalid_state"))
+        );
     }
 }

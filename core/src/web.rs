@@ -52,19 +52,14 @@ impl AuthorizationRequest<'_> {
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct AuthorizationResponse {
     /// The request's `state`, as sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// The authorization code (five minutes, single use).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// The identity token, when `response_type` asked for one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     /// [`FormPostUser`]'s JSON, on the user's first authorization only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Why there is no code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -6,13 +6,6 @@ mod common;
 
 use common::*;
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_counted_once() {
     let h = Harness::start_web(Db::Sqlite).await.unwrap();
@@ -34,11 +27,9 @@ async fn every_refusal_is_counted_once_whoever_answers_it(h: Harness) {
         .unwrap();
     assert_eq!(page.status(), 400);
     assert!(page.text().await.unwrap().contains("invalid_state"));
-    let app_start = browser()
-        .get(h.url("/v1/web/sign-in?app_redirect_uri=com.example.app%3A%2F%2Fsigned-in&code_challenge=short"))
-        .send()
-        .await
-        .unwrap();
+    let start =
+        "/v1/web/sign-in?app_redirect_uri=com.example.app%3A%2F%2Fsigned-in&code_challenge=short";
+    let app_start = h.http.get(h.url(start)).send().await.unwrap();
     assert_eq!(app_start.status(), 400);
     let metrics = h.metrics().await;
     for code in [

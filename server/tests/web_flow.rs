@@ -27,14 +27,6 @@ on_both_databases!(
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
-/// A client that does not follow redirects: each step of the flow is looked at.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// The user's choices on Apple's consent page.
 #[derive(Default)]
 struct Consent<'a> {
@@ -675,10 +667,14 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
     assert_eq!(status, 200, "{body}");
     let user_id = body["user"]["id"].as_str().unwrap();
     let verifier = CodeVerifier::generate();
-    let code = store
-        .issue_exchange_code(user_id, false, &verifier.challenge(), now - 120, now - 60)
-        .await
-        .unwrap();
+    let expired = siwa_server::testing::NewExchangeCode {
+        user_id,
+        is_new_user: false,
+        code_challenge: &verifier.challenge(),
+        now: now - 120,
+        expires_at: now - 60,
+    };
+    let code = store.issue_exchange_code(&expired).await.unwrap();
     let (status, answer) = exchange(&h, &code, verifier.expose()).await;
     assert_eq!(
         (status, answer["error"].as_str()),

@@ -213,15 +213,7 @@ pub async fn sign_in_compat(
         .verifier_for(Flow::App)?
         .verify(identity_token, None)
         .await?;
-    let record = SignInRecord {
-        claims: &claims,
-        nonce_hash: None,
-        identity_token_hash: None,
-        given_name: None,
-        family_name: None,
-        apple_refresh_token: None,
-        now: SystemClock.now(),
-    };
+    let record = SignInRecord::user_only(&claims, SystemClock.now());
     let signed_in = record_sign_in(state, record, NoSession).await?;
     Ok((claims, signed_in.is_new_user))
 }

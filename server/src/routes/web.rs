@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -32,12 +33,11 @@ use crate::web::{self as flow, WebFlow, guard};
 /// `code_challenge`.
 pub async fn start(
     State(state): State<Arc<AppState>>,
-    params: Result<Query<BrowserSignInQuery>, axum::extract::rejection::QueryRejection>,
+    params: QueryOf<BrowserSignInQuery>,
 ) -> Response {
-    let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
-    {
+    let (web, Query(params)) = match prepared(&state, params, UNREADABLE_QUERY) {
         Ok(prepared) => prepared,
-        Err(error) => return error_page(&state, error),
+        Err(page) => return page,
     };
     let app = match native_app(web, params) {
         Ok(app) => app,
@@ -109,11 +109,11 @@ fn native_app(web: &WebFlow, params: BrowserSignInQuery) -> Result<Option<Native
 pub async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    form: Result<Form<AuthorizationResponse>, axum::extract::rejection::FormRejection>,
+    form: FormOf<AuthorizationResponse>,
 ) -> Response {
     let (web, Form(form)) = match prepared(&state, form, "the form post could not be read") {
         Ok(prepared) => prepared,
-        Err(error) => return error_page(&state, error),
+        Err(page) => return page,
     };
     if !guard::posted_by_apple(web, &headers) {
         return error_page(&state, ApiError::CallbackOriginInvalid);
@@ -191,12 +191,11 @@ pub struct CompleteParams {
 pub async fn complete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    params: Result<Query<CompleteParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryOf<CompleteParams>,
 ) -> Response {
-    let (web, Query(params)) = match prepared(&state, params, "the query string could not be read")
-    {
+    let (web, Query(params)) = match prepared(&state, params, UNREADABLE_QUERY) {
         Ok(prepared) => prepared,
-        Err(error) => return error_page(&state, error),
+        Err(page) => return page,
     };
     let Some(handle) = params.handle.filter(|h| !h.is_empty()) else {
         return error_page(&state, ApiError::InvalidState);
@@ -334,7 +333,7 @@ pub struct PageForm {
 pub async fn sign_out(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    form: Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+    form: FormOf<PageForm>,
 ) -> Response {
     let result = async {
         let web = configured(&state)?;
@@ -362,7 +361,7 @@ pub async fn sign_out(
 pub async fn delete_account(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    form: Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+    form: FormOf<PageForm>,
 ) -> Response {
     let result = async {
         let web = configured(&state)?;
@@ -389,15 +388,25 @@ fn configured(state: &AppState) -> Result<&WebFlow, ApiError> {
     state.web.as_ref().ok_or(ApiError::WebFlowNotConfigured)
 }
 
-/// The flow and a browser request's parameters, or why not.
+const UNREADABLE_QUERY: &str = "the query string could not be read";
+
+/// A browser's query string or form, as an extractor read it.
+type QueryOf<T> = Result<Query<T>, QueryRejection>;
+type FormOf<T> = Result<Form<T>, FormRejection>;
+
+/// The flow and a browser request's parameters, or the error page saying why not.
+// The error is the page answered at once, never carried further.
+#[allow(clippy::result_large_err)]
 fn prepared<'s, T, E>(
     state: &'s AppState,
     parsed: Result<T, E>,
     unreadable: &'static str,
-) -> Result<(&'s WebFlow, T), ApiError> {
-    let web = configured(state)?;
-    let parsed = parsed.map_err(|_| ApiError::bad_request(unreadable))?;
-    Ok((web, parsed))
+) -> Result<(&'s WebFlow, T), Response> {
+    let parsed = configured(state).and_then(|web| {
+        let parsed = parsed.map_err(|_| ApiError::bad_request(unreadable))?;
+        Ok((web, parsed))
+    });
+    parsed.map_err(|error| error_page(state, error))
 }
 
 /// The signed-in user of the page's cookie: the user, the cookie's secret and the session id.
@@ -423,7 +432,7 @@ async fn checked_session(
     state: &AppState,
     web: &WebFlow,
     headers: &HeaderMap,
-    form: &Result<Form<PageForm>, axum::extract::rejection::FormRejection>,
+    form: &FormOf<PageForm>,
 ) -> Result<Option<(User, String, String)>, ApiError> {
     if !guard::posted_by_the_page(web, headers) {
         return Err(ApiError::CsrfTokenInvalid);

@@ -126,15 +126,7 @@ mod tests {
             at_hash: None,
             org_id: None,
         };
-        UserUpsert::from_record(&SignInRecord {
-            claims: &claims,
-            nonce_hash: None,
-            identity_token_hash: None,
-            given_name: None,
-            family_name: None,
-            apple_refresh_token: None,
-            now: 1_700_000_000,
-        })
+        UserUpsert::from_record(&SignInRecord::user_only(&claims, 1_700_000_000))
     }
 
     /// Stopping the writer while sign-ins are queued: every queued sign-in is written and

@@ -35,7 +35,7 @@ pub use queue::Queue;
 pub use revocations::PendingRevocation;
 pub use sessions::{NewSession, Rotation};
 pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
-pub use web::{Completion, Exchange, NativeApp, WebCompletion, WebSignIn};
+pub use web::{Completion, Exchange, NativeApp, NewExchangeCode, WebCompletion, WebSignIn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -49,6 +49,21 @@ pub struct SignInRecord<'a> {
     pub now: i64,
 }
 
+impl<'a> SignInRecord<'a> {
+    /// A sign-in that records the user only: no nonce, no token kept, no name, no grant.
+    pub fn user_only(claims: &'a IdentityClaims, now: i64) -> Self {
+        Self {
+            claims,
+            nonce_hash: None,
+            identity_token_hash: None,
+            given_name: None,
+            family_name: None,
+            apple_refresh_token: None,
+            now,
+        }
+    }
+}
+
 /// What a sign-in's transaction makes besides the user: a session of our own, or nothing.
 pub trait SessionPolicy: Send {
     /// What the caller gets.

@@ -191,15 +191,14 @@ impl Store {
         }
         let completion = match NativeApp::from_columns(app_redirect_uri, challenge) {
             Some(app) => {
-                let code = insert_exchange_code(
-                    &mut tx,
-                    &user_id,
-                    is_new_user != 0,
-                    &app.code_challenge,
+                let new_code = NewExchangeCode {
+                    user_id: &user_id,
+                    is_new_user: is_new_user != 0,
+                    code_challenge: &app.code_challenge,
                     now,
-                    now + crate::web::EXCHANGE_CODE_TTL_SECS,
-                )
-                .await?;
+                    expires_at: now + crate::web::EXCHANGE_CODE_TTL_SECS,
+                };
+                let code = insert_exchange_code(&mut tx, &new_code).await?;
                 Completion::App {
                     app_redirect_uri: app.redirect_uri,
                     code,
@@ -218,22 +217,10 @@ impl Store {
     /// Issues a one-time code for a user signed in through the browser by a native app.
     pub async fn issue_exchange_code(
         &self,
-        user_id: &str,
-        is_new_user: bool,
-        code_challenge: &str,
-        now: i64,
-        expires_at: i64,
+        new_code: &NewExchangeCode<'_>,
     ) -> Result<String, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let code = insert_exchange_code(
-            &mut tx,
-            user_id,
-            is_new_user,
-            code_challenge,
-            now,
-            expires_at,
-        )
-        .await?;
+        let code = insert_exchange_code(&mut tx, new_code).await?;
         tx.commit().await?;
         Ok(code)
     }
@@ -314,14 +301,26 @@ impl Store {
     }
 }
 
+/// A native app's one-time code to issue: bound to its user and its PKCE challenge.
+pub struct NewExchangeCode<'a> {
+    pub user_id: &'a str,
+    pub is_new_user: bool,
+    pub code_challenge: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
 async fn insert_exchange_code(
     tx: &mut Transaction<'_, Any>,
-    user_id: &str,
-    is_new_user: bool,
-    code_challenge: &str,
-    now: i64,
-    expires_at: i64,
+    new_code: &NewExchangeCode<'_>,
 ) -> Result<String, sqlx::Error> {
+    let NewExchangeCode {
+        user_id,
+        is_new_user,
+        code_challenge,
+        now,
+        expires_at,
+    } = *new_code;
     let code = tokens::new_token();
     sqlx::query("INSERT INTO web_exchange_codes (code_hash, code_challenge, user_id, is_new_user, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(tokens::token_hash(&code))

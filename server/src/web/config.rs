@@ -32,15 +32,7 @@ impl WebConfig {
             None => None,
             Some(value) => Some(public_url(&value).map_err(|why| ("SIWA_PUBLIC_URL", why))?),
         };
-        let app_redirect_uris: Vec<String> = get("SIWA_APP_REDIRECT_URIS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let app_redirect_uris = crate::config::comma_separated(get("SIWA_APP_REDIRECT_URIS"));
         for uri in &app_redirect_uris {
             if url::Url::parse(uri).is_err() {
                 return Err((
@@ -165,16 +157,10 @@ impl WebFlow {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn read(vars: &[(&str, &str)]) -> Result<WebConfig, Invalid> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        WebConfig::read(|name| map.get(name).cloned())
+        WebConfig::read(crate::config::lookup_in(vars))
     }
 
     #[test]

@@ -344,6 +344,14 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// A client that does not follow redirects: each step of a browser flow is looked at.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 pub const WEB_SERVICES_ID: &str = "com.example.web";
 pub const APP_REDIRECT_URI: &str = "com.example.app://signed-in";
 
