@@ -15,6 +15,8 @@ pub const APP_CLIENT_ID: &str = "com.example.app";
 pub const WEB_CLIENT_ID: &str = "com.example.web";
 /// The native-app redirect URI `dev` accepts for the browser flow.
 pub const DEV_APP_REDIRECT_URI: &str = "siwa-example://signed-in";
+/// A desktop app's loopback redirect, on any port (RFC 8252, 7.3).
+pub const DEV_LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
 pub struct DevOptions {
     pub port: u16,
@@ -84,7 +86,10 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         // The web page at `/`, signing in through the fake Apple's consent page.
         ("SIWA_APPLE_SERVICES_ID", WEB_CLIENT_ID.to_owned()),
         ("SIWA_PUBLIC_URL", format!("http://{localhost}:{port}")),
-        ("SIWA_APP_REDIRECT_URIS", DEV_APP_REDIRECT_URI.to_owned()),
+        (
+            "SIWA_APP_REDIRECT_URIS",
+            format!("{DEV_APP_REDIRECT_URI},{DEV_LOOPBACK_REDIRECT_URI}"),
+        ),
         ("SIWA_APP_NAME", "siwa dev".to_owned()),
     ];
     let lookup = |name: &str| {

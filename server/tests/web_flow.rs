@@ -24,6 +24,7 @@ on_both_databases!(
     native_starts_need_a_listed_redirect_and_an_s256_challenge,
     expired_states_and_codes_are_refused,
     the_client_library_signs_in_through_the_browser,
+    a_loopback_redirect_is_allowed_on_any_port,
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
@@ -897,4 +898,31 @@ async fn the_page_names_the_app_and_has_no_loose_ends() {
         shown.contains("@<wbr>privaterelay.<wbr>appleid.<wbr>com"),
         "{shown}"
     );
+}
+
+/// RFC 8252 7.3: `http://127.0.0.1/callback` (and `[::1]`) in `SIWA_APP_REDIRECT_URIS` takes
+/// that path on any port; `localhost`, another path or another scheme does not.
+async fn a_loopback_redirect_is_allowed_on_any_port(h: Harness) {
+    let challenge = CodeVerifier::generate().challenge();
+    let status = |redirect: &'static str| {
+        let url = h.url(&format!(
+            "/v1/web/sign-in?app_redirect_uri={}&code_challenge={challenge}",
+            url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+        ));
+        async move { browser().get(url).send().await.unwrap().status() }
+    };
+    for allowed in [
+        "http://127.0.0.1:49152/callback",
+        "http://127.0.0.1:8080/callback",
+        "http://[::1]:49152/callback",
+    ] {
+        assert_eq!(status(allowed).await, 303, "{allowed}");
+    }
+    for refused in [
+        "http://localhost:49152/callback",
+        "http://127.0.0.1:49152/other",
+        "https://127.0.0.1:49152/callback",
+    ] {
+        assert_eq!(status(refused).await, 400, "{refused}");
+    }
 }

@@ -141,10 +141,38 @@ impl WebFlow {
         cookie_value(headers, self.binding_cookie_name())
     }
 
-    /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`, exactly.
+    /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`: exactly, or, for an
+    /// entry on a loopback IP literal, on any port.
     pub fn allows_app_redirect(&self, app_redirect_uri: &str) -> bool {
-        self.app_redirect_uris.iter().any(|u| u == app_redirect_uri)
+        self.app_redirect_uris
+            .iter()
+            .any(|allowed| allowed == app_redirect_uri || loopback_match(allowed, app_redirect_uri))
     }
+}
+
+/// Whether `requested` is the loopback redirect `allowed` on another port. A desktop app
+/// listens on whatever port the system gives it, so the port of a loopback IP literal is not
+/// compared (RFC 8252, 7.3); everything else is. `localhost` is no loopback literal here: a
+/// name can be made to resolve elsewhere (RFC 8252, 8.3).
+fn loopback_match(allowed: &str, requested: &str) -> bool {
+    let (Ok(allowed), Ok(requested)) = (url::Url::parse(allowed), url::Url::parse(requested))
+    else {
+        return false;
+    };
+    let loopback_literal = match allowed.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        _ => false,
+    };
+    loopback_literal
+        && allowed.scheme() == "http"
+        && requested.scheme() == "http"
+        && requested.host() == allowed.host()
+        && requested.path() == allowed.path()
+        && requested.query() == allowed.query()
+        && requested.fragment().is_none()
+        && requested.username().is_empty()
+        && requested.password().is_none()
 }
 
 fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
@@ -157,4 +185,49 @@ fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_match;
+
+    #[test]
+    fn loopback_literals_match_on_any_port_and_nothing_else_does() {
+        let v4 = "http://127.0.0.1/callback";
+        let v6 = "http://[::1]/callback";
+        for (allowed, requested) in [
+            (v4, "http://127.0.0.1:49152/callback"),
+            (v4, "http://127.0.0.1/callback"),
+            (v6, "http://[::1]:8080/callback"),
+            (
+                "http://127.0.0.1:1234/callback",
+                "http://127.0.0.1:5678/callback",
+            ),
+        ] {
+            assert!(loopback_match(allowed, requested), "{requested}");
+        }
+        for (allowed, requested) in [
+            (v4, "http://127.0.0.1:49152/other"),
+            (v4, "http://127.0.0.1:49152/callback?x=1"),
+            (v4, "https://127.0.0.1:49152/callback"),
+            (v4, "http://[::1]:49152/callback"),
+            (v4, "http://127.0.0.2:49152/callback"),
+            (v4, "http://user@127.0.0.1:49152/callback"),
+            (v4, "http://127.0.0.1:49152/callback#f"),
+            (
+                "http://localhost/callback",
+                "http://localhost:49152/callback",
+            ),
+            (
+                "https://app.example.com/cb",
+                "https://app.example.com:444/cb",
+            ),
+            (
+                "com.example.app://signed-in",
+                "com.example.app://signed-in:1",
+            ),
+        ] {
+            assert!(!loopback_match(allowed, requested), "{allowed} {requested}");
+        }
+    }
 }

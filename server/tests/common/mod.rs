@@ -149,7 +149,11 @@ impl Harness {
             config.web = siwa_server::WebConfig {
                 services_id: Some(WEB_SERVICES_ID.into()),
                 public_url: Some(format!("http://127.0.0.1:{port}").parse().unwrap()),
-                app_redirect_uris: vec![APP_REDIRECT_URI.into()],
+                app_redirect_uris: vec![
+                    APP_REDIRECT_URI.into(),
+                    LOOPBACK_REDIRECT_URI.into(),
+                    LOOPBACK_V6_REDIRECT_URI.into(),
+                ],
                 ..Default::default()
             };
         })
@@ -354,6 +358,9 @@ pub fn browser() -> reqwest::Client {
 
 pub const WEB_SERVICES_ID: &str = "com.example.web";
 pub const APP_REDIRECT_URI: &str = "com.example.app://signed-in";
+/// A desktop app's loopback redirect: any port (RFC 8252, 7.3).
+pub const LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/callback";
+pub const LOOPBACK_V6_REDIRECT_URI: &str = "http://[::1]/callback";
 
 /// Declares each listed `async fn(Harness)` as two tests: on SQLite and on PostgreSQL.
 /// `on_both_databases!(web: ...)` starts each with the web flow on (`Harness::start_web`).
