@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use siwa_core::api::ErrorMeaning;
 use siwa_core::client as core;
 
 uniffi::setup_scaffolding!();
@@ -22,7 +23,8 @@ uniffi::setup_scaffolding!();
 /// a nonce or an email.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum SiwaError {
-    /// The user closed Apple's sheet: nothing to report, let them try again when they like.
+    /// The user cancelled (Apple's sheet closed, or Cancel at Apple in the browser): nothing to
+    /// report, let them try again when they like.
     #[error("the user cancelled the sign-in")]
     Cancelled,
     /// Apple's credential does not belong to this sign-in, or the attempt is unknown: start a
@@ -35,13 +37,21 @@ pub enum SiwaError {
     /// The server could not be reached or did not answer in time: retry later.
     #[error("the server could not be reached")]
     Network,
-    /// The server refused the request; `code` is its stable error code.
-    #[error("the server refused the request ({code}): {message}")]
+    /// The server refused the request for good: the user or the app must act (`code` is its
+    /// stable error code; sending the same request again fails again).
+    #[error("the server refused the request ({code}): {detail}")]
     Server {
         /// The server's stable code, e.g. `wrong_audience`, `nonce_replayed`.
         code: String,
         /// The server's explanation, for logs.
-        message: String,
+        detail: String,
+    },
+    /// The server, its database or Apple is unavailable for now (a 5xx, a 503): retry later.
+    #[error("the server is unavailable ({code}); try again later")]
+    Unavailable {
+        /// The server's stable code (`apple_unavailable`, `database_unavailable`, ...), or
+        /// `unexpected_response` when something in front of it answered.
+        code: String,
     },
     /// No session, or the server ended it: show the sign-in screen.
     #[error("the session has ended; sign in again")]
@@ -49,21 +59,38 @@ pub enum SiwaError {
     /// The session store failed (the Keychain, say).
     #[error("the session store failed")]
     Storage,
-    /// The client was configured wrongly (a server URL that is not http(s), say): a bug to fix.
-    #[error("invalid configuration: {message}")]
+    /// The client was configured wrongly (a server URL that is not https, a redirect URI that
+    /// is not a URL, say): a bug to fix.
+    #[error("invalid configuration: {reason}")]
     InvalidConfiguration {
         /// What is wrong.
-        message: String,
+        reason: String,
+    },
+    /// The browser came back with an error instead of a sign-in (`invalid_state`: it took over
+    /// ten minutes, say): start again.
+    #[error("the browser sign-in failed ({code})")]
+    BrowserSignInFailed {
+        /// The error the browser brought back.
+        code: String,
     },
 }
 
 impl From<core::ClientError> for SiwaError {
     fn from(error: core::ClientError) -> Self {
         use core::ClientError as E;
+        let retry_later = error.is_transient()
+            || error
+                .server_code()
+                .is_some_and(|code| code.meaning() == ErrorMeaning::RetryLater);
+        if retry_later && !matches!(error, E::Network(_)) {
+            return Self::Unavailable {
+                code: error.code().to_owned(),
+            };
+        }
         match error {
             E::InvalidServerUrl | E::InsecureServerUrl | E::InvalidRedirectUri => {
                 Self::InvalidConfiguration {
-                    message: error.to_string(),
+                    reason: error.to_string(),
                 }
             }
             E::InvalidIdentityToken(_) | E::UserMismatch | E::UnknownAttempt => {
@@ -73,14 +100,15 @@ impl From<core::ClientError> for SiwaError {
             E::NotSignedIn | E::SessionExpired => Self::SessionExpired,
             E::Server { code, message, .. } => Self::Server {
                 code: code.as_str().to_owned(),
-                message,
+                detail: message,
             },
             E::Network(_) => Self::Network,
             E::Storage(_) => Self::Storage,
             E::Cancelled => Self::Cancelled,
+            E::BrowserSignInFailed(code) => Self::BrowserSignInFailed { code },
             other => Self::Server {
                 code: other.code().to_owned(),
-                message: other.to_string(),
+                detail: other.to_string(),
             },
         }
     }
@@ -94,7 +122,7 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for SiwaError {
 }
 
 /// Keeps the session between launches: implement it over the Keychain (`SiwaKit` has
-/// `KeychainSessionStore`), or use `InMemorySessionStore` / `FileSessionStore`.
+/// `KeychainSessionStore`), or use `inMemorySessionStore()` / `fileSessionStore(path:)`.
 ///
 /// The value is one opaque string; store it as it is. Called from any thread.
 #[uniffi::export(with_foreign)]
@@ -130,56 +158,34 @@ fn from_store_error(_: core::StoreError) -> SiwaError {
     SiwaError::Storage
 }
 
-/// A store that lives as long as the process: for tests and previews.
-#[derive(uniffi::Object, Default)]
-pub struct InMemorySessionStore(core::InMemorySessionStore);
+/// A Rust store, as the app sees a `SessionStore`.
+struct RustStore<S>(S);
 
-/// A store in one file, readable by its owner only, replaced atomically.
-#[derive(uniffi::Object)]
-pub struct FileSessionStore(core::FileSessionStore);
-
-/// Exports a Rust store's methods with the `SessionStore` protocol's signatures, so that
-/// `SiwaKit` makes it conform to the protocol in one line.
-macro_rules! export_store {
-    ($store:ident) => {
-        #[uniffi::export]
-        impl $store {
-            /// The stored session, or nil when there is none.
-            pub fn load(&self) -> Result<Option<String>, SiwaError> {
-                core::SessionStore::load(&self.0).map_err(from_store_error)
-            }
-            /// Replaces the stored session.
-            pub fn save(&self, session: String) -> Result<(), SiwaError> {
-                core::SessionStore::save(&self.0, &session).map_err(from_store_error)
-            }
-            /// Removes the stored session.
-            pub fn clear(&self) -> Result<(), SiwaError> {
-                core::SessionStore::clear(&self.0).map_err(from_store_error)
-            }
-        }
-    };
-}
-
-#[uniffi::export]
-impl InMemorySessionStore {
-    /// An empty store.
-    #[uniffi::constructor]
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+impl<S: core::SessionStore> SessionStore for RustStore<S> {
+    fn load(&self) -> Result<Option<String>, SiwaError> {
+        self.0.load().map_err(from_store_error)
+    }
+    fn save(&self, session: String) -> Result<(), SiwaError> {
+        self.0.save(&session).map_err(from_store_error)
+    }
+    fn clear(&self) -> Result<(), SiwaError> {
+        self.0.clear().map_err(from_store_error)
     }
 }
 
+/// A `SessionStore` that lives as long as the process: for tests and previews.
 #[uniffi::export]
-impl FileSessionStore {
-    /// A store at `path`; its folder must exist.
-    #[uniffi::constructor]
-    pub fn new(path: String) -> Arc<Self> {
-        Arc::new(Self(core::FileSessionStore::new(path)))
-    }
+pub fn in_memory_session_store() -> Arc<dyn SessionStore> {
+    Arc::new(RustStore(core::InMemorySessionStore::default()))
 }
 
-export_store!(InMemorySessionStore);
-export_store!(FileSessionStore);
+/// A `SessionStore` in one file at `path` (its folder must exist), readable by its owner only
+/// and replaced atomically: for command-line and desktop apps, and tests that restart the
+/// client.
+#[uniffi::export]
+pub fn file_session_store(path: String) -> Arc<dyn SessionStore> {
+    Arc::new(RustStore(core::FileSessionStore::new(path)))
+}
 
 /// A sign-in in progress. Give `hashedNonce` to Apple's request
 /// (`ASAuthorizationAppleIDRequest.nonce`); the raw nonce never leaves the client.
@@ -299,6 +305,30 @@ impl SiwaClient {
     /// The signed-in user as last known, or nil when signed out.
     pub fn current_user(&self) -> Option<SiwaUser> {
         self.client.current_user().map(Into::into)
+    }
+
+    /// Starts a sign-in through the browser, for apps without Apple's sheet (Android, desktop
+    /// JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
+    /// `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
+    /// server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
+    /// again replaces the attempt.
+    pub fn start_browser_sign_in(&self, app_redirect_uri: String) -> Result<String, SiwaError> {
+        Ok(self.client.start_browser_sign_in(&app_redirect_uri)?)
+    }
+
+    /// Completes a browser sign-in from the URL the browser came back to: trades its one-time
+    /// code for a session, keeps it, and returns the user. A cancel at Apple is `Cancelled`;
+    /// any other error the URL carries is `BrowserSignInFailed`. A URL that is not the
+    /// attempt's callback is `InvalidCredential` and leaves the attempt in place.
+    pub async fn complete_browser_sign_in(
+        &self,
+        callback_url: String,
+    ) -> Result<SiwaUser, SiwaError> {
+        Ok(self
+            .client
+            .complete_browser_sign_in(&callback_url)
+            .await?
+            .into())
     }
 
     /// Apple's identifier of the signed-in user (the credential's `user`), for

@@ -745,3 +745,46 @@ async fn a_sign_in_while_a_refresh_is_in_flight_wins_over_the_refresh() {
     assert_eq!(h.client.access_token().await.unwrap(), "access-3");
     assert!(stored(&h).unwrap().contains("refresh-3"));
 }
+
+/// A store whose writes fail (a full disk, a locked Keychain).
+struct UnwritableStore;
+
+impl SessionStore for UnwritableStore {
+    fn load(&self) -> Result<Option<String>, siwa_core::client::StoreError> {
+        Ok(None)
+    }
+    fn save(&self, _: &str) -> Result<(), siwa_core::client::StoreError> {
+        Err(siwa_core::client::StoreError("disk full".into()))
+    }
+    fn clear(&self) -> Result<(), siwa_core::client::StoreError> {
+        Ok(())
+    }
+}
+
+/// A sign-in whose session cannot be stored is undone, not kept in memory only: no one is
+/// signed in, and the server's session is ended.
+#[tokio::test]
+async fn a_sign_in_that_cannot_be_stored_is_undone_and_ended_at_the_server() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/apple"))
+        .respond_with(signed_in_answer())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/logout"))
+        .and(body_json(json!({"refreshToken": "refresh-1"})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = Arc::new(FixedClock::new(NOW));
+    let client = client_for(&server.uri(), clock, Arc::new(UnwritableStore));
+    let attempt = client.start_sign_in();
+    let result = client
+        .complete_sign_in(&attempt, &credential(&attempt))
+        .await;
+    assert!(matches!(result, Err(ClientError::Storage(_))), "{result:?}");
+    assert!(client.current_user().is_none());
+    assert_eq!(client.access_token().await, Err(ClientError::NotSignedIn));
+}

@@ -98,7 +98,7 @@ async fn serve() -> ExitCode {
             app_redirect_uri = %uri,
             "SIWA_APP_REDIRECT_URIS lists a custom scheme, which any app on the device can claim \
              (RFC 8252, 8.1): prefer a claimed https link (Android App Links, universal links) \
-             or, for desktop apps, a loopback redirect such as http://127.0.0.1:PORT/callback"
+             or, for desktop apps, a loopback redirect such as http://127.0.0.1/callback (any port)"
         );
     }
     if !apple_configured {

@@ -160,9 +160,7 @@ impl Client {
             _ => e,
         });
         let session = Session::started(answer?, &credential.user, self.clock.now());
-        let user = session.user.clone();
-        self.write(&mut lock(&self.session), Some(session))?;
-        Ok(user)
+        self.adopt(session).await
     }
 
     /// Starts a sign-in through the browser, for an app that cannot show Apple's sheet
@@ -200,9 +198,7 @@ impl Client {
         let signed_in = answer?;
         let apple_user_id = signed_in.user.apple_user_id.clone();
         let session = Session::started(signed_in, &apple_user_id, self.clock.now());
-        let user = session.user.clone();
-        self.write(&mut lock(&self.session), Some(session))?;
-        Ok(user)
+        self.adopt(session).await
     }
 
     /// The signed-in user, as last known; `None` when signed out.
@@ -360,6 +356,31 @@ impl Client {
     /// Sets the session in memory and in the store while `guard` holds the session lock, so
     /// that the two never disagree about which session is the newest. Memory is updated even
     /// when the store fails: the running app goes on with the server's current tokens.
+    /// Keeps a new sign-in's session: stored first, then current. A session the store cannot
+    /// keep is undone rather than kept in memory only (the next launch would find no one
+    /// signed in): it is ended at the server (best effort), whoever was signed in before
+    /// stays, and the sign-in fails with `Storage`.
+    async fn adopt(&self, session: Session) -> Result<User, ClientError> {
+        let saved = {
+            let mut guard = lock(&self.session);
+            let saved = self.store.save(&session.to_stored());
+            if saved.is_ok() {
+                *guard = Some(session.clone());
+            }
+            saved
+        };
+        if let Err(error) = saved {
+            if let Err(logout) = self.backend.logout(&session.refresh_token).await {
+                tracing::warn!(
+                    code = logout.code(),
+                    "a sign-in that could not be stored could not be ended at the server"
+                );
+            }
+            return Err(error.into());
+        }
+        Ok(session.user)
+    }
+
     fn write(
         &self,
         guard: &mut MutexGuard<'_, Option<Session>>,

@@ -15,7 +15,7 @@ func measure(_ name: String, iterations: Int = 200_000, _ body: () -> Void) {
     print(String(format: "%@: %.1f ns per call (best of 5 runs of %d)", name, best, iterations))
 }
 
-let client = try SiwaClient(serverUrl: "http://127.0.0.1:9", store: InMemorySessionStore())
+let client = try SiwaClient(serverUrl: "http://127.0.0.1:9", store: inMemorySessionStore())
 var sink = 0
 measure("swift/currentUser (signed out)") { sink &+= client.currentUser() == nil ? 1 : 0 }
 measure("swift/startSignIn") { sink &+= client.startSignIn().hashedNonce.utf8.count }

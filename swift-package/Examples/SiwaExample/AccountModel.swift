@@ -84,6 +84,8 @@ final class AccountModel: ObservableObject {
                 errorMessage = "Your session has ended. Please sign in again."
             } catch SiwaError.Network {
                 errorMessage = "The server could not be reached. Check your connection and try again."
+            } catch SiwaError.Unavailable {
+                errorMessage = "The service is busy right now. Please try again in a moment."
             } catch {
                 errorMessage = "Something went wrong: \(error.localizedDescription)"
             }

@@ -87,5 +87,5 @@ struct ContentView: View {
 
 #Preview {
     ContentView()
-        .environmentObject(AccountModel(serverURL: "http://localhost:3000", store: InMemorySessionStore()))
+        .environmentObject(AccountModel(serverURL: "http://localhost:3000", store: inMemorySessionStore()))
 }

@@ -28,7 +28,7 @@ final class EndToEndTests: XCTestCase {
 
     func testTheWholeLifeOfAnAccount() async throws {
         let file = stack.sessionFile()
-        let client = try client(FileSessionStore(path: file))
+        let client = try client(fileSessionStore(path: file))
 
         // First sign-in: Apple gives the name, the server keeps it.
         let user = try await signIn(client)
@@ -47,7 +47,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertNotEqual(before, after)
 
         // A restarted app finds its session in the store.
-        let restarted = try self.client(FileSessionStore(path: file))
+        let restarted = try self.client(fileSessionStore(path: file))
         XCTAssertEqual(restarted.currentUser(), user)
         let restored = try await restarted.refreshUser()
         XCTAssertEqual(restored.id, user.id)
@@ -74,7 +74,7 @@ final class EndToEndTests: XCTestCase {
     }
 
     func testANonceMismatchIsCaughtBeforeTheServer() async throws {
-        let client = try client(InMemorySessionStore())
+        let client = try client(inMemorySessionStore())
         let attempt = client.startSignIn()
         let other = client.startSignIn()
         let credential = try await stack.apple.credential(for: attempt, nonce: other.hashedNonce)
@@ -87,7 +87,7 @@ final class EndToEndTests: XCTestCase {
     }
 
     func testAServerThatIsDownIsANetworkError() async throws {
-        let client = try SiwaClient(serverUrl: "http://127.0.0.1:9", store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: "http://127.0.0.1:9", store: inMemorySessionStore())
         let attempt = client.startSignIn()
         let credential = try await stack.apple.credential(for: attempt)
         do {
@@ -97,8 +97,22 @@ final class EndToEndTests: XCTestCase {
         XCTAssertNil(client.currentUser())
     }
 
+    /// A session the store cannot keep is undone rather than kept in memory only.
+    func testASignInThatCannotBeStoredIsUndone() async throws {
+        let client = try client(UnwritableStore())
+        do {
+            _ = try await signIn(client)
+            XCTFail("a session that was not stored was kept")
+        } catch SiwaError.Storage {}
+        XCTAssertNil(client.currentUser())
+        do {
+            _ = try await client.accessToken()
+            XCTFail("signed in")
+        } catch SiwaError.SessionExpired {}
+    }
+
     func testATokenForAnotherAppIsRefusedByTheServer() async throws {
-        let client = try client(InMemorySessionStore())
+        let client = try client(inMemorySessionStore())
         let attempt = client.startSignIn()
         let otherApp = MockApple(baseURL: stack.apple.baseURL, clientId: "com.example.other")
         let credential = try await otherApp.credential(for: attempt)
@@ -114,12 +128,12 @@ final class EndToEndTests: XCTestCase {
     func testARefreshTokenReusedElsewhereEndsTheSession() async throws {
         let original = stack.sessionFile("original.json")
         let copy = stack.sessionFile("copy.json")
-        let client = try client(FileSessionStore(path: original))
+        let client = try client(fileSessionStore(path: original))
         _ = try await signIn(client)
 
         // Someone copies the stored session and refreshes with it first.
         try FileManager.default.copyItem(atPath: original, toPath: copy)
-        let thief = try self.client(FileSessionStore(path: copy))
+        let thief = try self.client(fileSessionStore(path: copy))
         try await thief.refreshSession()
         // Past the server's reuse grace (1 s here): within it, the same token would get the
         // same successor (a lost answer, or two processes sharing one stored session).

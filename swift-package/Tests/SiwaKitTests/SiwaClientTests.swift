@@ -8,7 +8,7 @@ final class SiwaClientTests: XCTestCase {
     let unreachable = "http://127.0.0.1:9"
 
     func testAnAttemptGivesAppleTheLowercaseHexSha256OfAFreshNonce() throws {
-        let client = try SiwaClient(serverUrl: unreachable, store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
         let a = client.startSignIn(), b = client.startSignIn()
         XCTAssertEqual(a.hashedNonce.count, 64)
         XCTAssertTrue(a.hashedNonce.allSatisfy { "0123456789abcdef".contains($0) })
@@ -16,7 +16,7 @@ final class SiwaClientTests: XCTestCase {
     }
 
     func testANewClientHasNoUserAndNoToken() async throws {
-        let client = try SiwaClient(serverUrl: unreachable, store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
         XCTAssertNil(client.currentUser())
         XCTAssertNil(client.appleUserId())
         do {
@@ -26,7 +26,7 @@ final class SiwaClientTests: XCTestCase {
     }
 
     func testACredentialForAnotherAttemptIsRefusedBeforeTheNetwork() async throws {
-        let client = try SiwaClient(serverUrl: unreachable, store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
         let attempt = client.startSignIn()
         let other = client.startSignIn()
         let credential = AppleCredential(identityToken: token(sub: "001.a", nonce: other.hashedNonce), user: "001.a")
@@ -37,7 +37,7 @@ final class SiwaClientTests: XCTestCase {
     }
 
     func testATokenOfAnotherUserIsAnInvalidCredential() async throws {
-        let client = try SiwaClient(serverUrl: unreachable, store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
         let attempt = client.startSignIn()
         let credential = AppleCredential(identityToken: token(sub: "001.a", nonce: attempt.hashedNonce), user: "001.b")
         do {
@@ -47,7 +47,7 @@ final class SiwaClientTests: XCTestCase {
     }
 
     func testAMatchingCredentialGoesToTheNetwork() async throws {
-        let client = try SiwaClient(serverUrl: unreachable, store: InMemorySessionStore())
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
         let attempt = client.startSignIn()
         let credential = AppleCredential(identityToken: token(sub: "001.a", nonce: attempt.hashedNonce), user: "001.a")
         do {
@@ -57,7 +57,7 @@ final class SiwaClientTests: XCTestCase {
     }
 
     func testAServerUrlThatIsNotHttpIsAConfigurationError() {
-        XCTAssertThrowsError(try SiwaClient(serverUrl: "ftp://example.com", store: InMemorySessionStore())) { error in
+        XCTAssertThrowsError(try SiwaClient(serverUrl: "ftp://example.com", store: inMemorySessionStore())) { error in
             guard case SiwaError.InvalidConfiguration = error else { return XCTFail("\(error)") }
         }
     }
@@ -65,7 +65,7 @@ final class SiwaClientTests: XCTestCase {
     func testTheStoresRoundTrip() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("siwa-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let stores: [any SessionStore] = [InMemorySessionStore(), FileSessionStore(path: file), SwiftStore()]
+        let stores: [any SessionStore] = [inMemorySessionStore(), fileSessionStore(path: file), SwiftStore()]
         for store in stores {
             XCTAssertNil(try store.load())
             try store.save(session: "one")
@@ -78,6 +78,28 @@ final class SiwaClientTests: XCTestCase {
     func testAFailingAppStoreIsAStorageError() {
         XCTAssertThrowsError(try SiwaClient(serverUrl: unreachable, store: FailingStore())) { error in
             XCTAssertEqual(error as? SiwaError, .Storage)
+        }
+    }
+
+    func testABrowserSignInStartsAtTheServerAndReadsWhatTheBrowserBringsBack() async throws {
+        let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
+        let app = "com.example.app://signed-in"
+        let url = try client.startBrowserSignIn(appRedirectUri: app)
+        XCTAssertTrue(url.hasPrefix("\(unreachable)/v1/web/sign-in?"), url)
+        XCTAssertTrue(url.contains("code_challenge_method=S256"), url)
+        do {
+            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=user_cancelled_authorize")
+            XCTFail("accepted")
+        } catch SiwaError.Cancelled {}
+        _ = try client.startBrowserSignIn(appRedirectUri: app)
+        do {
+            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=invalid_state")
+            XCTFail("accepted")
+        } catch let SiwaError.BrowserSignInFailed(code) {
+            XCTAssertEqual(code, "invalid_state")
+        }
+        XCTAssertThrowsError(try client.startBrowserSignIn(appRedirectUri: "not a url")) { error in
+            guard case SiwaError.InvalidConfiguration = error else { return XCTFail("\(error)") }
         }
     }
 
@@ -100,6 +122,13 @@ final class SwiftStore: SessionStore, @unchecked Sendable {
 }
 
 struct StoreFailure: Error {}
+
+/// Loads nothing and cannot write: a full disk, a locked Keychain.
+final class UnwritableStore: SessionStore {
+    func load() throws -> String? { nil }
+    func save(session: String) throws { throw StoreFailure() }
+    func clear() throws {}
+}
 
 final class FailingStore: SessionStore {
     func load() throws -> String? { throw StoreFailure() }

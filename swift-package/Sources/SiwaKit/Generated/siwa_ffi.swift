@@ -542,355 +542,8 @@ fileprivate struct FfiConverterString: FfiConverter {
 
 
 /**
- * A store in one file, readable by its owner only, replaced atomically.
- */
-public protocol FileSessionStoreProtocol: AnyObject, Sendable {
-    
-    /**
-     * Removes the stored session.
-     */
-    func clear() throws 
-    
-    /**
-     * The stored session, or nil when there is none.
-     */
-    func load() throws  -> String?
-    
-    /**
-     * Replaces the stored session.
-     */
-    func save(session: String) throws 
-    
-}
-/**
- * A store in one file, readable by its owner only, replaced atomically.
- */
-open class FileSessionStore: FileSessionStoreProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_siwa_ffi_fn_clone_filesessionstore(self.handle, $0) }
-    }
-    /**
-     * A store at `path`; its folder must exist.
-     */
-public convenience init(path: String) {
-    let handle =
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_constructor_filesessionstore_new(
-        FfiConverterString.lower(path),uniffiCallStatus
-    )
-}
-    self.init(unsafeFromHandle: handle)
-}
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_siwa_ffi_fn_free_filesessionstore(handle, $0) }
-    }
-
-    
-
-    
-    /**
-     * Removes the stored session.
-     */
-open func clear()throws   {try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_filesessionstore_clear(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The stored session, or nil when there is none.
-     */
-open func load()throws  -> String?  {
-    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_filesessionstore_load(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Replaces the stored session.
-     */
-open func save(session: String)throws   {try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_filesessionstore_save(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(session),uniffiCallStatus
-    )
-}
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeFileSessionStore: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = FileSessionStore
-
-    public static func lift(_ handle: UInt64) throws -> FileSessionStore {
-        return FileSessionStore(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: FileSessionStore) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FileSessionStore {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: FileSessionStore, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFileSessionStore_lift(_ handle: UInt64) throws -> FileSessionStore {
-    return try FfiConverterTypeFileSessionStore.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFileSessionStore_lower(_ value: FileSessionStore) -> UInt64 {
-    return FfiConverterTypeFileSessionStore.lower(value)
-}
-
-
-
-
-
-
-/**
- * A store that lives as long as the process: for tests and previews.
- */
-public protocol InMemorySessionStoreProtocol: AnyObject, Sendable {
-    
-    /**
-     * Removes the stored session.
-     */
-    func clear() throws 
-    
-    /**
-     * The stored session, or nil when there is none.
-     */
-    func load() throws  -> String?
-    
-    /**
-     * Replaces the stored session.
-     */
-    func save(session: String) throws 
-    
-}
-/**
- * A store that lives as long as the process: for tests and previews.
- */
-open class InMemorySessionStore: InMemorySessionStoreProtocol, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_siwa_ffi_fn_clone_inmemorysessionstore(self.handle, $0) }
-    }
-    /**
-     * An empty store.
-     */
-public convenience init() {
-    let handle =
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_constructor_inmemorysessionstore_new(uniffiCallStatus
-    )
-}
-    self.init(unsafeFromHandle: handle)
-}
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_siwa_ffi_fn_free_inmemorysessionstore(handle, $0) }
-    }
-
-    
-
-    
-    /**
-     * Removes the stored session.
-     */
-open func clear()throws   {try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_inmemorysessionstore_clear(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The stored session, or nil when there is none.
-     */
-open func load()throws  -> String?  {
-    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_inmemorysessionstore_load(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Replaces the stored session.
-     */
-open func save(session: String)throws   {try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_inmemorysessionstore_save(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(session),uniffiCallStatus
-    )
-}
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeInMemorySessionStore: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = InMemorySessionStore
-
-    public static func lift(_ handle: UInt64) throws -> InMemorySessionStore {
-        return InMemorySessionStore(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: InMemorySessionStore) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> InMemorySessionStore {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: InMemorySessionStore, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeInMemorySessionStore_lift(_ handle: UInt64) throws -> InMemorySessionStore {
-    return try FfiConverterTypeInMemorySessionStore.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeInMemorySessionStore_lower(_ value: InMemorySessionStore) -> UInt64 {
-    return FfiConverterTypeInMemorySessionStore.lower(value)
-}
-
-
-
-
-
-
-/**
  * Keeps the session between launches: implement it over the Keychain (`SiwaKit` has
- * `KeychainSessionStore`), or use `InMemorySessionStore` / `FileSessionStore`.
+ * `KeychainSessionStore`), or use `inMemorySessionStore()` / `fileSessionStore(path:)`.
  *
  * The value is one opaque string; store it as it is. Called from any thread.
  */
@@ -914,7 +567,7 @@ public protocol SessionStore: AnyObject, Sendable {
 }
 /**
  * Keeps the session between launches: implement it over the Keychain (`SiwaKit` has
- * `KeychainSessionStore`), or use `InMemorySessionStore` / `FileSessionStore`.
+ * `KeychainSessionStore`), or use `inMemorySessionStore()` / `fileSessionStore(path:)`.
  *
  * The value is one opaque string; store it as it is. Called from any thread.
  */
@@ -1205,6 +858,14 @@ public protocol SiwaClientProtocol: AnyObject, Sendable {
     func appleUserId()  -> String?
     
     /**
+     * Completes a browser sign-in from the URL the browser came back to: trades its one-time
+     * code for a session, keeps it, and returns the user. A cancel at Apple is `Cancelled`;
+     * any other error the URL carries is `BrowserSignInFailed`. A URL that is not the
+     * attempt's callback is `InvalidCredential` and leaves the attempt in place.
+     */
+    func completeBrowserSignIn(callbackUrl: String) async throws  -> SiwaUser
+    
+    /**
      * Checks Apple's credential against the attempt (before any network call), signs in at
      * the server, keeps the session, and returns the user.
      */
@@ -1242,6 +903,15 @@ public protocol SiwaClientProtocol: AnyObject, Sendable {
      * Signs out at the server and here; here even when the server cannot be reached.
      */
     func signOut() async throws 
+    
+    /**
+     * Starts a sign-in through the browser, for apps without Apple's sheet (Android, desktop
+     * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
+     * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
+     * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
+     * again replaces the attempt.
+     */
+    func startBrowserSignIn(appRedirectUri: String) throws  -> String
     
     /**
      * Starts a sign-in: put `attempt.hashedNonce` in Apple's request, then pass the attempt
@@ -1354,6 +1024,28 @@ open func appleUserId() -> String?  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Completes a browser sign-in from the URL the browser came back to: trades its one-time
+     * code for a session, keeps it, and returns the user. A cancel at Apple is `Cancelled`;
+     * any other error the URL carries is `BrowserSignInFailed`. A URL that is not the
+     * attempt's callback is `InvalidCredential` and leaves the attempt in place.
+     */
+open func completeBrowserSignIn(callbackUrl: String)async throws  -> SiwaUser  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_siwa_ffi_fn_method_siwaclient_complete_browser_sign_in(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(callbackUrl)
+                )
+            },
+            pollFunc: ffi_siwa_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_siwa_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_siwa_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSiwaUser_lift,
+            errorHandler: FfiConverterTypeSiwaError_lift
+        )
 }
     
     /**
@@ -1476,6 +1168,23 @@ open func signOut()async throws   {
             liftFunc: { $0 },
             errorHandler: FfiConverterTypeSiwaError_lift
         )
+}
+    
+    /**
+     * Starts a sign-in through the browser, for apps without Apple's sheet (Android, desktop
+     * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
+     * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
+     * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
+     * again replaces the attempt.
+     */
+open func startBrowserSignIn(appRedirectUri: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSiwaError_lift) {
+        uniffiCallStatus in
+    uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(appRedirectUri),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1827,7 +1536,8 @@ enum SiwaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The user closed Apple's sheet: nothing to report, let them try again when they like.
+     * The user cancelled (Apple's sheet closed, or Cancel at Apple in the browser): nothing to
+     * report, let them try again when they like.
      */
     case Cancelled
     /**
@@ -1844,7 +1554,8 @@ enum SiwaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Network
     /**
-     * The server refused the request; `code` is its stable error code.
+     * The server refused the request for good: the user or the app must act (`code` is its
+     * stable error code; sending the same request again fails again).
      */
     case Server(
         /**
@@ -1852,7 +1563,16 @@ enum SiwaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */code: String, 
         /**
          * The server's explanation, for logs.
-         */message: String
+         */detail: String
+    )
+    /**
+     * The server, its database or Apple is unavailable for now (a 5xx, a 503): retry later.
+     */
+    case Unavailable(
+        /**
+         * The server's stable code (`apple_unavailable`, `database_unavailable`, ...), or
+         * `unexpected_response` when something in front of it answered.
+         */code: String
     )
     /**
      * No session, or the server ended it: show the sign-in screen.
@@ -1863,12 +1583,22 @@ enum SiwaError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Storage
     /**
-     * The client was configured wrongly (a server URL that is not http(s), say): a bug to fix.
+     * The client was configured wrongly (a server URL that is not https, a redirect URI that
+     * is not a URL, say): a bug to fix.
      */
     case InvalidConfiguration(
         /**
          * What is wrong.
-         */message: String
+         */reason: String
+    )
+    /**
+     * The browser came back with an error instead of a sign-in (`invalid_state`: it took over
+     * ten minutes, say): start again.
+     */
+    case BrowserSignInFailed(
+        /**
+         * The error the browser brought back.
+         */code: String
     )
 
     
@@ -1905,12 +1635,18 @@ public struct FfiConverterTypeSiwaError: FfiConverterRustBuffer {
         case 4: return .Network
         case 5: return .Server(
             code: try FfiConverterString.read(from: &buf), 
-            message: try FfiConverterString.read(from: &buf)
+            detail: try FfiConverterString.read(from: &buf)
             )
-        case 6: return .SessionExpired
-        case 7: return .Storage
-        case 8: return .InvalidConfiguration(
-            message: try FfiConverterString.read(from: &buf)
+        case 6: return .Unavailable(
+            code: try FfiConverterString.read(from: &buf)
+            )
+        case 7: return .SessionExpired
+        case 8: return .Storage
+        case 9: return .InvalidConfiguration(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 10: return .BrowserSignInFailed(
+            code: try FfiConverterString.read(from: &buf)
             )
 
          default: throw UniffiInternalError.unexpectedEnumCase
@@ -1940,23 +1676,33 @@ public struct FfiConverterTypeSiwaError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(4))
         
         
-        case let .Server(code,message):
+        case let .Server(code,detail):
             writeInt(&buf, Int32(5))
             FfiConverterString.write(code, into: &buf)
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .Unavailable(code):
+            writeInt(&buf, Int32(6))
+            FfiConverterString.write(code, into: &buf)
             
         
         case .SessionExpired:
-            writeInt(&buf, Int32(6))
-        
-        
-        case .Storage:
             writeInt(&buf, Int32(7))
         
         
-        case let .InvalidConfiguration(message):
+        case .Storage:
             writeInt(&buf, Int32(8))
-            FfiConverterString.write(message, into: &buf)
+        
+        
+        case let .InvalidConfiguration(reason):
+            writeInt(&buf, Int32(9))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .BrowserSignInFailed(code):
+            writeInt(&buf, Int32(10))
+            FfiConverterString.write(code, into: &buf)
             
         }
     }
@@ -2072,6 +1818,29 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
         print("uniffiFutureContinuationCallback invalid handle")
     }
 }
+/**
+ * A `SessionStore` in one file at `path` (its folder must exist), readable by its owner only
+ * and replaced atomically: for command-line and desktop apps, and tests that restart the
+ * client.
+ */
+public func fileSessionStore(path: String) -> SessionStore  {
+    return try!  FfiConverterTypeSessionStore_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_siwa_ffi_fn_func_file_session_store(
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+})
+}
+/**
+ * A `SessionStore` that lives as long as the process: for tests and previews.
+ */
+public func inMemorySessionStore() -> SessionStore  {
+    return try!  FfiConverterTypeSessionStore_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_siwa_ffi_fn_func_in_memory_session_store(uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -2088,22 +1857,10 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_siwa_ffi_checksum_method_filesessionstore_clear() != 8518) {
+    if (uniffi_siwa_ffi_checksum_func_file_session_store() != 19233) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_siwa_ffi_checksum_method_filesessionstore_load() != 53900) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_method_filesessionstore_save() != 17233) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_method_inmemorysessionstore_clear() != 62620) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_method_inmemorysessionstore_load() != 8323) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_method_inmemorysessionstore_save() != 40423) {
+    if (uniffi_siwa_ffi_checksum_func_in_memory_session_store() != 60873) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_siwa_ffi_checksum_method_sessionstore_load() != 25482) {
@@ -2119,6 +1876,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_siwa_ffi_checksum_method_siwaclient_apple_user_id() != 62138) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_siwa_ffi_checksum_method_siwaclient_complete_browser_sign_in() != 28679) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_siwa_ffi_checksum_method_siwaclient_complete_sign_in() != 13288) {
@@ -2142,13 +1902,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_siwa_ffi_checksum_method_siwaclient_sign_out() != 13340) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in() != 57648) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_siwa_ffi_checksum_method_siwaclient_start_sign_in() != 45810) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_constructor_filesessionstore_new() != 64065) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_siwa_ffi_checksum_constructor_inmemorysessionstore_new() != 44769) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_siwa_ffi_checksum_constructor_siwaclient_new() != 17846) {

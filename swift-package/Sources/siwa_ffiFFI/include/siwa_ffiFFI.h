@@ -275,67 +275,6 @@ typedef struct UniffiVTableCallbackInterfaceSessionStore {
 } UniffiVTableCallbackInterfaceSessionStore;
 
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_FILESESSIONSTORE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_FILESESSIONSTORE
-uint64_t uniffi_siwa_ffi_fn_clone_filesessionstore(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FREE_FILESESSIONSTORE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FREE_FILESESSIONSTORE
-void uniffi_siwa_ffi_fn_free_filesessionstore(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CONSTRUCTOR_FILESESSIONSTORE_NEW
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CONSTRUCTOR_FILESESSIONSTORE_NEW
-uint64_t uniffi_siwa_ffi_fn_constructor_filesessionstore_new(RustBuffer path, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_CLEAR
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_CLEAR
-void uniffi_siwa_ffi_fn_method_filesessionstore_clear(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_LOAD
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_LOAD
-RustBuffer uniffi_siwa_ffi_fn_method_filesessionstore_load(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_FILESESSIONSTORE_SAVE
-void uniffi_siwa_ffi_fn_method_filesessionstore_save(uint64_t ptr, RustBuffer session, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_INMEMORYSESSIONSTORE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_INMEMORYSESSIONSTORE
-uint64_t uniffi_siwa_ffi_fn_clone_inmemorysessionstore(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FREE_INMEMORYSESSIONSTORE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FREE_INMEMORYSESSIONSTORE
-void uniffi_siwa_ffi_fn_free_inmemorysessionstore(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CONSTRUCTOR_INMEMORYSESSIONSTORE_NEW
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CONSTRUCTOR_INMEMORYSESSIONSTORE_NEW
-uint64_t uniffi_siwa_ffi_fn_constructor_inmemorysessionstore_new(RustCallStatus *_Nonnull out_status
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_CLEAR
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_CLEAR
-void uniffi_siwa_ffi_fn_method_inmemorysessionstore_clear(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_LOAD
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_LOAD
-RustBuffer uniffi_siwa_ffi_fn_method_inmemorysessionstore_load(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_INMEMORYSESSIONSTORE_SAVE
-void uniffi_siwa_ffi_fn_method_inmemorysessionstore_save(uint64_t ptr, RustBuffer session, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_SESSIONSTORE
 #define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_CLONE_SESSIONSTORE
 uint64_t uniffi_siwa_ffi_fn_clone_sessionstore(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -391,6 +330,11 @@ uint64_t uniffi_siwa_ffi_fn_method_siwaclient_access_token(uint64_t ptr
 RustBuffer uniffi_siwa_ffi_fn_method_siwaclient_apple_user_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_COMPLETE_BROWSER_SIGN_IN
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_COMPLETE_BROWSER_SIGN_IN
+uint64_t uniffi_siwa_ffi_fn_method_siwaclient_complete_browser_sign_in(uint64_t ptr, RustBuffer callback_url
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_COMPLETE_SIGN_IN
 #define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_COMPLETE_SIGN_IN
 uint64_t uniffi_siwa_ffi_fn_method_siwaclient_complete_sign_in(uint64_t ptr, RustBuffer attempt, RustBuffer credential
@@ -426,9 +370,25 @@ uint64_t uniffi_siwa_ffi_fn_method_siwaclient_refresh_user(uint64_t ptr
 uint64_t uniffi_siwa_ffi_fn_method_siwaclient_sign_out(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_START_BROWSER_SIGN_IN
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_START_BROWSER_SIGN_IN
+RustBuffer uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(uint64_t ptr, RustBuffer app_redirect_uri, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_START_SIGN_IN
 #define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_METHOD_SIWACLIENT_START_SIGN_IN
 RustBuffer uniffi_siwa_ffi_fn_method_siwaclient_start_sign_in(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FUNC_FILE_SESSION_STORE
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FUNC_FILE_SESSION_STORE
+uint64_t uniffi_siwa_ffi_fn_func_file_session_store(RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FUNC_IN_MEMORY_SESSION_STORE
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_FN_FUNC_IN_MEMORY_SESSION_STORE
+uint64_t uniffi_siwa_ffi_fn_func_in_memory_session_store(RustCallStatus *_Nonnull out_status
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_SIWA_FFI_RUSTBUFFER_ALLOC
@@ -691,39 +651,15 @@ void ffi_siwa_ffi_rust_future_free_void(uint64_t handle
 void ffi_siwa_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_CLEAR
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_CLEAR
-uint16_t uniffi_siwa_ffi_checksum_method_filesessionstore_clear(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_FUNC_FILE_SESSION_STORE
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_FUNC_FILE_SESSION_STORE
+uint16_t uniffi_siwa_ffi_checksum_func_file_session_store(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_LOAD
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_LOAD
-uint16_t uniffi_siwa_ffi_checksum_method_filesessionstore_load(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_FILESESSIONSTORE_SAVE
-uint16_t uniffi_siwa_ffi_checksum_method_filesessionstore_save(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_CLEAR
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_CLEAR
-uint16_t uniffi_siwa_ffi_checksum_method_inmemorysessionstore_clear(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_LOAD
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_LOAD
-uint16_t uniffi_siwa_ffi_checksum_method_inmemorysessionstore_load(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_INMEMORYSESSIONSTORE_SAVE
-uint16_t uniffi_siwa_ffi_checksum_method_inmemorysessionstore_save(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_FUNC_IN_MEMORY_SESSION_STORE
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_FUNC_IN_MEMORY_SESSION_STORE
+uint16_t uniffi_siwa_ffi_checksum_func_in_memory_session_store(void
     
 );
 #endif
@@ -754,6 +690,12 @@ uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_access_token(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_APPLE_USER_ID
 #define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_APPLE_USER_ID
 uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_apple_user_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_COMPLETE_BROWSER_SIGN_IN
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_COMPLETE_BROWSER_SIGN_IN
+uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_complete_browser_sign_in(void
     
 );
 #endif
@@ -799,21 +741,15 @@ uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_sign_out(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_START_BROWSER_SIGN_IN
+#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_START_BROWSER_SIGN_IN
+uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_START_SIGN_IN
 #define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_METHOD_SIWACLIENT_START_SIGN_IN
 uint16_t uniffi_siwa_ffi_checksum_method_siwaclient_start_sign_in(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_CONSTRUCTOR_FILESESSIONSTORE_NEW
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_CONSTRUCTOR_FILESESSIONSTORE_NEW
-uint16_t uniffi_siwa_ffi_checksum_constructor_filesessionstore_new(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_CONSTRUCTOR_INMEMORYSESSIONSTORE_NEW
-#define UNIFFI_FFIDEF_UNIFFI_SIWA_FFI_CHECKSUM_CONSTRUCTOR_INMEMORYSESSIONSTORE_NEW
-uint16_t uniffi_siwa_ffi_checksum_constructor_inmemorysessionstore_new(void
     
 );
 #endif
