@@ -45,9 +45,9 @@ scripts/generate-bindings.sh --check
 library="$CARGO_TARGET_DIR/debug/libsiwa_ffi.so"
 bin="$CARGO_TARGET_DIR/debug"
 
-echo "== kotlinc: the library and its tests"
+echo "== kotlinc: the library, its tests and the desktop example"
 bash "$kotlin/bin/kotlinc" -nowarn -classpath "$runtime" \
-    $(find kotlin-package/src/main/kotlin kotlin-package/src/test/kotlin -name '*.kt' | sort) \
+    $(find kotlin-package/src/main/kotlin kotlin-package/src/test/kotlin kotlin-package/examples -name '*.kt' | sort) \
     -d "$work/tests.jar" 2>&1 | grep -v '^warning' || true
 [ -f "$work/tests.jar" ] || { echo "kotlinc failed" >&2; exit 1; }
 
