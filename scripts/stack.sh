@@ -1,7 +1,17 @@
 # Sourced by scripts/test-web.sh and scripts/test-kotlin.sh: a real mock-apple and siwa-server
 # for a browser to sign in through. The fake Apple is on another site than the server
 # (http://localhost and http://127.0.0.1), so Apple's form post is really cross-site.
-# Expects $work (a temporary folder), $bin (the binaries) and the array `pids` (killed on exit).
+# Sourcing it makes $work (a temporary folder) and the array `pids`: on exit the processes are
+# killed and the folder removed. start_stack expects $bin (the binaries).
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -8,14 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# A temporary folder ($work) and the processes started (killed, and the folder removed, on exit).
+. scripts/stack.sh
 
 install() { # command-or-file package...
     [ -e "$1" ] || command -v "$1" >/dev/null 2>&1 && return
@@ -51,7 +45,6 @@ bash "$kotlin/bin/kotlinc" -nowarn -classpath "$runtime" \
     -d "$work/tests.jar" 2>&1 | grep -v '^warning' || true
 [ -f "$work/tests.jar" ] || { echo "kotlinc failed" >&2; exit 1; }
 
-. scripts/stack.sh
 # Access tokens of 30 s: inside the client's refresh margin, so every call wants a refresh.
 start_stack "http://127.0.0.1/callback" SIWA_ACCESS_TOKEN_TTL_SECS=30
 mkdir -p "$work/data"

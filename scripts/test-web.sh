@@ -11,14 +11,8 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 shots="${SIWA_SCREENSHOTS:-$CARGO_TARGET_DIR/web-screenshots}"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# A temporary folder ($work) and the processes started (killed, and the folder removed, on exit).
+. scripts/stack.sh
 
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -44,7 +38,6 @@ echo "== building siwa-server and mock-apple"
 cargo build --locked -q -p siwa-server -p mock-apple --bins
 bin="$CARGO_TARGET_DIR/debug"
 
-. scripts/stack.sh
 app_redirect="http://127.0.0.1:$(free_port)/app-callback"
 start_stack "$app_redirect"
 
