@@ -24,6 +24,7 @@ on_both_databases!(
     a_receiver_that_is_down_neither_slows_nor_fails_a_sign_in,
     an_event_written_before_a_crash_is_delivered_after_restart,
     concurrent_sign_ups_are_each_delivered_once,
+    the_seed_routes_grouped_sign_ups_each_make_one_event,
     a_rolled_back_sign_in_sends_nothing,
     two_instances_deliver_each_event_once,
     an_event_committed_before_a_kill_9_is_delivered_by_the_next_process,
@@ -378,6 +379,49 @@ async fn concurrent_sign_ups_are_each_delivered_once(mut h: Harness) {
         .map(|(_, e)| e["data"]["appleSub"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(subs.len(), 200);
+}
+
+/// The seed's route, many at once: on SQLite its sign-ins are committed in groups, and each new
+/// user's `user.created` commits in its group's transaction. 40 concurrent sign-ins of 10 users:
+/// exactly 10 events, one per user, and returning users make none.
+async fn the_seed_routes_grouped_sign_ups_each_make_one_event(mut h: Harness) {
+    let receiver = Receiver::start().await;
+    with_webhooks(&mut h, &receiver).await;
+    let tokens: Vec<String> = (0..40)
+        .map(|i| {
+            h.mint(IdentityTokenRequest {
+                sub: Some(format!("001.seed.{:02}", i % 10)),
+                ..Default::default()
+            })
+            .identity_token
+        })
+        .collect();
+    let h = Arc::new(h);
+    let sign_ins: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.post("/auth/apple", &json!({"identityToken": token}))
+                    .await
+            })
+        })
+        .collect();
+    for sign_in in sign_ins {
+        let (status, body) = sign_in.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let events = receiver.wait_for(10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = receiver.deliveries();
+    assert_eq!(all.len(), 10, "one event per new user");
+    assert!(types(&events).iter().all(|t| t == "user.created"));
+    let subs: std::collections::HashSet<_> = events
+        .iter()
+        .map(|(_, e)| e["data"]["appleSub"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subs.len(), 10);
+    assert_eq!(h.users().await, 10);
 }
 
 async fn a_rolled_back_sign_in_sends_nothing(mut h: Harness) {

@@ -39,20 +39,7 @@ impl Store {
         if !self.record_events {
             return Ok(false);
         }
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        sqlx::query(
-            "INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, created_at, created_at_us) \
-             VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5)",
-        )
-        .bind(new_event_id())
-        .bind(event.kind.as_str())
-        .bind(event.payload(now))
-        .bind(now)
-        .bind(micros)
-        .execute(&mut **tx)
-        .await?;
+        insert_event(tx, &event, now).await?;
         Ok(true)
     }
 
@@ -134,4 +121,27 @@ impl Store {
         }
         Ok(counts)
     }
+}
+
+/// Writes `event` to the outbox in `tx`: it commits exactly with the change it reports.
+pub(super) async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    event: &WebhookEvent,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    sqlx::query(
+        "INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, created_at, created_at_us) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5)",
+    )
+    .bind(new_event_id())
+    .bind(event.kind.as_str())
+    .bind(event.payload(now))
+    .bind(now)
+    .bind(micros)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
 }

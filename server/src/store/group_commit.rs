@@ -5,13 +5,21 @@
 //! under load, writers also wait on each other through SQLite's sleeping busy handler. One
 //! writer committing batches pays one commit per batch and never waits on the lock. A batch
 //! that fails is replayed statement by statement, so one bad write never fails its neighbours.
+//!
+//! With webhooks on, a new user's `user.created` is written in the same transaction as the user
+//! (the batch's, or the replayed statement's own), so an event still commits exactly with its
+//! change, and the delivery task is woken after a commit that wrote one.
 
-use sqlx::AnyPool;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::events::insert_event;
 use super::users::{User, UserUpsert, upsert_user};
 use crate::tasks::Tasks;
+use crate::webhooks::WebhookEvent;
 
 /// The largest batch; bounds the latency a request can wait behind others.
 const MAX_BATCH: usize = 128;
@@ -27,10 +35,11 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer as a task of `tasks`.
-    pub fn start(pool: AnyPool, tasks: &Tasks) -> Self {
+    /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
+    pub fn start(pool: AnyPool, events: Option<Arc<Notify>>, tasks: &Tasks) -> Self {
         let (this, queue) = Self::channel();
-        tasks.spawn("group-commit-writer", |stop| write(pool, queue, stop));
+        let writer = Writer { pool, events };
+        tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
         this
     }
 
@@ -51,9 +60,39 @@ impl GroupCommit {
     }
 }
 
+/// Where the writer writes, and whom it wakes after committing events (webhooks on).
+struct Writer {
+    pool: AnyPool,
+    events: Option<Arc<Notify>>,
+}
+
+impl Writer {
+    /// Upserts one user in `tx`, with its `user.created` when it is new and webhooks are on;
+    /// says whether it wrote an event.
+    async fn upsert(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        upsert: &UserUpsert,
+    ) -> Result<(User, bool), sqlx::Error> {
+        let user = upsert_user(tx, upsert).await?;
+        let created = self.events.is_some() && user.sign_in_count == 1;
+        if created {
+            let event = WebhookEvent::created(&user.id, &user.apple_sub);
+            insert_event(tx, &event, upsert.now()).await?;
+        }
+        Ok((user, created))
+    }
+
+    fn committed(&self, wrote_events: bool) {
+        if let (true, Some(events)) = (wrote_events, &self.events) {
+            events.notify_one();
+        }
+    }
+}
+
 /// Commits batches until `stop`; then takes no more jobs, and writes those already queued, so
 /// that no caller waiting for an answer is dropped.
-async fn write(pool: AnyPool, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
+async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = tokio::select! {
@@ -66,12 +105,12 @@ async fn write(pool: AnyPool, mut queue: mpsc::Receiver<Job>, stop: Cancellation
         if received == 0 {
             return;
         }
-        write_batch(&pool, &mut batch).await;
+        write_batch(&writer, &mut batch).await;
     }
 }
 
-async fn write_batch(pool: &AnyPool, batch: &mut Vec<Job>) {
-    match commit(pool, batch).await {
+async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
+    match commit(writer, batch).await {
         Ok(users) => {
             for (job, user) in batch.drain(..).zip(users) {
                 let _ = job.reply.send(Ok(user));
@@ -80,24 +119,33 @@ async fn write_batch(pool: &AnyPool, batch: &mut Vec<Job>) {
         Err(error) => {
             tracing::warn!(%error, size = batch.len(), "a batched write failed; writing one by one");
             for job in batch.drain(..) {
-                let result = match pool.acquire().await {
-                    Ok(mut conn) => upsert_user(&mut conn, &job.upsert).await,
-                    Err(e) => Err(e),
-                };
-                let _ = job.reply.send(result);
+                let _ = job.reply.send(commit_one(writer, &job.upsert).await);
             }
         }
     }
 }
 
-async fn commit(pool: &AnyPool, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
+    let mut tx = writer.pool.begin().await?;
     let mut users = Vec::with_capacity(batch.len());
+    let mut wrote_events = false;
     for job in batch {
-        users.push(upsert_user(&mut tx, &job.upsert).await?);
+        let (user, created) = writer.upsert(&mut tx, &job.upsert).await?;
+        wrote_events |= created;
+        users.push(user);
     }
     tx.commit().await?;
+    writer.committed(wrote_events);
     Ok(users)
+}
+
+/// One job in a transaction of its own, after its batch failed.
+async fn commit_one(writer: &Writer, upsert: &UserUpsert) -> Result<User, sqlx::Error> {
+    let mut tx = writer.pool.begin().await?;
+    let (user, created) = writer.upsert(&mut tx, upsert).await?;
+    tx.commit().await?;
+    writer.committed(created);
+    Ok(user)
 }
 
 #[cfg(test)]
@@ -150,7 +198,11 @@ mod tests {
         }
         let stop = CancellationToken::new();
         stop.cancel();
-        write(pool.clone(), queue, stop).await;
+        let task = Writer {
+            pool: pool.clone(),
+            events: None,
+        };
+        write(task, queue, stop).await;
         for caller in callers {
             assert!(
                 caller.await.unwrap().is_ok(),

@@ -70,19 +70,21 @@ impl Store {
         record_events: bool,
         tasks: &Tasks,
     ) -> Self {
+        let events_written = Arc::new(Notify::new());
         let group_commit = (backend == DatabaseKind::Sqlite).then(|| {
             let checkpointed = pool.clone();
             tasks.spawn("wal-checkpointer", |stop| {
                 crate::db::checkpoint_wal(checkpointed, stop)
             });
-            GroupCommit::start(pool.clone(), tasks)
+            let events = record_events.then(|| events_written.clone());
+            GroupCommit::start(pool.clone(), events, tasks)
         });
         Self {
             pool,
             sealer,
             group_commit,
             record_events,
-            events_written: Arc::new(Notify::new()),
+            events_written,
         }
     }
 

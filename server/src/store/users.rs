@@ -170,8 +170,9 @@ impl Store {
             && record.identity_token_hash.is_none()
             && record.claims.transfer_sub.is_none()
             && record.apple_refresh_token.is_none()
-            // A new user's `user.created` must commit with it: that takes a transaction.
-            && !self.record_events;
+            // Webhooks on: the group-commit writer writes a new user's `user.created` in the
+            // batch's transaction; without the writer (PostgreSQL) it takes one of its own.
+            && (self.group_commit.is_some() || !self.record_events);
         if single_statement && let Some(granted) = policy.without_writing() {
             // Nothing to keep together: no transaction of its own (the hot path of the
             // seed-compatible route). On SQLite the group-commit writer batches it with others.
@@ -340,6 +341,11 @@ pub struct UserUpsert {
 }
 
 impl UserUpsert {
+    /// When the sign-in happened.
+    pub(super) fn now(&self) -> i64 {
+        self.now
+    }
+
     pub(super) fn from_record(record: &SignInRecord<'_>) -> Self {
         let non_empty = |s: Option<&str>| {
             s.map(str::trim)
