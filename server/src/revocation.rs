@@ -10,10 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::{self, Backoff};
 use crate::state::AppState;
-use crate::store::{PendingRevocation, Queue};
-
-/// How long an instance holds a revocation it attempts: far longer than a call to Apple takes.
-const LEASE_SECS: i64 = 120;
+use crate::store::{PendingRevocation, Queue, REVOCATION_LEASE_SECS};
 
 /// What became of a deleted account's grants at Apple, as `DELETE /v1/me` answers it.
 pub async fn attempt_all(
@@ -24,9 +21,10 @@ pub async fn attempt_all(
     if pending.is_empty() {
         return AppleRevocation::NotNeeded;
     }
+    // Queued already leased to this deletion: no claim, and no race with the queue's worker.
     let mut all_revoked = true;
     for one in pending {
-        all_revoked &= attempt(state, one, now).await;
+        all_revoked &= revoke(state, one, now).await;
     }
     if all_revoked {
         AppleRevocation::Revoked
@@ -35,20 +33,23 @@ pub async fn attempt_all(
     }
 }
 
-/// Tries one revocation, if no other instance is attempting it; on failure schedules the next
-/// attempt. Returns whether Apple confirmed it.
+/// Tries one due revocation, if no other instance is attempting it. Returns whether Apple
+/// confirmed it.
 pub async fn attempt(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
-    if !retry::lease(
+    let leased = retry::lease(
         &state.store,
         Queue::Revocations,
         &pending.id,
         now,
-        LEASE_SECS,
+        REVOCATION_LEASE_SECS,
     )
-    .await
-    {
-        return false;
-    }
+    .await;
+    leased && revoke(state, pending, now).await
+}
+
+/// Calls Apple for a revocation this instance holds the lease of; on failure schedules the next
+/// attempt. Returns whether Apple confirmed it.
+async fn revoke(state: &AppState, pending: &PendingRevocation, now: i64) -> bool {
     match state
         .apple
         .revoke(&pending.client_id, &pending.token, pending.token_type_hint)

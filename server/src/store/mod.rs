@@ -32,7 +32,7 @@ use group_commit::GroupCommit;
 pub use events::DueEvent;
 pub use notifications::AccountChange;
 pub use queue::Queue;
-pub use revocations::PendingRevocation;
+pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
 pub use sessions::{NewSession, Rotation};
 pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
 pub use web::{Completion, Exchange, NativeApp, NewExchangeCode, WebCompletion, WebSignIn};

@@ -77,7 +77,12 @@ impl Store {
     }
 }
 
-/// Puts an Apple refresh token in the revocation queue, due now, sealed.
+/// How long an instance holds a revocation it attempts: far longer than a call to Apple takes.
+pub const REVOCATION_LEASE_SECS: i64 = 120;
+
+/// Puts an Apple refresh token in the revocation queue, sealed, already leased to the deletion
+/// that queues it (which attempts it at once): the queue's worker takes it only if that attempt
+/// fails or its process dies, once the lease has run out.
 pub(super) async fn queue_revocation(
     tx: &mut Transaction<'_, Any>,
     sealer: &Sealer,
@@ -92,11 +97,12 @@ pub(super) async fn queue_revocation(
         token_type_hint: TokenTypeHint::RefreshToken,
         attempts: 0,
     };
-    sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $5)")
+    sqlx::query("INSERT INTO apple_revocations (id, client_id, token, token_type_hint, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)")
         .bind(&pending.id)
         .bind(&pending.client_id)
         .bind(sealer.seal(Purpose::AppleToken, &pending.token))
         .bind(pending.token_type_hint.as_str())
+        .bind(now + REVOCATION_LEASE_SECS)
         .bind(now)
         .execute(&mut **tx)
         .await?;
