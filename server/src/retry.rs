@@ -3,12 +3,9 @@
 
 use crate::store::{Queue, Store};
 
-/// Doubling delays from a base, up to a ceiling.
+/// Doubling delays from a base (seconds), up to [`Backoff::MAX_SECS`].
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base_secs: i64,
-    pub max_secs: i64,
-}
+pub struct Backoff(i64);
 
 impl Backoff {
     /// Six hours at most between attempts: a receiver or Apple down for days is still tried
@@ -16,17 +13,14 @@ impl Backoff {
     pub const MAX_SECS: i64 = 6 * 3600;
 
     pub fn from_base(base_secs: i64) -> Self {
-        Self {
-            base_secs,
-            max_secs: Self::MAX_SECS,
-        }
+        Self(base_secs)
     }
 
     /// The delay after a row's `attempts`-th failure (0 for the first).
     pub fn delay(self, attempts: i64) -> i64 {
-        self.base_secs
+        self.0
             .saturating_mul(1 << attempts.clamp(0, 30))
-            .min(self.max_secs)
+            .min(Self::MAX_SECS)
     }
 }
 

@@ -38,6 +38,14 @@ class LoopbackBrowserSignIn(
         val callback = CompletableDeferred<String>()
         server.createContext(path) { exchange ->
             val uri = exchange.requestURI
+            // Only the server's answer (a code or an error) ends the wait: a stray request to
+            // the port (another local process, a browser's prefetch) does not spend the attempt.
+            val params = uri.rawQuery.orEmpty().split('&').map { it.substringBefore('=') }
+            if ("code" !in params && "error" !in params) {
+                exchange.sendResponseHeaders(400, -1)
+                exchange.close()
+                return@createContext
+            }
             val page = CLOSE_PAGE.toByteArray(Charsets.UTF_8)
             exchange.responseHeaders.add("Content-Type", "text/html; charset=utf-8")
             exchange.responseHeaders.add("Cache-Control", "no-store")
