@@ -36,7 +36,8 @@ fn verification(c: &mut Criterion) {
     let keys = KeySet::remote(
         format!("{}/auth/keys", server.uri()),
         KeySetOptions::default(),
-    );
+    )
+    .unwrap();
     let cached = Verifier::new(common::config(), keys).unwrap();
     runtime.block_on(cached.verify(&token, None)).unwrap();
     c.bench_function("verify/warm_remote_key_set", |b| {

@@ -230,6 +230,29 @@ pub fn decode_unverified(token: &str) -> Result<UnverifiedIdentityToken, VerifyE
     })
 }
 
+/// A token's header and claims exactly as sent, **verifying nothing** and requiring no claim:
+/// for tools that show a token to the developer who has it (`siwa-server doctor token`),
+/// string booleans and unknown claims included.
+#[derive(Debug, Clone)]
+pub struct InspectedToken {
+    /// The header's `alg`.
+    pub algorithm: Option<String>,
+    /// The header's `kid`.
+    pub key_id: Option<String>,
+    /// The payload, as JSON.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Splits and decodes a token **without verifying it**. See [`InspectedToken`].
+pub fn inspect_unverified(token: &str) -> Result<InspectedToken, VerifyError> {
+    let jws = CompactJws::parse(token)?;
+    Ok(InspectedToken {
+        claims: jws.claims()?,
+        algorithm: jws.header.alg,
+        key_id: jws.header.kid,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum IntOrString {

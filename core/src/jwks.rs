@@ -74,6 +74,18 @@ impl Jwk {
         }
     }
 
+    /// The RSA modulus's length in bits, when the key has a readable one.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        Some(modulus_bits(
+            &URL_SAFE_NO_PAD.decode(self.n.as_deref()?).ok()?,
+        ))
+    }
+
+    /// Whether identity tokens are verified with this key (see `usable_rs256_key`).
+    pub fn is_usable(&self) -> bool {
+        self.usable_rs256_key().is_some()
+    }
+
     /// The key, when it is one we verify identity tokens with: an RSA key for signatures with
     /// RS256 (or no `alg`/`use` stated), a `kid`, and a modulus of 2048 to 8192 bits.
     fn usable_rs256_key(&self) -> Option<(String, DecodingKey)> {

@@ -15,6 +15,7 @@
 //!
 //! The same key set verifies server-to-server notifications, which Apple signs with these keys.
 
+use crate::transport::{HttpClientError, build_client};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -135,7 +136,7 @@ enum FetchError {
 
 impl KeySet {
     /// Apple's production key set, `https://appleid.apple.com/auth/keys`.
-    pub fn apple() -> Self {
+    pub fn apple() -> Result<Self, HttpClientError> {
         Self::remote(
             crate::apple::Endpoints::apple().keys(),
             KeySetOptions::default(),
@@ -143,22 +144,22 @@ impl KeySet {
     }
 
     /// A key set fetched from `url` (Apple's, or a mock's).
-    pub fn remote(url: impl Into<String>, options: KeySetOptions) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(options.fetch_timeout)
-            .connect_timeout(options.fetch_timeout)
-            // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
-            .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's fixed configuration is valid");
-        Self::new(
+    pub fn remote(url: impl Into<String>, options: KeySetOptions) -> Result<Self, HttpClientError> {
+        let client = build_client(
+            reqwest::Client::builder()
+                .timeout(options.fetch_timeout)
+                .connect_timeout(options.fetch_timeout)
+                // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
+                .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION"))),
+        )?;
+        Ok(Self::new(
             Source::Remote {
                 url: url.into(),
                 client,
             },
             options,
             State::default(),
-        )
+        ))
     }
 
     /// A key set that never fetches: the keys of a JWKS document given once. For tests and

@@ -23,12 +23,12 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "server")]
-//! # async fn sign_in(identity_token: &str, raw_nonce: &str) -> Result<(), siwa_core::VerifyError> {
+//! # async fn sign_in(identity_token: &str, raw_nonce: &str) -> Result<(), Box<dyn std::error::Error>> {
 //! use siwa_core::{KeySet, RawNonce, Verifier, VerifierConfig};
 //!
 //! // Accept tokens minted for the app (bundle ID) and the web flow (Services ID).
 //! let config = VerifierConfig::new(["com.example.app", "com.example.web"]);
-//! let verifier = Verifier::new(config, KeySet::apple()).expect("audiences are configured");
+//! let verifier = Verifier::new(config, KeySet::apple()?)?;
 //!
 //! let claims = verifier.verify(identity_token, Some(&RawNonce::new(raw_nonce))).await?;
 //! println!("signed in: {}", claims.sub);
@@ -72,12 +72,15 @@ pub mod client;
 // --- The relying party ---------------------------------------------------------------------
 pub use apple::{BASE_URL, Endpoints, ISSUER};
 pub use authorize::{AuthorizeError, CodeChallengeMethod, ResponseMode, ResponseType, Scope};
-pub use claims::{IdentityClaims, RealUserStatus, UnverifiedIdentityToken, decode_unverified};
+pub use claims::{
+    IdentityClaims, InspectedToken, RealUserStatus, UnverifiedIdentityToken, decode_unverified,
+    inspect_unverified,
+};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::VerifyError;
 pub use jws::MAX_TOKEN_BYTES;
 pub use nonce::{HashedNonce, RawNonce};
-pub use transport::transport_reason;
+pub use transport::{HttpClientError, transport_reason};
 pub use web::{
     AuthorizationRequest, AuthorizationResponse, CodeVerifier, FormPostName, FormPostUser,
     is_s256_challenge,

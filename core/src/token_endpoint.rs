@@ -5,6 +5,7 @@
 //! (docs/apple-protocol.md, F9, F11). `/auth/revoke` answers 200 with an empty body, also for a token that is
 //! already invalid. `mock-apple` serves these formats, the server consumes them.
 
+use crate::transport::{HttpClientError, build_client};
 use std::fmt;
 use std::time::Duration;
 
@@ -175,15 +176,15 @@ pub struct AppleClient {
 
 impl AppleClient {
     /// A client of `endpoints`, each request limited to `timeout`.
-    pub fn new(endpoints: Endpoints, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
-            .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's fixed configuration is valid");
-        Self { endpoints, http }
+    pub fn new(endpoints: Endpoints, timeout: Duration) -> Result<Self, HttpClientError> {
+        let http = build_client(
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                // Apple reportedly rejects requests without a User-Agent (docs/apple-protocol.md, F9).
+                .user_agent(concat!("siwa/", env!("CARGO_PKG_VERSION"))),
+        )?;
+        Ok(Self { endpoints, http })
     }
 
     /// Exchanges an authorization code. `redirect_uri` only if the authorization request had

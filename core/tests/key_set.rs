@@ -54,7 +54,8 @@ impl Endpoint {
     }
 
     fn verifier(&self, options: KeySetOptions) -> Verifier {
-        let keys = KeySet::remote(format!("{}/auth/keys", self.server.uri()), options);
+        let keys = KeySet::remote(format!("{}/auth/keys", self.server.uri()), options)
+            .expect("an HTTP client");
         Verifier::new(config(), keys).unwrap()
     }
 }

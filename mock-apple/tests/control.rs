@@ -167,7 +167,7 @@ fn keyset_verifier(apple: &mock_apple::MockApple) -> Verifier {
     };
     Verifier::new(
         VerifierConfig::new([APP]),
-        KeySet::remote(apple.jwks_url(), options),
+        KeySet::remote(apple.jwks_url(), options).expect("an HTTP client"),
     )
     .unwrap()
 }

@@ -34,7 +34,8 @@ async fn setup() -> Setup {
         &generated.private_key_pem,
     )
     .unwrap();
-    let client = AppleClient::new(apple.endpoints(), Duration::from_secs(5));
+    let client =
+        AppleClient::new(apple.endpoints(), Duration::from_secs(5)).expect("an HTTP client");
     Setup {
         apple,
         client,

@@ -44,6 +44,19 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     #[error("secrets at rest: {0}")]
     EncryptionKey(String),
+    #[error(transparent)]
+    HttpClient(#[from] siwa_core::HttpClientError),
+}
+
+impl StartError {
+    /// The machine or the configuration is wrong, not a service the server depends on: the
+    /// process exits 2, as for bad configuration, and restarting it will not help.
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::EncryptionKey(_) | Self::HttpClient(_)
+        )
+    }
 }
 
 /// The routes and middleware, over a ready state.
@@ -207,7 +220,7 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
         SystemClock.now(),
     )
     .await?;
-    Ok(AppState::new(config, store, sessions)?)
+    AppState::new(config, store, sessions)
 }
 
 /// The keys that seal secrets at rest: `SIWA_ENCRYPTION_KEY`'s or, on SQLite, those of a key
@@ -221,13 +234,10 @@ fn sealer(config: &Config) -> Result<Sealer, StartError> {
             "SIWA_ENCRYPTION_KEY is required with PostgreSQL".into(),
         ));
     }
-    let Some(database) = db::sqlite_file(&config.database_url) else {
+    let Some(file) = db::sqlite_key_file(&config.database_url) else {
         // An in-memory database dies with the process, and so may its key.
         return Ok(Sealer::from_keys(&Sealer::generate_key()).expect("a generated key is valid"));
     };
-    let mut file = database.into_os_string();
-    file.push(".key");
-    let file = std::path::PathBuf::from(file);
     let fail = |e: &dyn std::fmt::Display| {
         StartError::EncryptionKey(format!("the key file {}: {e}", file.display()))
     };

@@ -34,12 +34,15 @@ pub enum GatewayError {
 }
 
 impl AppleGateway {
-    pub fn new(base_url: &str, key: Option<DeveloperKey>) -> Self {
-        Self {
-            client: AppleClient::new(Endpoints::new(base_url), Duration::from_secs(10)),
+    pub fn new(
+        base_url: &str,
+        key: Option<DeveloperKey>,
+    ) -> Result<Self, siwa_core::HttpClientError> {
+        Ok(Self {
+            client: AppleClient::new(Endpoints::new(base_url), Duration::from_secs(10))?,
             key,
             secrets: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn configured(&self) -> bool {

@@ -44,6 +44,14 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
 }
 
+/// The key file beside a SQLite database (`siwa.db.key`), which seals its secrets when
+/// `SIWA_ENCRYPTION_KEY` is not set.
+pub fn sqlite_key_file(url: &str) -> Option<std::path::PathBuf> {
+    let mut file = sqlite_file(url)?.into_os_string();
+    file.push(".key");
+    Some(file.into())
+}
+
 /// Creates `file` readable by its owner only, unless it exists; returns it when it was made.
 /// For the SQLite file (it holds sealed secrets and personal data, and SQLite gives its `-wal`
 /// and `-shm` files the database file's permissions) and the key file beside it.
@@ -118,6 +126,31 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// The migrations this binary knows that the database has not applied, and whether the
+/// database has applied migrations this binary does not know (a newer siwa-server's).
+pub async fn migration_status(
+    connection: &mut sqlx::AnyConnection,
+) -> Result<(Vec<String>, usize), sqlx::Error> {
+    let applied: Vec<(i64,)> =
+        match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(&mut *connection)
+            .await
+        {
+            Ok(rows) => rows,
+            // No table yet: nothing applied.
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(other) => return Err(other),
+        };
+    let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+    let known: std::collections::HashSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let pending = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    Ok((pending, applied.difference(&known).count()))
 }
 
 /// SQLite only: folds the write-ahead log into the database every second, without blocking

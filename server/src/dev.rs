@@ -59,6 +59,13 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
     let generated = apple
         .generate_developer_key(Some("DEVTEAM001"), Some("DEVKEY0001"))
         .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
+    // As at Apple: the key serves the app's bundle ID and the Services ID grouped with it.
+    apple
+        .enable_developer_key_for(
+            &generated.key_id,
+            &[APP_CLIENT_ID.to_owned(), WEB_CLIENT_ID.to_owned()],
+        )
+        .map_err(|e| DevError::DeveloperKey(e.to_string()))?;
     // The public URL names the port, so port 0 ("any") is resolved here, before start-up.
     let port = match options.port {
         0 => std::net::TcpListener::bind((localhost, 0))

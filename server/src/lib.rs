@@ -25,6 +25,7 @@ mod config;
 mod db;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod doctor;
 mod error;
 mod housekeeping;
 mod readiness;

@@ -1,5 +1,6 @@
-//! `siwa-server`: serve the backend (`siwa-server` or `siwa-server serve`), or try it out with a
-//! fake Apple (`siwa-server dev`).
+//! `siwa-server`: serve the backend (`siwa-server` or `siwa-server serve`), try it out with a
+//! fake Apple (`siwa-server dev`), or find what is wrong with a set-up or a token
+//! (`siwa-server doctor`).
 
 use std::process::ExitCode;
 
@@ -19,6 +20,16 @@ struct Cli {
 enum Command {
     /// Serve, configured from the environment and `.env` (the default).
     Serve,
+    /// Check the set-up `serve` would run with (configuration, the developer key and Apple's
+    /// verdict on it, Apple's keys, the database, webhooks): exit 0 when every check passes,
+    /// 1 otherwise. `doctor token` explains an identity token.
+    Doctor {
+        /// One JSON document instead of lines.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        what: Option<DoctorCommand>,
+    },
     /// Serve against an in-process mock of Apple, with an SQLite file: a full sign-in with no
     /// Apple account.
     #[cfg(feature = "dev")]
@@ -38,10 +49,27 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum DoctorCommand {
+    /// Decode an identity token without trusting it, say what each claim means, and verify it
+    /// with this server's configuration and Apple's keys. The token itself is never printed.
+    Token {
+        /// The token; read from standard input when absent (keeps it out of shell history).
+        token: Option<String>,
+        /// The raw nonce the app sent with it, to check the token's hashed nonce against.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Print the email claim (hidden otherwise).
+        #[arg(long)]
+        show_email: bool,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Doctor { json, what } => doctor(json, what).await,
         #[cfg(feature = "dev")]
         Command::Dev {
             port,
@@ -82,6 +110,10 @@ async fn serve() -> ExitCode {
         Ok(server) => server,
         Err(error) => {
             tracing::error!(%error, "siwa-server could not start");
+            if error.is_setup() {
+                eprintln!("siwa-server: {error}");
+                return ExitCode::from(2);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -110,6 +142,61 @@ async fn serve() -> ExitCode {
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn doctor(json: bool, what: Option<DoctorCommand>) -> ExitCode {
+    use siwa_server::doctor;
+    let _ = dotenvy::dotenv();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let (passed, text, document) = match what {
+        None => {
+            let report = doctor::check_setup(lookup).await;
+            let document = serde_json::to_string_pretty(&report);
+            (report.passed(), report.to_text(), document)
+        }
+        Some(DoctorCommand::Token {
+            token,
+            nonce,
+            show_email,
+        }) => {
+            let token = match token {
+                Some(token) => token,
+                None => {
+                    let mut read = String::new();
+                    if let Err(error) =
+                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut read)
+                    {
+                        eprintln!("siwa-server doctor token: standard input: {error}");
+                        return ExitCode::from(2);
+                    }
+                    read
+                }
+            };
+            let options = doctor::TokenOptions {
+                raw_nonce: nonce,
+                show_email,
+            };
+            let report = doctor::explain_token(lookup, &token, &options).await;
+            let document = serde_json::to_string_pretty(&report);
+            (report.passed(), report.to_text(), document)
+        }
+    };
+    if json {
+        match document {
+            Ok(document) => println!("{document}"),
+            Err(error) => {
+                eprintln!("siwa-server doctor: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{text}");
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `dev`'s webhooks: to `--webhook-url`, signed with `--webhook-secret` or a fresh secret

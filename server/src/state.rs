@@ -35,9 +35,9 @@ impl AppState {
         config: Config,
         store: Store,
         sessions: SessionKeys,
-    ) -> Result<Arc<Self>, siwa_core::ConfigError> {
+    ) -> Result<Arc<Self>, crate::app::StartError> {
         let endpoints = siwa_core::Endpoints::new(config.apple_base_url.clone());
-        let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default());
+        let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default())?;
         let mut verifier_config = VerifierConfig::new(config.client_ids.clone());
         verifier_config.issuers = config.issuers.clone();
         let web = WebFlow::new(
@@ -47,7 +47,7 @@ impl AppState {
             &config.apple_base_url,
         )?;
         let verifier = Verifier::new(verifier_config, keys)?;
-        let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone());
+        let apple = AppleGateway::new(&config.apple_base_url, config.apple_key.clone())?;
         let client_limiter = config
             .rate_limit_per_minute
             .and_then(NonZeroU32::new)

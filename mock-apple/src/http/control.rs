@@ -157,6 +157,8 @@ struct DeveloperKeyRegistration {
     team_id: String,
     key_id: String,
     public_key_pem: String,
+    /// The client ids the key is enabled for; any when absent.
+    client_ids: Option<Vec<String>>,
 }
 
 async fn register_developer_key(
@@ -166,6 +168,9 @@ async fn register_developer_key(
     let r: DeveloperKeyRegistration = serde_json::from_slice(&body)
         .map_err(|e| ControlError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
     mock.register_developer_key(&r.team_id, &r.key_id, &r.public_key_pem)?;
+    if let Some(clients) = &r.client_ids {
+        mock.enable_developer_key_for(&r.key_id, clients)?;
+    }
     Ok(StatusCode::CREATED)
 }
 
@@ -174,6 +179,8 @@ async fn register_developer_key(
 struct DeveloperKeyRequest {
     team_id: Option<String>,
     key_id: Option<String>,
+    /// The client ids the key is enabled for; any when absent.
+    client_ids: Option<Vec<String>>,
 }
 
 async fn generate_developer_key(
@@ -182,6 +189,9 @@ async fn generate_developer_key(
 ) -> Result<Response, ControlError> {
     let r: DeveloperKeyRequest = json_or_default(&body)?;
     let key = mock.generate_developer_key(r.team_id.as_deref(), r.key_id.as_deref())?;
+    if let Some(clients) = &r.client_ids {
+        mock.enable_developer_key_for(&key.key_id, clients)?;
+    }
     Ok((StatusCode::CREATED, Json(key)).into_response())
 }
 

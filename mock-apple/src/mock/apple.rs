@@ -169,10 +169,22 @@ fn authenticate(
 ) -> Result<(), OAuthError> {
     let refused = || oauth_error(OAuthErrorCode::InvalidClient, None);
     let secret = secret.ok_or_else(refused)?;
-    verify_client_secret(secret, client_id, now, |kid| state.developer_keys.get(kid))
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::info!(reason = e.code(), "client secret refused");
-            refused()
-        })
+    let mut key_id = String::new();
+    verify_client_secret(secret, client_id, now, |kid| {
+        key_id = kid.to_owned();
+        state.developer_keys.get(kid)
+    })
+    .map_err(|e| {
+        tracing::info!(reason = e.code(), "client secret refused");
+        refused()
+    })?;
+    // A client id the key is not enabled for (a Services ID not grouped with the key's primary
+    // App ID, say) is `invalid_client` too (TN3107; docs/apple-protocol.md, F9).
+    match state.key_clients.get(&key_id) {
+        Some(clients) if !clients.iter().any(|c| c == client_id) => {
+            tracing::info!("client id not enabled for this developer key");
+            Err(refused())
+        }
+        _ => Ok(()),
+    }
 }

@@ -189,7 +189,33 @@ impl Mock {
         }
         let key = RegisteredDeveloperKey::from_public_pem(team_id, key_id, public_key_pem)
             .map_err(|_| MockError::DeveloperKey("the public key is not a P-256 PEM"))?;
-        self.state().developer_keys.insert(key_id.to_owned(), key);
+        let mut state = self.state();
+        state.developer_keys.insert(key_id.to_owned(), key);
+        state.key_clients.remove(key_id);
+        Ok(())
+    }
+
+    /// Enables a registered developer key for these client ids only (its primary App ID and the
+    /// identifiers grouped with it), as the portal's Sign in with Apple configuration does; a
+    /// client secret for any other client id is then `invalid_client`. Without this call a key
+    /// serves every client id.
+    pub fn enable_developer_key_for(
+        &self,
+        key_id: &str,
+        client_ids: &[String],
+    ) -> Result<(), MockError> {
+        let mut state = self.state();
+        if !state.developer_keys.contains_key(key_id) {
+            return Err(MockError::DeveloperKey("no developer key has that key id"));
+        }
+        if client_ids.is_empty() {
+            return Err(MockError::DeveloperKey(
+                "a key is enabled for at least its primary App ID",
+            ));
+        }
+        state
+            .key_clients
+            .insert(key_id.to_owned(), client_ids.to_vec());
         Ok(())
     }
 
@@ -261,6 +287,7 @@ impl Mock {
         state.grants = Grants::default();
         state.faults = Faults::default();
         state.developer_keys.clear();
+        state.key_clients.clear();
         state.generated_keys.clear();
         self.clock.reset();
     }

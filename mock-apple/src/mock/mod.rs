@@ -94,6 +94,10 @@ struct State {
     grants: Grants,
     faults: Faults,
     developer_keys: HashMap<String, RegisteredDeveloperKey>,
+    /// The client ids a developer key is enabled for, by key id: the key's primary App ID and
+    /// the App IDs and Services IDs grouped with it, as the developer portal configures them.
+    /// A key without an entry serves any client id of its team.
+    key_clients: HashMap<String, Vec<String>>,
     /// The private halves of the developer keys the mock generated, newest last, so that
     /// `curl` users can have client secrets made for them.
     generated_keys: Vec<DeveloperKey>,
@@ -119,6 +123,7 @@ impl Mock {
             grants: Grants::default(),
             faults: Faults::default(),
             developer_keys: HashMap::new(),
+            key_clients: HashMap::new(),
             generated_keys: Vec::new(),
         };
         Ok(Self {

@@ -18,7 +18,7 @@ pub fn verifier(apple: &MockApple) -> Verifier {
         refetch_cooldown: Duration::ZERO,
         ..KeySetOptions::default()
     };
-    let keys = KeySet::remote(apple.jwks_url(), options);
+    let keys = KeySet::remote(apple.jwks_url(), options).expect("an HTTP client");
     Verifier::new(VerifierConfig::new([APP, WEB]), keys).unwrap()
 }
 
@@ -39,7 +39,8 @@ pub fn developer(apple: &MockApple) -> (siwa_core::AppleClient, siwa_core::Devel
     )
     .unwrap();
     (
-        siwa_core::AppleClient::new(apple.endpoints(), Duration::from_secs(5)),
+        siwa_core::AppleClient::new(apple.endpoints(), Duration::from_secs(5))
+            .expect("an HTTP client"),
         key,
     )
 }

@@ -146,7 +146,7 @@ impl Sender {
 
     /// One attempt; the error says why, without the body.
     async fn send(&self, event: &DueEvent, now: i64) -> Result<(), String> {
-        let (client, url, signers) = match self {
+        match self {
             Self::Print => {
                 let user = serde_json::from_str::<serde_json::Value>(&event.payload)
                     .ok()
@@ -156,28 +156,36 @@ impl Sender {
                     "webhook {} for user {user} (printed: dev has no --webhook-url)",
                     event.event_type.as_str()
                 );
-                return Ok(());
+                Ok(())
             }
-            Self::Http {
-                client,
-                url,
-                signers,
-            } => (client, url, signers),
+            Self::Http { .. } => self.post(&event.id, &event.payload, now).await,
+        }
+    }
+
+    /// Posts a signed body; `Print` posts nothing.
+    async fn post(&self, id: &str, payload: &str, now: i64) -> Result<(), String> {
+        let Self::Http {
+            client,
+            url,
+            signers,
+        } = self
+        else {
+            return Ok(());
         };
         // Every secret signs (two during a rotation): the receiver accepts either.
         let signatures = signers
             .iter()
-            .map(|s| s.sign(&event.id, now, event.payload.as_bytes()))
+            .map(|s| s.sign(id, now, payload.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?
             .join(" ");
         let response = client
             .post(url.clone())
             .header("content-type", "application/json")
-            .header("webhook-id", &event.id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", now.to_string())
             .header("webhook-signature", signatures)
-            .body(event.payload.clone())
+            .body(payload.to_owned())
             .send()
             .await
             .map_err(|e| siwa_core::transport_reason(&e).to_owned())?;
@@ -187,4 +195,13 @@ impl Sender {
             Err(format!("answered {}", response.status().as_u16()))
         }
     }
+}
+
+/// Sends one signed `siwa.test` event to the target, as a delivery would, and says whether the
+/// receiver answered 2xx (`siwa-server doctor`). It is never written to the outbox nor counted.
+pub async fn send_test_event(target: &WebhookTarget, now: i64) -> Result<(), String> {
+    let id = super::new_event_id();
+    Sender::new(target)?
+        .post(&id, &super::test_payload(now), now)
+        .await
 }

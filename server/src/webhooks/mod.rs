@@ -147,15 +147,28 @@ impl WebhookEvent {
 
     /// The body sent: `{"type", "timestamp", "data"}`, as the specification suggests.
     pub fn payload(&self, created_at: i64) -> String {
-        let timestamp = time::OffsetDateTime::from_unix_timestamp(created_at)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
-        json!({"type": self.kind.as_str(), "timestamp": timestamp, "data": self.data}).to_string()
+        json!({"type": self.kind.as_str(), "timestamp": rfc3339(created_at), "data": self.data})
+            .to_string()
     }
+}
+
+/// The type of `doctor`'s test event. Receivers should answer it 2xx and otherwise ignore it:
+/// it is about no user.
+pub const TEST_EVENT_TYPE: &str = "siwa.test";
+
+/// The body of `doctor`'s test event: `{"type": "siwa.test", "timestamp", "data": {}}`.
+pub fn test_payload(now: i64) -> String {
+    json!({"type": TEST_EVENT_TYPE, "timestamp": rfc3339(now), "data": {}}).to_string()
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// A new event id: `msg_` and 128 random bits, the form the specification's examples use.

@@ -1,0 +1,108 @@
+# Sourced by scripts/test-docker.sh: a Docker engine, and local stand-ins for the Dockerfile's base
+# images, on a machine that cannot reach a registry (../shared/docker-on-linux.md).
+#
+#   start_engine DIR     uses the engine at $DOCKER_HOST when one answers; otherwise installs
+#                        Debian's docker.io if needed and starts dockerd with its data, state and
+#                        socket under DIR, and exports DOCKER_HOST. stop_engine stops only that one.
+#   make_stand_ins       tags `gcr.io/distroless/cc-debian12:nonroot` and `rust:1-bookworm`, the
+#                        names in the Dockerfile's FROM lines, unless the engine has them already.
+#
+# Debian roots are made once with debootstrap and kept under $SIWA_DOCKER_CACHE
+# (~/.cache/siwa/docker), so a second run on the same machine skips the download.
+
+docker_cache=${SIWA_DOCKER_CACHE:-$HOME/.cache/siwa/docker}
+engine_pid=""
+
+as_root_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "missing: $* (install them as root on Debian)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+start_engine() {
+    local dir=$1
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+        echo "== using the Docker engine at ${DOCKER_HOST:-the default socket}"
+        return
+    fi
+    command -v dockerd >/dev/null || as_root_install docker.io
+    mkdir -p "$dir"
+    # No bridge and no iptables: these machines allow neither; containers use the host's network.
+    dockerd --storage-driver=vfs --data-root="$dir/root" --exec-root="$dir/exec" \
+        --pidfile="$dir/dockerd.pid" -H "unix://$dir/docker.sock" \
+        --iptables=false --bridge=none >"$dir/dockerd.log" 2>&1 &
+    engine_pid=$!
+    export DOCKER_HOST="unix://$dir/docker.sock"
+    for _ in $(seq 1 100); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if ! docker info >/dev/null 2>&1; then
+        echo "dockerd did not start:" >&2
+        tail -n 20 "$dir/dockerd.log" >&2
+        exit 1
+    fi
+    echo "== dockerd $(docker version --format '{{.Server.Version}}') started (data under $dir)"
+}
+
+stop_engine() {
+    [ -n "$engine_pid" ] || return 0
+    kill "$engine_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$engine_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    engine_pid=""
+}
+
+# A Debian bookworm root (minbase) at $docker_cache/NAME with the packages given, made once.
+debian_root() {
+    local name=$1 root="$docker_cache/$1"
+    shift
+    if [ -f "$root/.complete" ]; then
+        echo "$root"
+        return
+    fi
+    command -v debootstrap >/dev/null || as_root_install debootstrap >&2
+    rm -rf "$root"
+    mkdir -p "$docker_cache"
+    echo "== debootstrap bookworm ($name)" >&2
+    debootstrap --variant=minbase --include="$(IFS=,; echo "$*")" bookworm "$root" \
+        http://deb.debian.org/debian >"$docker_cache/$name.log" 2>&1 || {
+        tail -n 20 "$docker_cache/$name.log" >&2
+        exit 1
+    }
+    chroot "$root" apt-get clean
+    touch "$root/.complete"
+    echo "$root"
+}
+
+make_stand_ins() {
+    local root
+    if ! docker image inspect gcr.io/distroless/cc-debian12:nonroot >/dev/null 2>&1; then
+        root=$(debian_root runtime ca-certificates)
+        # distroless's nonroot user and group (65532), which the Dockerfile's COPY --chown uses.
+        grep -q '^nonroot:' "$root/etc/passwd" ||
+            chroot "$root" useradd --uid 65532 --user-group --no-create-home --home-dir /home/nonroot nonroot
+        tar -C "$root" --exclude=./.complete -c . |
+            docker import - gcr.io/distroless/cc-debian12:nonroot >/dev/null
+        echo "== stand-in gcr.io/distroless/cc-debian12:nonroot made"
+    fi
+    if ! docker image inspect rust:1-bookworm >/dev/null 2>&1; then
+        root=$(debian_root builder ca-certificates gcc libc6-dev make pkg-config)
+        # The machine's own toolchain (no other can be fetched), and its trusted certificates:
+        # cargo in the build reaches crates.io through the same TLS interception as the host.
+        if [ ! -x "$root/opt/rust/bin/cargo" ]; then
+            rm -rf "$root/opt/rust"
+            cp -a "$(rustc --print sysroot)" "$root/opt/rust"
+        fi
+        cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+        tar -C "$root" --exclude=./.complete -c . |
+            docker import --change 'ENV PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+                - rust:1-bookworm >/dev/null
+        echo "== stand-in rust:1-bookworm made (toolchain $(rustc --version | awk '{print $2}'))"
+    fi
+}
