@@ -6,6 +6,9 @@
 #                        socket under DIR, and exports DOCKER_HOST. stop_engine stops only that one.
 #   make_stand_ins       tags `gcr.io/distroless/cc-debian12:nonroot` and `rust:1-bookworm`, the
 #                        names in the Dockerfile's FROM lines, unless the engine has them already.
+#   make_postgres_stand_in  tags `postgres:15-bookworm` (compose.yaml's): Debian's PostgreSQL 15
+#                        behind an entrypoint that honours the official image's POSTGRES_USER,
+#                        POSTGRES_PASSWORD and POSTGRES_DB, its data in /var/lib/postgresql/data.
 #
 # Debian roots are made once with debootstrap and kept under $SIWA_DOCKER_CACHE
 # (~/.cache/siwa/docker), so a second run on the same machine skips the download.
@@ -30,22 +33,32 @@ start_engine() {
     fi
     command -v dockerd >/dev/null || as_root_install docker.io
     mkdir -p "$dir"
-    # No bridge and no iptables: these machines allow neither; containers use the host's network.
-    dockerd --storage-driver=vfs --data-root="$dir/root" --exec-root="$dir/exec" \
-        --pidfile="$dir/dockerd.pid" -H "unix://$dir/docker.sock" \
-        --iptables=false --bridge=none >"$dir/dockerd.log" 2>&1 &
-    engine_pid=$!
     export DOCKER_HOST="unix://$dir/docker.sock"
-    for _ in $(seq 1 100); do
-        docker info >/dev/null 2>&1 && break
-        sleep 0.2
+    # overlay2 shares layers (vfs copies each whole, which makes the build several times
+    # slower); vfs where the kernel or filesystem refuses overlay2.
+    local driver
+    for driver in overlay2 vfs; do
+        # No bridge and no iptables: these machines allow neither; containers use the host's
+        # network.
+        dockerd --storage-driver="$driver" --data-root="$dir/root" --exec-root="$dir/exec" \
+            --pidfile="$dir/dockerd.pid" -H "unix://$dir/docker.sock" \
+            --iptables=false --bridge=none >"$dir/dockerd.log" 2>&1 &
+        engine_pid=$!
+        for _ in $(seq 1 100); do
+            docker info >/dev/null 2>&1 && break
+            kill -0 "$engine_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        if docker info >/dev/null 2>&1; then
+            echo "== dockerd $(docker version --format '{{.Server.Version}}') started ($driver, data under $dir)"
+            return
+        fi
+        stop_engine
+        rm -rf "$dir/root" "$dir/exec"
     done
-    if ! docker info >/dev/null 2>&1; then
-        echo "dockerd did not start:" >&2
-        tail -n 20 "$dir/dockerd.log" >&2
-        exit 1
-    fi
-    echo "== dockerd $(docker version --format '{{.Server.Version}}') started (data under $dir)"
+    echo "dockerd did not start:" >&2
+    tail -n 20 "$dir/dockerd.log" >&2
+    exit 1
 }
 
 stop_engine() {
@@ -105,4 +118,40 @@ make_stand_ins() {
                 - rust:1-bookworm >/dev/null
         echo "== stand-in rust:1-bookworm made (toolchain $(rustc --version | awk '{print $2}'))"
     fi
+}
+
+make_postgres_stand_in() {
+    docker image inspect postgres:15-bookworm >/dev/null 2>&1 && return
+    local root
+    root=$(debian_root postgres ca-certificates postgresql-15)
+    cat >"$root/usr/local/bin/docker-entrypoint.sh" <<'ENTRYPOINT'
+#!/bin/sh
+# A stand-in for the official image's entrypoint: first start makes the cluster, its user
+# (password authentication over TCP) and its database; then PostgreSQL runs in the foreground.
+set -e
+PGDATA=${PGDATA:-/var/lib/postgresql/data}
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$PGDATA" && chown -R postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+    exec runuser -u postgres -- "$0" "$@"
+fi
+user=${POSTGRES_USER:-postgres}
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    printf '%s' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" >/tmp/pwfile
+    initdb -D "$PGDATA" -U "$user" --pwfile=/tmp/pwfile --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    rm -f /tmp/pwfile
+    echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+    db=${POSTGRES_DB:-$user}
+    if [ "$db" != postgres ]; then
+        echo "CREATE DATABASE \"$db\" OWNER \"$user\";" | postgres --single -D "$PGDATA" postgres >/dev/null
+    fi
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*' -k /tmp "$@"
+ENTRYPOINT
+    chmod 755 "$root/usr/local/bin/docker-entrypoint.sh"
+    tar -C "$root" --exclude=./.complete -c . |
+        docker import \
+            --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+            - postgres:15-bookworm >/dev/null
+    echo "== stand-in postgres:15-bookworm made (Debian's PostgreSQL 15)"
 }

@@ -24,6 +24,9 @@ pub struct DevOptions {
     pub database_url: String,
     /// `--webhook-url` (unsigned... signed with a generated secret), or printing each event.
     pub webhooks: crate::webhooks::WebhookTarget,
+    /// Where the sandbox's variables are written (readable by its owner only), so that
+    /// `siwa-server doctor --env-file` checks this very set-up.
+    pub env_file: Option<std::path::PathBuf>,
 }
 
 /// The mock and the server, running.
@@ -106,6 +109,10 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
             .map(|(_, value)| value.clone())
     };
     let mut config = Config::from_lookup(lookup).map_err(|e| DevError::Config(e.to_string()))?;
+    if let Some(file) = &options.env_file {
+        write_env_file(file, &variables)
+            .map_err(|e| DevError::Config(format!("{}: {e}", file.display())))?;
+    }
     config.webhooks = Some(crate::webhooks::WebhookConfig {
         target: options.webhooks,
         retry_base: Duration::from_secs(crate::webhooks::config::DEFAULT_RETRY_BASE_SECS),
@@ -117,6 +124,29 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
         other => other?,
     };
     Ok(DevSandbox { apple, server })
+}
+
+/// `NAME="value"` lines, newlines escaped as `\n` (which the configuration reads back), in a
+/// file only its owner reads: it holds the fake Apple's developer key.
+fn write_env_file(file: &std::path::Path, variables: &[(&str, String)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(file);
+    let mut out = crate::db::create_private(file)?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AlreadyExists, "could not be replaced")
+    })?;
+    writeln!(
+        out,
+        "# siwa-server dev's configuration: siwa-server doctor --env-file {}",
+        file.display()
+    )?;
+    for (name, value) in variables {
+        let value = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        writeln!(out, "{name}=\"{value}\"")?;
+    }
+    Ok(())
 }
 
 /// Signs a user in through the server exactly as an app would, and returns the answer.

@@ -27,6 +27,10 @@ enum Command {
         /// One JSON document instead of lines.
         #[arg(long, global = true)]
         json: bool,
+        /// Read the variables from this file (as `siwa-server dev` writes them) before the
+        /// environment; without it, `.env` is loaded as `serve` does.
+        #[arg(long, global = true)]
+        env_file: Option<std::path::PathBuf>,
         #[command(subcommand)]
         what: Option<DoctorCommand>,
     },
@@ -46,6 +50,9 @@ enum Command {
         /// The webhook secret (`whsec_...`); a fresh one, printed, when not given.
         #[arg(long, requires = "webhook_url")]
         webhook_secret: Option<String>,
+        /// Where the sandbox's variables are written, for `siwa-server doctor --env-file`.
+        #[arg(long, default_value = "siwa-dev.env")]
+        env_file: std::path::PathBuf,
     },
 }
 
@@ -69,7 +76,11 @@ enum DoctorCommand {
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
-        Command::Doctor { json, what } => doctor(json, what).await,
+        Command::Doctor {
+            json,
+            env_file,
+            what,
+        } => doctor(json, env_file, what).await,
         #[cfg(feature = "dev")]
         Command::Dev {
             port,
@@ -77,6 +88,7 @@ async fn main() -> ExitCode {
             database_url,
             webhook_url,
             webhook_secret,
+            env_file,
         } => {
             let webhooks = match dev_webhooks(webhook_url, webhook_secret) {
                 Ok(webhooks) => webhooks,
@@ -85,7 +97,7 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run_dev(port, mock_port, database_url, webhooks).await
+            run_dev(port, mock_port, database_url, webhooks, env_file).await
         }
     }
 }
@@ -144,10 +156,26 @@ async fn serve() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn doctor(json: bool, what: Option<DoctorCommand>) -> ExitCode {
+async fn doctor(
+    json: bool,
+    env_file: Option<std::path::PathBuf>,
+    what: Option<DoctorCommand>,
+) -> ExitCode {
     use siwa_server::doctor;
-    let _ = dotenvy::dotenv();
-    let lookup = |name: &str| std::env::var(name).ok();
+    let file: std::collections::HashMap<String, String> = match &env_file {
+        None => {
+            let _ = dotenvy::dotenv();
+            Default::default()
+        }
+        Some(path) => match dotenvy::from_path_iter(path).and_then(Iterator::collect) {
+            Ok(variables) => variables,
+            Err(error) => {
+                eprintln!("siwa-server doctor: --env-file {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let lookup = |name: &str| file.get(name).cloned().or_else(|| std::env::var(name).ok());
     let (passed, text, document) = match what {
         None => {
             let report = doctor::check_setup(lookup).await;
@@ -227,6 +255,7 @@ async fn run_dev(
     mock_port: u16,
     database_url: String,
     webhooks: siwa_server::WebhookTarget,
+    env_file: std::path::PathBuf,
 ) -> ExitCode {
     init_logging(false);
     let sandbox = match dev::start(dev::DevOptions {
@@ -234,6 +263,7 @@ async fn run_dev(
         mock_port,
         database_url,
         webhooks,
+        env_file: Some(env_file.clone()),
     })
     .await
     {
@@ -282,6 +312,10 @@ async fn run_dev(
     );
     println!(
         "Sign in on the web: open {server}/ in a browser (the fake Apple's consent page stands in for Apple's)."
+    );
+    println!(
+        "Check this set-up: siwa-server doctor --env-file {0}   a token: siwa-server doctor --env-file {0} token \"$TOKEN\"",
+        env_file.display()
     );
     let metrics_token = sandbox
         .server

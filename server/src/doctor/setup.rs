@@ -135,25 +135,30 @@ fn web_flow(config: &Config, report: &mut Report) {
     );
     let domain = public_url.host_str().unwrap_or_default();
     let loopback = matches!(domain, "127.0.0.1" | "localhost" | "[::1]");
+    // What to register is always the https address: Apple takes no other.
+    let https_callback = match callback.strip_prefix("http://") {
+        Some(rest) if !loopback => format!("https://{rest}"),
+        _ => callback.clone(),
+    };
     let register = format!(
-        "at Apple, under the Services ID {services_id}, register the domain {domain} and the return URL {callback}"
+        "under the Services ID {services_id}, register the domain {domain} and the return URL {https_callback}"
     );
     if public_url.scheme() != "https" && !loopback {
         report.fail(
             "web_flow",
             "web flow",
             format!("SIWA_PUBLIC_URL is {public_url}: Apple returns only to https URLs"),
-            format!("serve the server over https and set SIWA_PUBLIC_URL to that address; then {register}"),
+            format!("serve the server over https and set SIWA_PUBLIC_URL to that address; then, at Apple, {register}"),
         );
     } else if public_url.scheme() != "https" {
         report.warn(
             "web_flow",
             "web flow",
             format!("on, at {callback}: plain http works with mock-apple only"),
-            format!("for Apple, use an https public URL and {register}"),
+            format!("for Apple: an https public URL, and {register}"),
         );
     } else {
-        report.ok("web_flow", "web flow", format!("on; {register}"));
+        report.ok("web_flow", "web flow", format!("on; at Apple, {register}"));
     }
     if !config.client_ids.iter().any(|id| id == services_id) {
         report.warn(
@@ -307,6 +312,7 @@ async fn apple_verdict(config: &Config, key: &DeveloperKey, report: &mut Report)
     let refused = |v: &Result<_, AppleApiError>| matches!(v, Err(AppleApiError::Rejected(e)) if e.error == OAuthErrorCode::InvalidClient);
     let all_refused = verdicts.iter().all(|(_, v)| refused(v));
     let (team, key_id) = (key.team_id(), key.key_id());
+    let mut key_causes_said = false;
     for (client_id, verdict) in verdicts {
         let title = format!("Apple's verdict on {client_id}");
         match verdict {
@@ -319,9 +325,13 @@ async fn apple_verdict(config: &Config, key: &DeveloperKey, report: &mut Report)
                 "apple_verdict",
                 title,
                 format!("invalid_client: Apple refuses key {key_id} of team {team} for every client id"),
-                format!(
-                    "the usual causes (TN3107): SIWA_APPLE_TEAM_ID ({team}) is not the team that owns the key; SIWA_APPLE_KEY_ID ({key_id}) is not the key of this .p8; the key was revoked, or Sign in with Apple is not enabled on it. Compare both ids with Certificates, Identifiers & Profiles > Keys and the Membership page"
-                ),
+                if std::mem::replace(&mut key_causes_said, true) {
+                    "the same causes as above: the key or the team, not this client id".to_owned()
+                } else {
+                    format!(
+                        "the usual causes (TN3107): SIWA_APPLE_TEAM_ID ({team}) is not the team that owns the key; SIWA_APPLE_KEY_ID ({key_id}) is not the key of this .p8; the key was revoked, or Sign in with Apple is not enabled on it. Compare both ids with Certificates, Identifiers & Profiles > Keys and the Membership page"
+                    )
+                },
             ),
             Err(AppleApiError::Rejected(e)) if e.error == OAuthErrorCode::InvalidClient => report.fail(
                 "apple_verdict",

@@ -13,6 +13,26 @@ use siwa_core::{
 use super::{Check, Status};
 use crate::config::Config;
 
+/// The claims in the order Apple's documentation lists them.
+const CLAIM_ORDER: [&str; 16] = [
+    "iss",
+    "aud",
+    "sub",
+    "iat",
+    "exp",
+    "auth_time",
+    "nonce",
+    "nonce_supported",
+    "email",
+    "email_verified",
+    "is_private_email",
+    "real_user_status",
+    "transfer_sub",
+    "c_hash",
+    "at_hash",
+    "org_id",
+];
+
 /// What the caller adds to the token.
 #[derive(Debug, Clone, Default)]
 pub struct TokenOptions {
@@ -103,7 +123,21 @@ pub async fn explain_token(
         ),
         meaning: "Apple signs with RS256 and names its key by kid".into(),
     }];
-    for (name, value) in &inspected.claims {
+    // Apple's order, then whatever else the token carries.
+    let mut names: Vec<&str> = CLAIM_ORDER
+        .iter()
+        .copied()
+        .filter(|name| inspected.claims.contains_key(*name))
+        .collect();
+    names.extend(
+        inspected
+            .claims
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !CLAIM_ORDER.contains(name)),
+    );
+    for name in names {
+        let value = &inspected.claims[name];
         claims.push(explain_claim(
             name,
             value,
@@ -111,6 +145,13 @@ pub async fn explain_token(
             now,
             options,
         ));
+    }
+    if !inspected.claims.contains_key("nonce") {
+        claims.push(ClaimLine {
+            claim: "nonce".into(),
+            value: "(absent)".into(),
+            meaning: "the app set no nonce on the Apple ID request: a replayed token cannot be told from a fresh one, and a sign-in that sends a rawNonce is refused".into(),
+        });
     }
     let config = match config {
         Ok(config) => config,
@@ -318,6 +359,7 @@ fn explain_claim(
             let when = if secs <= now { format!("{} ago", ago(now - secs)) } else { format!("in {}", ago(secs - now)) };
             let what = match name {
                 "iat" => "issued",
+                "exp" if secs <= now => "expired",
                 "exp" => "expires",
                 _ => "the user authenticated",
             };
