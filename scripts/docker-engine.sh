@@ -15,6 +15,7 @@
 
 docker_cache=${SIWA_DOCKER_CACHE:-$HOME/.cache/siwa/docker}
 engine_pid=""
+engine_dir=""
 
 as_root_install() {
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
@@ -33,6 +34,7 @@ start_engine() {
     fi
     command -v dockerd >/dev/null || as_root_install docker.io
     mkdir -p "$dir"
+    engine_dir=$(cd "$dir" && pwd)
     export DOCKER_HOST="unix://$dir/docker.sock"
     # overlay2 shares layers (vfs copies each whole, which makes the build several times
     # slower); vfs where the kernel or filesystem refuses overlay2.
@@ -64,10 +66,13 @@ start_engine() {
 stop_engine() {
     [ -n "$engine_pid" ] || return 0
     kill "$engine_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         kill -0 "$engine_pid" 2>/dev/null || break
         sleep 0.1
     done
+    # What the engine left mounted under its folders (its network namespace, overlay layers),
+    # deepest first, so the folders can be removed.
+    findmnt -rn -o TARGET | grep "^$engine_dir/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     engine_pid=""
 }
 
