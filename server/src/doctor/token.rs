@@ -398,12 +398,8 @@ fn explain_claim(
 }
 
 fn timestamp(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    Some(crate::webhooks::rfc3339(secs))
+        .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "not a time".into())
 }
 

@@ -161,7 +161,8 @@ pub fn test_payload(now: i64) -> String {
     json!({"type": TEST_EVENT_TYPE, "timestamp": rfc3339(now), "data": {}}).to_string()
 }
 
-fn rfc3339(secs: i64) -> String {
+/// A time as RFC 3339 (`2023-11-14T22:13:20Z`); empty when out of range.
+pub(crate) fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| {
