@@ -25,6 +25,7 @@ on_both_databases!(
     a_token_for_another_app_is_refused,
     a_transferred_user_keeps_their_account,
     concurrent_seed_route_sign_ins_make_one_user_per_sub,
+    two_instances_batching_the_same_users_lose_and_repeat_nothing,
     a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
     a_name_with_control_characters_is_refused_and_nothing_is_written,
     a_name_longer_than_the_limit_is_refused,
@@ -354,6 +355,52 @@ async fn concurrent_seed_route_sign_ins_make_one_user_per_sub(h: Harness) {
         50
     );
     assert_eq!(h.users().await, 50);
+}
+
+async fn two_instances_batching_the_same_users_lose_and_repeat_nothing(h: Harness) {
+    // Each instance's group-commit writer upserts the same 20 users in its batches, at once, the
+    // two instances receiving them in opposite orders. On PostgreSQL the writers lock rows in
+    // `apple_sub` order, so their batches do not deadlock (a batch that failed would be replayed
+    // one by one). Every sign-in is answered 200, and counted exactly once.
+    let other = h.another_instance().await;
+    let bodies: Vec<_> = (0..240)
+        .map(|i| {
+            let token = h
+                .mint(IdentityTokenRequest {
+                    // Descending on one instance, ascending on the other.
+                    sub: Some(format!(
+                        "000000.{:032}.0000",
+                        if i % 2 == 0 {
+                            (i / 2) % 20
+                        } else {
+                            19 - (i / 2) % 20
+                        }
+                    )),
+                    ..default()
+                })
+                .identity_token;
+            json!({"identityToken": token})
+        })
+        .collect();
+    let (first, second) = (&h, &other);
+    let results = futures::future::join_all(bodies.iter().enumerate().map(|(i, b)| async move {
+        if i % 2 == 0 {
+            first.post("/auth/apple", b).await
+        } else {
+            first.post_to(second, "/auth/apple", b).await
+        }
+    }))
+    .await;
+    for (status, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert_eq!(h.users().await, 20);
+    let counts = h
+        .query("SELECT CAST(sign_in_count AS TEXT) FROM users")
+        .await;
+    let total: i64 = counts.iter().map(|c| c.parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 240, "a sign-in was lost or counted twice");
+    other.shutdown().await;
 }
 
 async fn a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce(h: Harness) {

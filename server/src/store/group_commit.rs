@@ -1,10 +1,14 @@
-//! Group commit for SQLite: concurrent single-statement sign-ins are written by one task, which
-//! commits whatever has queued up in one transaction.
+//! Group commit: concurrent single-statement sign-ins are written by one task, which commits
+//! whatever has queued up in one transaction.
 //!
-//! Why: SQLite has a single writer, and each autocommitted statement pays a commit of its own;
-//! under load, writers also wait on each other through SQLite's sleeping busy handler. One
-//! writer committing batches pays one commit per batch and never waits on the lock. A batch
+//! Why: each autocommitted statement pays a commit of its own, a flush of the log to disk. On
+//! SQLite there is also a single writer, and under load writers wait on each other through its
+//! sleeping busy handler; on PostgreSQL each commit is a WAL flush and a round trip. One writer
+//! committing batches pays one commit per batch (and on SQLite never waits on the lock). A batch
 //! that fails is replayed statement by statement, so one bad write never fails its neighbours.
+//!
+//! On PostgreSQL several instances each run a writer: a batch upserts its users in the order of
+//! their `apple_sub`, so two batches lock shared rows in one order and never deadlock.
 //!
 //! With webhooks on, a new user's `user.created` is written in the same transaction as the user
 //! (the batch's, or the replayed statement's own), so an event still commits exactly with its
@@ -125,18 +129,22 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
     }
 }
 
+/// The batch's users, in the batch's order, once committed.
 async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
+    // One lock order for every writer (see the module's comment).
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| batch[a].upsert.apple_sub().cmp(batch[b].upsert.apple_sub()));
     let mut tx = writer.pool.begin().await?;
-    let mut users = Vec::with_capacity(batch.len());
+    let mut users: Vec<Option<User>> = vec![None; batch.len()];
     let mut wrote_events = false;
-    for job in batch {
-        let (user, created) = writer.upsert(&mut tx, &job.upsert).await?;
+    for i in order {
+        let (user, created) = writer.upsert(&mut tx, &batch[i].upsert).await?;
         wrote_events |= created;
-        users.push(user);
+        users[i] = Some(user);
     }
     tx.commit().await?;
     writer.committed(wrote_events);
-    Ok(users)
+    Ok(users.into_iter().flatten().collect())
 }
 
 /// One job in a transaction of its own, after its batch failed.

@@ -6,8 +6,8 @@
 //! concurrent writers wait (busy timeout) instead of failing on a stale read snapshot.
 //!
 //! One module per group of tables: `users` (and the sign-in that writes them), `sessions`,
-//! `revocations`, `notifications`, and `keys` (secrets at rest). On SQLite, single-statement
-//! sign-ins go through the `group_commit` writer, a task the store starts and owns.
+//! `revocations`, `notifications`, and `keys` (secrets at rest). Single-statement sign-ins go
+//! through the `group_commit` writer, a task the store starts and owns.
 
 mod events;
 mod group_commit;
@@ -52,8 +52,8 @@ pub struct Store {
     pool: AnyPool,
     /// Seals Apple's refresh tokens and the server's signing key (`crate::sealing`).
     sealer: Sealer,
-    /// SQLite only: one writer commits concurrent single-statement sign-ins together.
-    group_commit: Option<GroupCommit>,
+    /// One writer commits concurrent single-statement sign-ins together.
+    group_commit: GroupCommit,
     /// Webhooks are on: changes write their events to the outbox (`events`).
     record_events: bool,
     /// Notified after a commit that wrote events, to wake the delivery task.
@@ -61,7 +61,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// The SQLite writer and WAL checkpointer are tasks of `tasks`: they stop with the server.
+    /// The group-commit writer (and on SQLite the WAL checkpointer) are tasks of `tasks`: they
+    /// stop with the server.
     /// `record_events`: webhooks are on (without a URL, nothing is recorded).
     pub fn new(
         pool: AnyPool,
@@ -71,14 +72,14 @@ impl Store {
         tasks: &Tasks,
     ) -> Self {
         let events_written = Arc::new(Notify::new());
-        let group_commit = (backend == DatabaseKind::Sqlite).then(|| {
+        if backend == DatabaseKind::Sqlite {
             let checkpointed = pool.clone();
             tasks.spawn("wal-checkpointer", |stop| {
                 crate::db::checkpoint_wal(checkpointed, stop)
             });
-            let events = record_events.then(|| events_written.clone());
-            GroupCommit::start(pool.clone(), events, tasks)
-        });
+        }
+        let events = record_events.then(|| events_written.clone());
+        let group_commit = GroupCommit::start(pool.clone(), events, tasks);
         Self {
             pool,
             sealer,

@@ -169,18 +169,15 @@ impl Store {
         let single_statement = record.nonce_hash.is_none()
             && record.identity_token_hash.is_none()
             && record.claims.transfer_sub.is_none()
-            && record.apple_refresh_token.is_none()
-            // Webhooks on: the group-commit writer writes a new user's `user.created` in the
-            // batch's transaction; without the writer (PostgreSQL) it takes one of its own.
-            && (self.group_commit.is_some() || !self.record_events);
+            && record.apple_refresh_token.is_none();
         if single_statement && let Some(granted) = policy.without_writing() {
             // Nothing to keep together: no transaction of its own (the hot path of the
-            // seed-compatible route). On SQLite the group-commit writer batches it with others.
-            let upsert = UserUpsert::from_record(&record);
-            let user = match &self.group_commit {
-                Some(writer) => writer.upsert(upsert).await?,
-                None => upsert_user(&mut *self.pool.acquire().await?, &upsert).await?,
-            };
+            // seed-compatible route). The group-commit writer batches it with others, and with
+            // webhooks on writes a new user's `user.created` in the batch's transaction.
+            let user = self
+                .group_commit
+                .upsert(UserUpsert::from_record(&record))
+                .await?;
             let is_new_user = user.sign_in_count == 1;
             return Ok(SignedIn {
                 user,
@@ -344,6 +341,11 @@ impl UserUpsert {
     /// When the sign-in happened.
     pub(super) fn now(&self) -> i64 {
         self.now
+    }
+
+    /// Apple's id of the user: the row's key.
+    pub(super) fn apple_sub(&self) -> &str {
+        &self.apple_sub
     }
 
     pub(super) fn from_record(record: &SignInRecord<'_>) -> Self {
