@@ -7,13 +7,17 @@
 //! committing batches pays one commit per batch (and on SQLite never waits on the lock). A batch
 //! that fails is replayed statement by statement, so one bad write never fails its neighbours.
 //!
-//! On PostgreSQL several instances each run a writer: a batch upserts its users in the order of
-//! their `apple_sub`, so two batches lock shared rows in one order and never deadlock.
+//! A batch is written in one statement per round, not one per sign-in: the first sign-in of
+//! each user in the batch, then the second of those who signed in twice, and so on (a statement
+//! may not update a row twice). On PostgreSQL that is one round trip where there were as many as
+//! sign-ins. Several instances each run a writer: rows go in the order of their `apple_sub`, so
+//! two batches lock shared rows in one order and never deadlock.
 //!
 //! With webhooks on, a new user's `user.created` is written in the same transaction as the user
 //! (the batch's, or the replayed statement's own), so an event still commits exactly with its
 //! change, and the delivery task is woken after a commit that wrote one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{Any, AnyPool, Transaction};
@@ -21,7 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
-use super::users::{User, UserUpsert, upsert_user};
+use super::users::{User, UserUpsert, upsert_user, upsert_users};
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
 
@@ -79,12 +83,23 @@ impl Writer {
         upsert: &UserUpsert,
     ) -> Result<(User, bool), sqlx::Error> {
         let user = upsert_user(tx, upsert).await?;
+        let created = self.record_created(tx, &user, upsert.now()).await?;
+        Ok((user, created))
+    }
+
+    /// Writes `user.created` for a new user when webhooks are on; says whether it did.
+    async fn record_created(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        user: &User,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         let created = self.events.is_some() && user.sign_in_count == 1;
         if created {
             let event = WebhookEvent::created(&user.id, &user.apple_sub);
-            insert_event(tx, &event, upsert.now()).await?;
+            insert_event(tx, &event, now).await?;
         }
-        Ok((user, created))
+        Ok(created)
     }
 
     fn committed(&self, wrote_events: bool) {
@@ -131,20 +146,49 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
 
 /// The batch's users, in the batch's order, once committed.
 async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
-    // One lock order for every writer (see the module's comment).
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|&a, &b| batch[a].upsert.apple_sub().cmp(batch[b].upsert.apple_sub()));
     let mut tx = writer.pool.begin().await?;
     let mut users: Vec<Option<User>> = vec![None; batch.len()];
     let mut wrote_events = false;
-    for i in order {
-        let (user, created) = writer.upsert(&mut tx, &batch[i].upsert).await?;
-        wrote_events |= created;
-        users[i] = Some(user);
+    for round in rounds(batch) {
+        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
+        let mut written: HashMap<String, User> = upsert_users(&mut tx, &upserts)
+            .await?
+            .into_iter()
+            .map(|user| (user.apple_sub.clone(), user))
+            .collect();
+        for i in round {
+            let upsert = &batch[i].upsert;
+            let user = written
+                .remove(upsert.apple_sub())
+                .ok_or(sqlx::Error::RowNotFound)?;
+            wrote_events |= writer.record_created(&mut tx, &user, upsert.now()).await?;
+            users[i] = Some(user);
+        }
     }
     tx.commit().await?;
     writer.committed(wrote_events);
     Ok(users.into_iter().flatten().collect())
+}
+
+/// The batch's indexes in rounds: the k-th sign-in of each user in round k, so that no round
+/// holds a user twice; each round in `apple_sub` order.
+fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    // Stable: a user's sign-ins keep their arrival order across rounds.
+    order.sort_by(|&a, &b| batch[a].upsert.apple_sub().cmp(batch[b].upsert.apple_sub()));
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut previous: Option<&str> = None;
+    let mut k = 0;
+    for i in order {
+        let sub = batch[i].upsert.apple_sub();
+        k = if previous == Some(sub) { k + 1 } else { 0 };
+        previous = Some(sub);
+        if rounds.len() <= k {
+            rounds.push(Vec::new());
+        }
+        rounds[k].push(i);
+    }
+    rounds
 }
 
 /// One job in a transaction of its own, after its batch failed.
@@ -183,6 +227,21 @@ mod tests {
             org_id: None,
         };
         UserUpsert::from_record(&SignInRecord::user_only(&claims, 1_700_000_000))
+    }
+
+    #[test]
+    fn each_round_holds_a_user_once_in_apple_sub_order() {
+        let mut jobs: Vec<Job> = Vec::new();
+        for sub in ["b", "a", "b", "c", "b", "a"] {
+            let (reply, _) = oneshot::channel();
+            jobs.push(Job {
+                upsert: upsert(sub),
+                reply,
+            });
+        }
+        // b's three sign-ins in rounds 0, 1, 2 in arrival order (indexes 0, 2, 4).
+        assert_eq!(rounds(&jobs), vec![vec![1, 0, 3], vec![5, 2], vec![4]]);
+        assert!(rounds(&[]).is_empty());
     }
 
     /// Stopping the writer while sign-ins are queued: every queued sign-in is written and

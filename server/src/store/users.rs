@@ -373,48 +373,92 @@ impl UserUpsert {
 /// Creates or updates the user of a sign-in. A name arrives only on the first authorization:
 /// it is never overwritten with nothing. Email and its flags come with every token that has the
 /// email scope.
-static UPSERT_USER: LazyLock<String> = LazyLock::new(|| {
+const UPSERT_USERS_CONFLICT: &str = "ON CONFLICT (apple_sub) DO UPDATE SET \
+     email = COALESCE(excluded.email, users.email), \
+     email_verified = CASE WHEN excluded.email IS NULL THEN users.email_verified ELSE excluded.email_verified END, \
+     is_private_email = CASE WHEN excluded.email IS NULL THEN users.is_private_email ELSE excluded.is_private_email END, \
+     given_name = COALESCE(excluded.given_name, users.given_name), \
+     family_name = COALESCE(excluded.family_name, users.family_name), \
+     real_user_status = COALESCE(excluded.real_user_status, users.real_user_status), \
+     client_id = excluded.client_id, \
+     last_sign_in_at = excluded.last_sign_in_at, \
+     sign_in_count = users.sign_in_count + 1";
+
+/// Bound values per row of the upsert.
+const UPSERT_PARAMS: usize = 10;
+
+/// The upsert of `rows` users in one statement (one round trip, whatever the batch's size).
+fn upsert_users_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = |n: usize| format!("${}", r * UPSERT_PARAMS + n);
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 1)",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(10),
+                p(10)
+            )
+        })
+        .collect();
     format!(
         "INSERT INTO users (id, apple_sub, email, email_verified, is_private_email, given_name, \
          family_name, real_user_status, client_id, created_at, last_sign_in_at, sign_in_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1) \
-         ON CONFLICT (apple_sub) DO UPDATE SET \
-         email = COALESCE(excluded.email, users.email), \
-         email_verified = CASE WHEN excluded.email IS NULL THEN users.email_verified ELSE excluded.email_verified END, \
-         is_private_email = CASE WHEN excluded.email IS NULL THEN users.is_private_email ELSE excluded.is_private_email END, \
-         given_name = COALESCE(excluded.given_name, users.given_name), \
-         family_name = COALESCE(excluded.family_name, users.family_name), \
-         real_user_status = COALESCE(excluded.real_user_status, users.real_user_status), \
-         client_id = excluded.client_id, \
-         last_sign_in_at = excluded.last_sign_in_at, \
-         sign_in_count = users.sign_in_count + 1 \
-         RETURNING {USER_COLUMNS}"
+         VALUES {} {UPSERT_USERS_CONFLICT} RETURNING {USER_COLUMNS}",
+        values.join(", ")
     )
-});
+}
+
+static UPSERT_USER: LazyLock<String> = LazyLock::new(|| upsert_users_sql(1));
 
 pub async fn upsert_user(
     conn: &mut sqlx::AnyConnection,
     u: &UserUpsert,
 ) -> Result<User, sqlx::Error> {
-    sqlx::query_as(&UPSERT_USER)
-        .bind(&u.id)
-        .bind(&u.apple_sub)
-        .bind(&u.email)
-        .bind(u.email_verified)
-        .bind(u.is_private_email)
-        .bind(&u.given_name)
-        .bind(&u.family_name)
-        .bind(u.real_user_status)
-        .bind(&u.client_id)
-        .bind(u.now)
-        // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with
-        // RETURNING only when it steps to its end, and a statement reset after its first row
-        // commits at the reset, whose failure (a full disk) would go unreported: a user
-        // answered 200 and never saved.
-        .fetch_all(conn)
-        .await?
-        .pop()
-        .ok_or(sqlx::Error::RowNotFound)
+    let mut users = upsert_users(conn, &[u]).await?;
+    users.pop().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Upserts several users in one statement. No two may share an `apple_sub`: one statement
+/// cannot update a row twice (PostgreSQL refuses it). The users come back in no given order.
+pub async fn upsert_users(
+    conn: &mut sqlx::AnyConnection,
+    upserts: &[&UserUpsert],
+) -> Result<Vec<User>, sqlx::Error> {
+    let sql = match upserts.len() {
+        1 => UPSERT_USER.clone(),
+        n => upsert_users_sql(n),
+    };
+    let mut query = sqlx::query_as(&sql);
+    for u in upserts {
+        query = query
+            .bind(&u.id)
+            .bind(&u.apple_sub)
+            .bind(&u.email)
+            .bind(u.email_verified)
+            .bind(u.is_private_email)
+            .bind(&u.given_name)
+            .bind(&u.family_name)
+            .bind(u.real_user_status)
+            .bind(&u.client_id)
+            .bind(u.now);
+    }
+    // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with RETURNING
+    // only when it steps to its end, and a statement reset after its first row commits at the
+    // reset, whose failure (a full disk) would go unreported: a user answered 200 and never
+    // saved.
+    let users: Vec<User> = query.fetch_all(conn).await?;
+    if users.len() != upserts.len() {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    Ok(users)
 }
 
 /// Deletes a user's rows, children first and explicitly, so that deletion does not depend on
