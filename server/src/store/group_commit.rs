@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
 use super::users::{User, UserUpsert, upsert_user, upsert_users};
+use super::{WriteTurn, begin_write};
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
 
@@ -44,9 +45,14 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
-    pub fn start(pool: AnyPool, events: Option<Arc<Notify>>, tasks: &Tasks) -> Self {
+    pub fn start(
+        pool: AnyPool,
+        events: Option<Arc<Notify>>,
+        turn: Option<WriteTurn>,
+        tasks: &Tasks,
+    ) -> Self {
         let (this, queue) = Self::channel();
-        let writer = Writer { pool, events };
+        let writer = Writer { pool, events, turn };
         tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
         this
     }
@@ -72,6 +78,8 @@ impl GroupCommit {
 struct Writer {
     pool: AnyPool,
     events: Option<Arc<Notify>>,
+    /// SQLite: the process's write turn (`super::WriteTurn`).
+    turn: Option<WriteTurn>,
 }
 
 impl Writer {
@@ -146,16 +154,33 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
 
 /// The batch's users, in the batch's order, once committed.
 async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
-    let mut tx = writer.pool.begin().await?;
+    let rounds = rounds(batch);
+    if let [round] = rounds.as_slice()
+        && writer.events.is_none()
+    {
+        // One statement and no event to keep with it: it commits on its own, which spares
+        // PostgreSQL the round trips of BEGIN and COMMIT.
+        let _turn = match &writer.turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        };
+        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
+        let mut written = by_sub(upsert_users(&mut *writer.pool.acquire().await?, &upserts).await?);
+        return batch
+            .iter()
+            .map(|job| {
+                written
+                    .remove(job.upsert.apple_sub())
+                    .ok_or(sqlx::Error::RowNotFound)
+            })
+            .collect();
+    }
+    let (_turn, mut tx) = begin_write(&writer.pool, writer.turn.as_ref()).await?;
     let mut users: Vec<Option<User>> = vec![None; batch.len()];
     let mut wrote_events = false;
-    for round in rounds(batch) {
+    for round in rounds {
         let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
-        let mut written: HashMap<String, User> = upsert_users(&mut tx, &upserts)
-            .await?
-            .into_iter()
-            .map(|user| (user.apple_sub.clone(), user))
-            .collect();
+        let mut written = by_sub(upsert_users(&mut tx, &upserts).await?);
         for i in round {
             let upsert = &batch[i].upsert;
             let user = written
@@ -168,6 +193,14 @@ async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error
     tx.commit().await?;
     writer.committed(wrote_events);
     Ok(users.into_iter().flatten().collect())
+}
+
+/// One round's users by `apple_sub` (a statement returns them in no given order).
+fn by_sub(users: Vec<User>) -> HashMap<String, User> {
+    users
+        .into_iter()
+        .map(|user| (user.apple_sub.clone(), user))
+        .collect()
 }
 
 /// The batch's indexes in rounds: the k-th sign-in of each user in round k, so that no round
@@ -193,7 +226,7 @@ fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
 
 /// One job in a transaction of its own, after its batch failed.
 async fn commit_one(writer: &Writer, upsert: &UserUpsert) -> Result<User, sqlx::Error> {
-    let mut tx = writer.pool.begin().await?;
+    let (_turn, mut tx) = begin_write(&writer.pool, writer.turn.as_ref()).await?;
     let (user, created) = writer.upsert(&mut tx, upsert).await?;
     tx.commit().await?;
     writer.committed(created);
@@ -268,6 +301,7 @@ mod tests {
         let task = Writer {
             pool: pool.clone(),
             events: None,
+            turn: None,
         };
         write(task, queue, stop).await;
         for caller in callers {
