@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
 use super::users::{User, UserUpsert, upsert_user, upsert_users};
-use super::{WriteTurn, begin_write};
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
 
@@ -45,14 +44,9 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
-    pub fn start(
-        pool: AnyPool,
-        events: Option<Arc<Notify>>,
-        turn: Option<WriteTurn>,
-        tasks: &Tasks,
-    ) -> Self {
+    pub fn start(pool: AnyPool, events: Option<Arc<Notify>>, tasks: &Tasks) -> Self {
         let (this, queue) = Self::channel();
-        let writer = Writer { pool, events, turn };
+        let writer = Writer { pool, events };
         tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
         this
     }
@@ -78,8 +72,6 @@ impl GroupCommit {
 struct Writer {
     pool: AnyPool,
     events: Option<Arc<Notify>>,
-    /// SQLite: the process's write turn (`super::WriteTurn`).
-    turn: Option<WriteTurn>,
 }
 
 impl Writer {
@@ -160,10 +152,6 @@ async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error
     {
         // One statement and no event to keep with it: it commits on its own, which spares
         // PostgreSQL the round trips of BEGIN and COMMIT.
-        let _turn = match &writer.turn {
-            Some(turn) => Some(turn.clone().lock_owned().await),
-            None => None,
-        };
         let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
         let mut written = by_sub(upsert_users(&mut *writer.pool.acquire().await?, &upserts).await?);
         return batch
@@ -175,7 +163,7 @@ async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error
             })
             .collect();
     }
-    let (_turn, mut tx) = begin_write(&writer.pool, writer.turn.as_ref()).await?;
+    let mut tx = writer.pool.begin().await?;
     let mut users: Vec<Option<User>> = vec![None; batch.len()];
     let mut wrote_events = false;
     for round in rounds {
@@ -226,7 +214,7 @@ fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
 
 /// One job in a transaction of its own, after its batch failed.
 async fn commit_one(writer: &Writer, upsert: &UserUpsert) -> Result<User, sqlx::Error> {
-    let (_turn, mut tx) = begin_write(&writer.pool, writer.turn.as_ref()).await?;
+    let mut tx = writer.pool.begin().await?;
     let (user, created) = writer.upsert(&mut tx, upsert).await?;
     tx.commit().await?;
     writer.committed(created);
@@ -301,7 +289,6 @@ mod tests {
         let task = Writer {
             pool: pool.clone(),
             events: None,
-            turn: None,
         };
         write(task, queue, stop).await;
         for caller in callers {

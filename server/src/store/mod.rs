@@ -58,15 +58,7 @@ pub struct Store {
     record_events: bool,
     /// Notified after a commit that wrote events, to wake the delivery task.
     events_written: Arc<Notify>,
-    /// SQLite only: this process's write transactions take turns here (see `begin_write`).
-    write_turn: Option<WriteTurn>,
 }
-
-/// SQLite has one writer at a time, and a transaction that finds the write lock taken waits in
-/// SQLite's busy handler, which sleeps in steps of up to 100 ms: under load that sleep was the
-/// refresh route's p99. Taking turns in the process first (a fair queue) leaves SQLite's lock
-/// free whenever a transaction asks for it.
-pub(crate) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
 impl Store {
     /// The group-commit writer (and on SQLite the WAL checkpointer) are tasks of `tasks`: they
@@ -86,31 +78,15 @@ impl Store {
                 crate::db::checkpoint_wal(checkpointed, stop)
             });
         }
-        let write_turn = (backend == DatabaseKind::Sqlite).then(WriteTurn::default);
         let events = record_events.then(|| events_written.clone());
-        let group_commit = GroupCommit::start(pool.clone(), events, write_turn.clone(), tasks);
+        let group_commit = GroupCommit::start(pool.clone(), events, tasks);
         Self {
             pool,
             sealer,
             group_commit,
             record_events,
             events_written,
-            write_turn,
         }
-    }
-
-    /// A transaction that writes, after this process's other writers on SQLite (`WriteTurn`).
-    /// Keep the turn until the transaction is over: `let (_turn, mut tx) = ...`.
-    async fn begin_write(
-        &self,
-    ) -> Result<
-        (
-            Option<tokio::sync::OwnedMutexGuard<()>>,
-            sqlx::Transaction<'static, sqlx::Any>,
-        ),
-        sqlx::Error,
-    > {
-        begin_write(&self.pool, self.write_turn.as_ref()).await
     }
 
     /// Whether the database takes a committed write: what every sign-in needs.
@@ -167,22 +143,4 @@ impl Store {
             .await?;
         Ok(())
     }
-}
-
-/// See `Store::begin_write`; for the store's tasks, which hold the pool and turn themselves.
-pub(crate) async fn begin_write(
-    pool: &AnyPool,
-    turn: Option<&WriteTurn>,
-) -> Result<
-    (
-        Option<tokio::sync::OwnedMutexGuard<()>>,
-        sqlx::Transaction<'static, sqlx::Any>,
-    ),
-    sqlx::Error,
-> {
-    let turn = match turn {
-        Some(turn) => Some(turn.clone().lock_owned().await),
-        None => None,
-    };
-    Ok((turn, pool.begin().await?))
 }

@@ -39,7 +39,7 @@ impl Store {
         grace_secs: i64,
     ) -> Result<Rotation, sqlx::Error> {
         let hash = tokens::token_hash(token);
-        let (_turn, mut tx) = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         // Claim the token first (a write): of two concurrent uses, exactly one wins.
         let claimed = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",

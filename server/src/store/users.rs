@@ -185,7 +185,7 @@ impl Store {
                 granted,
             });
         }
-        let (_turn, mut tx) = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         let now = record.now;
         if let Some(nonce_hash) = record.nonce_hash {
             let inserted = sqlx::query("INSERT INTO used_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO NOTHING")
@@ -290,7 +290,7 @@ impl Store {
         user_id: &str,
         now: i64,
     ) -> Result<Vec<PendingRevocation>, sqlx::Error> {
-        let (_turn, mut tx) = self.begin_write().await?;
+        let mut tx = self.pool.begin().await?;
         // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
         // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
         let locked: Vec<(String,)> = sqlx::query_as(
