@@ -15,7 +15,6 @@
 //!
 //! The same key set verifies server-to-server notifications, which Apple signs with these keys.
 
-use crate::transport::{HttpClientError, build_client};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -26,6 +25,7 @@ use reqwest::header::CACHE_CONTROL;
 
 use crate::error::VerifyError;
 use crate::jwks::JwkSet;
+use crate::transport::{HttpClientError, build_client};
 
 /// How the key set fetches and caches.
 #[derive(Debug, Clone)]

@@ -5,7 +5,6 @@
 //! (docs/apple-protocol.md, F9, F11). `/auth/revoke` answers 200 with an empty body, also for a token that is
 //! already invalid. `mock-apple` serves these formats, the server consumes them.
 
-use crate::transport::{HttpClientError, build_client};
 use std::fmt;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::apple::Endpoints;
 use crate::client_secret::ClientSecret;
 use crate::transport::transport_reason;
+use crate::transport::{HttpClientError, build_client};
 use crate::word::{UnknownWord, protocol_word};
 
 /// A successful answer of `/auth/token`. `Debug` is redacted.

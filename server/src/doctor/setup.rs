@@ -257,12 +257,17 @@ async fn developer_key(
             ),
             format!("set SIWA_APPLE_KEY_ID={file_id}, or point SIWA_APPLE_PRIVATE_KEY_FILE at AuthKey_{}.p8", key.key_id()),
         ),
-        (_, Err(error)) => report.fail(
-            "developer_key",
-            "developer key",
-            format!("no client secret can be made with it: {error}"),
-            "download the key again from Certificates, Identifiers & Profiles > Keys (only possible once: otherwise make a new key)",
-        ),
+        (_, Err(error)) => {
+            report.fail(
+                "developer_key",
+                "developer key",
+                format!("no client secret can be made with it: {error}"),
+                "download the key again from Certificates, Identifiers & Profiles > Keys (only possible once: otherwise make a new key)",
+            );
+            // Without a secret there is nothing to ask Apple.
+            report.skip("apple_verdict", "Apple's verdict", "no client secret to ask with");
+            return;
+        }
         (_, Ok(_)) => report.ok(
             "developer_key",
             "developer key",
@@ -299,15 +304,21 @@ async fn apple_verdict(config: &Config, key: &DeveloperKey, report: &mut Report)
     };
     let mut verdicts = Vec::new();
     for client_id in &client_ids {
-        let verdict = match key.mint(client_id, SystemClock.now(), Duration::from_secs(300)) {
-            Ok(secret) => {
+        match key.mint(client_id, SystemClock.now(), Duration::from_secs(300)) {
+            Ok(secret) => verdicts.push((
+                client_id,
                 apple
                     .exchange_code(client_id, &secret, PROBE_CODE, None)
-                    .await
-            }
-            Err(error) => Err(AppleApiError::Unavailable(error.to_string())),
-        };
-        verdicts.push((client_id, verdict));
+                    .await,
+            )),
+            // Not Apple's verdict: the secret for this client id could not be made here.
+            Err(error) => report.fail(
+                "apple_verdict",
+                format!("Apple's verdict on {client_id}"),
+                format!("not asked: no client secret can be made for it ({error})"),
+                "check that the client id is a bundle ID or Services ID",
+            ),
+        }
     }
     let refused = |v: &Result<_, AppleApiError>| matches!(v, Err(AppleApiError::Rejected(e)) if e.error == OAuthErrorCode::InvalidClient);
     let all_refused = verdicts.iter().all(|(_, v)| refused(v));

@@ -202,7 +202,12 @@ async fn verify(config: &Config, token: &str, options: &TokenOptions) -> Result<
     audiences.extend(config.web.services_id.clone());
     let mut verifier_config = VerifierConfig::new(audiences);
     verifier_config.issuers = config.issuers.clone();
-    let verifier = Verifier::new(verifier_config, keys).map_err(|_| VerifyError::WrongAudience)?;
+    // The configuration has at least one client id and one issuer, so this refusal is never met;
+    // were it, it is said as the token's refusal it amounts to.
+    let verifier = Verifier::new(verifier_config, keys).map_err(|e| match e {
+        siwa_core::ConfigError::NoAudience => VerifyError::WrongAudience,
+        siwa_core::ConfigError::NoIssuer => VerifyError::WrongIssuer,
+    })?;
     let nonce = options.raw_nonce.as_deref().map(RawNonce::new);
     verifier.verify(token, nonce.as_ref()).await.map(|_| ())
 }

@@ -432,9 +432,10 @@ pub async fn upsert_users(
     conn: &mut sqlx::AnyConnection,
     upserts: &[&UserUpsert],
 ) -> Result<Vec<User>, sqlx::Error> {
-    let sql = match upserts.len() {
-        1 => UPSERT_USER.clone(),
-        n => upsert_users_sql(n),
+    // A single row's statement is made once; a batch's, per batch (its size varies).
+    let sql: std::borrow::Cow<'_, str> = match upserts.len() {
+        1 => UPSERT_USER.as_str().into(),
+        n => upsert_users_sql(n).into(),
     };
     let mut query = sqlx::query_as(&sql);
     for u in upserts {
