@@ -62,6 +62,6 @@ pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 pub mod testing {
     pub use crate::db::sqlite_file;
     pub use crate::readiness::EVERY as READINESS_INTERVAL;
-    pub use crate::store::{NativeApp, NewExchangeCode, WebCompletion, WebSignIn};
+    pub use crate::store::{NativeApp, NewExchangeCode, Rotation, WebCompletion, WebSignIn};
     pub use crate::tokens::token_hash;
 }

@@ -18,6 +18,7 @@ on_both_databases!(
     a_refresh_token_rotates,
     reusing_a_rotated_refresh_token_ends_the_session_family,
     a_token_presented_again_within_the_grace_gets_the_same_successor,
+    a_burst_of_refreshes_rotates_each_token_once,
     logout_with_the_refresh_token_ends_the_session,
     logout_with_the_access_token_ends_the_session,
     refresh_refuses_garbage,
@@ -264,5 +265,92 @@ async fn a_token_presented_again_within_the_grace_gets_the_same_successor(h: Har
         h.query("SELECT successor FROM refresh_tokens WHERE successor IS NOT NULL")
             .await
             .is_empty()
+    );
+}
+
+/// A burst of refreshes, as the group-commit writer batches them: every live token rotates
+/// once, a token presented twice at once gets one successor, an ended session's token stays
+/// invalid (given back, not spent: presented again, it is not called a reuse), and nothing else
+/// is written.
+async fn a_burst_of_refreshes_rotates_each_token_once(h: Harness) {
+    use siwa_server::testing::Rotation;
+    let mut tokens = Vec::new();
+    for _ in 0..24 {
+        let session = signed_in(&h).await;
+        tokens.push(session["refreshToken"].as_str().unwrap().to_owned());
+    }
+    let ended = tokens.pop().unwrap();
+    let (status, _) = h
+        .post("/v1/auth/logout", &json!({"refreshToken": ended}))
+        .await;
+    assert_eq!(status, 204);
+    let store = &h.server.state.store;
+    let now = siwa_core::SystemClock.now();
+    let live = tokens.len();
+    let presented: Vec<&str> = tokens
+        .iter()
+        .chain(&tokens)
+        .map(String::as_str)
+        .chain([ended.as_str(), "never-issued", ended.as_str()])
+        .collect();
+    let describe = |rotation: Rotation| match rotation {
+        Rotation::Rotated {
+            session_id,
+            refresh_token,
+            ..
+        } => format!("rotated {session_id} {refresh_token}"),
+        Rotation::Invalid => "invalid".to_owned(),
+        Rotation::Reused => "reused".to_owned(),
+    };
+    let outcomes: Vec<String> = futures::future::join_all(
+        presented
+            .iter()
+            .map(|t| store.rotate_refresh_token(t, now, 10)),
+    )
+    .await
+    .into_iter()
+    .map(|r| describe(r.unwrap()))
+    .collect();
+    for i in 0..live {
+        assert!(outcomes[i].starts_with("rotated"), "{}", outcomes[i]);
+        assert_eq!(outcomes[i], outcomes[live + i], "one successor per token");
+    }
+    assert_eq!(outcomes[2 * live..], ["invalid", "invalid", "invalid"]);
+    let h = &h;
+    let count = |rows: &'static str| async move {
+        let sql = format!("SELECT CAST(COUNT(*) AS TEXT) FROM {rows}");
+        h.query(&sql).await[0].parse::<usize>().unwrap()
+    };
+    assert_eq!(count("refresh_tokens").await, 2 * live + 1);
+    assert_eq!(
+        count("refresh_tokens WHERE used_at IS NOT NULL").await,
+        live
+    );
+    assert_eq!(
+        count("sessions WHERE revoked_at IS NOT NULL").await,
+        1,
+        "only the logged-out session ended"
+    );
+    let (status, body) = h
+        .post("/v1/auth/refresh", &json!({"refreshToken": ended}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_refresh_token"))
+    );
+    // Every successor rotates in turn, in another burst.
+    let successors: Vec<String> = outcomes[..live]
+        .iter()
+        .map(|o| o.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    let next = futures::future::join_all(
+        successors
+            .iter()
+            .map(|t| store.rotate_refresh_token(t, now, 10)),
+    )
+    .await;
+    assert!(
+        next.into_iter()
+            .all(|r| matches!(r, Ok(Rotation::Rotated { .. })))
     );
 }

@@ -1,5 +1,5 @@
-//! Group commit: concurrent single-statement sign-ins are written by one task, which commits
-//! whatever has queued up in one transaction.
+//! Group commit: concurrent single-statement sign-ins and refresh-token rotations are written
+//! by one task, which commits whatever has queued up in one transaction.
 //!
 //! Why: each autocommitted statement pays a commit of its own, a flush of the log to disk. On
 //! SQLite there is also a single writer, and under load writers wait on each other through its
@@ -13,6 +13,10 @@
 //! sign-ins. Several instances each run a writer: rows go in the order of their `apple_sub`, so
 //! two batches lock shared rows in one order and never deadlock.
 //!
+//! Rotations of refresh tokens (the call a deployed server gets most) are written the same way,
+//! in four statements per batch (`sessions::rotate_batch`). A token already used, which needs
+//! the judgement of a reuse, goes back to its caller to be rotated in a transaction of its own.
+//!
 //! With webhooks on, a new user's `user.created` is written in the same transaction as the user
 //! (the batch's, or the replayed statement's own), so an event still commits exactly with its
 //! change, and the delivery task is woken after a commit that wrote one.
@@ -25,6 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
+use super::sessions::{Batched, Claim, rotate_batch};
 use super::users::{User, UserUpsert, upsert_user, upsert_users};
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
@@ -32,7 +37,16 @@ use crate::webhooks::WebhookEvent;
 /// The largest batch; bounds the latency a request can wait behind others.
 const MAX_BATCH: usize = 128;
 
-struct Job {
+/// A write waiting for the writer, and whom to answer once it is committed.
+enum Job {
+    SignIn(SignIn),
+    Rotation {
+        claim: Claim,
+        reply: oneshot::Sender<Result<Batched, sqlx::Error>>,
+    },
+}
+
+struct SignIn {
     upsert: UserUpsert,
     reply: oneshot::Sender<Result<User, sqlx::Error>>,
 }
@@ -60,8 +74,24 @@ impl GroupCommit {
     /// stopped.
     pub async fn upsert(&self, upsert: UserUpsert) -> Result<User, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
+        self.send(Job::SignIn(SignIn { upsert, reply }), answer)
+            .await
+    }
+
+    /// Rotates the claimed refresh token with whatever else is queued, or says it must be
+    /// rotated alone.
+    pub async fn rotate(&self, claim: Claim) -> Result<Batched, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Rotation { claim, reply }, answer).await
+    }
+
+    async fn send<T>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
         self.jobs
-            .send(Job { upsert, reply })
+            .send(job)
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
@@ -129,48 +159,74 @@ async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: Cancellatio
 }
 
 async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
-    match commit(writer, batch).await {
-        Ok(users) => {
-            for (job, user) in batch.drain(..).zip(users) {
-                let _ = job.reply.send(Ok(user));
+    let mut sign_ins = Vec::with_capacity(batch.len());
+    let mut rotations = Vec::new();
+    for job in batch.drain(..) {
+        match job {
+            Job::SignIn(sign_in) => sign_ins.push(sign_in),
+            Job::Rotation { claim, reply } => rotations.push((claim, reply)),
+        }
+    }
+    let claims: Vec<&Claim> = rotations.iter().map(|(claim, _)| claim).collect();
+    match commit(writer, &sign_ins, &claims).await {
+        Ok((users, outcomes)) => {
+            for (sign_in, user) in sign_ins.into_iter().zip(users) {
+                let _ = sign_in.reply.send(Ok(user));
+            }
+            for ((_, reply), outcome) in rotations.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(error) => {
-            tracing::warn!(%error, size = batch.len(), "a batched write failed; writing one by one");
-            for job in batch.drain(..) {
-                let _ = job.reply.send(commit_one(writer, &job.upsert).await);
+            let size = sign_ins.len() + rotations.len();
+            tracing::warn!(%error, size, "a batched write failed; writing one by one");
+            // Rotations go back to their callers, which rotate each in a transaction of its
+            // own, in parallel; sign-ins are written here.
+            for (_, reply) in rotations {
+                let _ = reply.send(Ok(Batched::Alone));
+            }
+            for sign_in in sign_ins {
+                let _ = sign_in
+                    .reply
+                    .send(commit_one(writer, &sign_in.upsert).await);
             }
         }
     }
 }
 
-/// The batch's users, in the batch's order, once committed.
-async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error> {
-    let rounds = rounds(batch);
+/// The batch's users and rotations, in the batch's order, once committed.
+async fn commit(
+    writer: &Writer,
+    sign_ins: &[SignIn],
+    claims: &[&Claim],
+) -> Result<(Vec<User>, Vec<Batched>), sqlx::Error> {
+    let rounds = rounds(sign_ins);
     if let [round] = rounds.as_slice()
+        && claims.is_empty()
         && writer.events.is_none()
     {
         // One statement and no event to keep with it: it commits on its own, which spares
         // PostgreSQL the round trips of BEGIN and COMMIT.
-        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
+        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &sign_ins[i].upsert).collect();
         let mut written = by_sub(upsert_users(&mut *writer.pool.acquire().await?, &upserts).await?);
-        return batch
+        let users = sign_ins
             .iter()
             .map(|job| {
                 written
                     .remove(job.upsert.apple_sub())
                     .ok_or(sqlx::Error::RowNotFound)
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
+        return Ok((users, Vec::new()));
     }
     let mut tx = writer.pool.begin().await?;
-    let mut users: Vec<Option<User>> = vec![None; batch.len()];
+    let mut users: Vec<Option<User>> = vec![None; sign_ins.len()];
     let mut wrote_events = false;
     for round in rounds {
-        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &batch[i].upsert).collect();
+        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &sign_ins[i].upsert).collect();
         let mut written = by_sub(upsert_users(&mut tx, &upserts).await?);
         for i in round {
-            let upsert = &batch[i].upsert;
+            let upsert = &sign_ins[i].upsert;
             let user = written
                 .remove(upsert.apple_sub())
                 .ok_or(sqlx::Error::RowNotFound)?;
@@ -178,9 +234,14 @@ async fn commit(writer: &Writer, batch: &[Job]) -> Result<Vec<User>, sqlx::Error
             users[i] = Some(user);
         }
     }
+    let outcomes = if claims.is_empty() {
+        Vec::new()
+    } else {
+        rotate_batch(&mut tx, claims).await?
+    };
     tx.commit().await?;
     writer.committed(wrote_events);
-    Ok(users.into_iter().flatten().collect())
+    Ok((users.into_iter().flatten().collect(), outcomes))
 }
 
 /// One round's users by `apple_sub` (a statement returns them in no given order).
@@ -193,7 +254,7 @@ fn by_sub(users: Vec<User>) -> HashMap<String, User> {
 
 /// The batch's indexes in rounds: the k-th sign-in of each user in round k, so that no round
 /// holds a user twice; each round in `apple_sub` order.
-fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
+fn rounds(batch: &[SignIn]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     // Stable: a user's sign-ins keep their arrival order across rounds.
     order.sort_by(|&a, &b| batch[a].upsert.apple_sub().cmp(batch[b].upsert.apple_sub()));
@@ -252,10 +313,10 @@ mod tests {
 
     #[test]
     fn each_round_holds_a_user_once_in_apple_sub_order() {
-        let mut jobs: Vec<Job> = Vec::new();
+        let mut jobs: Vec<SignIn> = Vec::new();
         for sub in ["b", "a", "b", "c", "b", "a"] {
             let (reply, _) = oneshot::channel();
-            jobs.push(Job {
+            jobs.push(SignIn {
                 upsert: upsert(sub),
                 reply,
             });

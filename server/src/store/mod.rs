@@ -6,8 +6,9 @@
 //! concurrent writers wait (busy timeout) instead of failing on a stale read snapshot.
 //!
 //! One module per group of tables: `users` (and the sign-in that writes them), `sessions`,
-//! `revocations`, `notifications`, and `keys` (secrets at rest). Single-statement sign-ins go
-//! through the `group_commit` writer, a task the store starts and owns.
+//! `revocations`, `notifications`, and `keys` (secrets at rest). Single-statement sign-ins and
+//! refresh-token rotations go through the `group_commit` writer, a task the store starts and
+//! owns.
 
 mod events;
 mod group_commit;
@@ -52,7 +53,7 @@ pub struct Store {
     pool: AnyPool,
     /// Seals Apple's refresh tokens and the server's signing key (`crate::sealing`).
     sealer: Sealer,
-    /// One writer commits concurrent single-statement sign-ins together.
+    /// One writer commits concurrent single-statement sign-ins and rotations together.
     group_commit: GroupCommit,
     /// Webhooks are on: changes write their events to the outbox (`events`).
     record_events: bool,

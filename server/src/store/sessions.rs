@@ -1,10 +1,12 @@
 //! Sessions of our own: a refresh token per session, rotated on every use; a rotated token that
 //! comes back ends its session (it may have been stolen).
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::{Any, Transaction};
 
 use super::Store;
-use crate::sealing::Purpose;
+use crate::sealing::{Purpose, Sealer};
 use crate::tokens;
 
 #[derive(Clone)]
@@ -32,20 +34,51 @@ impl Store {
     /// same token presented again within `grace_secs` of its rotation (a lost answer, two
     /// processes sharing one stored session) gets the same successor, as long as that one is
     /// unused; after it, the reuse ends the session.
+    ///
+    /// The usual case (an unused token of a live session) is written by the group-commit writer
+    /// with the other rotations and sign-ins waiting: see [`rotate_batch`]. A token already used
+    /// is judged in a transaction of its own ([`Store::rotate_alone`]).
     pub async fn rotate_refresh_token(
         &self,
         token: &str,
         now: i64,
         grace_secs: i64,
     ) -> Result<Rotation, sqlx::Error> {
-        let hash = tokens::token_hash(token);
+        let claim = Claim::new(token, now, grace_secs, &self.sealer);
+        let successor = claim.successor.clone();
+        Ok(match self.group_commit.rotate(claim).await? {
+            Batched::Rotated {
+                user_id,
+                session_id,
+            } => Rotation::Rotated {
+                user_id,
+                session_id,
+                refresh_token: successor,
+            },
+            Batched::Invalid => Rotation::Invalid,
+            Batched::Reused => Rotation::Reused,
+            // The batch's successor was never written: a new one.
+            Batched::Alone => {
+                let claim = Claim::new(token, now, grace_secs, &self.sealer);
+                self.rotate_alone(claim, grace_secs).await?
+            }
+        })
+    }
+
+    /// [`Store::rotate_refresh_token`] in a transaction of its own: for a token already used
+    /// (within the grace, or a reuse), and for a batch that failed.
+    async fn rotate_alone(&self, claim: Claim, grace_secs: i64) -> Result<Rotation, sqlx::Error> {
+        let now = claim.now;
         let mut tx = self.pool.begin().await?;
-        // Claim the token first (a write): of two concurrent uses, exactly one wins.
+        // Claim the token first (a write): of two concurrent uses, exactly one wins. Its
+        // successor is kept with the claim, sealed, for a retry within the grace.
         let claimed = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+            "UPDATE refresh_tokens SET used_at = $1, successor = $2 \
+             WHERE token_hash = $3 AND used_at IS NULL",
         )
         .bind(now)
-        .bind(&hash)
+        .bind(&claim.sealed_successor)
+        .bind(&claim.token_hash)
         .execute(&mut *tx)
         .await?;
         type Row = (
@@ -60,7 +93,7 @@ impl Store {
             "SELECT s.id, s.user_id, s.revoked_at, s.expires_at, t.used_at, t.successor \
              FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
-        .bind(&hash)
+        .bind(&claim.token_hash)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((session_id, user_id, revoked_at, expires_at, used_at, successor)) = row else {
@@ -105,21 +138,15 @@ impl Store {
             return Ok(Rotation::Reused);
         }
         if !live {
+            // Dropped: the claim is rolled back.
             return Ok(Rotation::Invalid);
         }
-        let refresh_token = insert_refresh_token(&mut tx, &session_id, now).await?;
-        if grace_secs > 0 {
-            sqlx::query("UPDATE refresh_tokens SET successor = $1 WHERE token_hash = $2")
-                .bind(self.sealer.seal(Purpose::RefreshSuccessor, &refresh_token))
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_refresh_tokens(&mut tx, &[(&claim.successor_hash, &session_id, now)]).await?;
         tx.commit().await?;
         Ok(Rotation::Rotated {
             user_id,
             session_id,
-            refresh_token,
+            refresh_token: claim.successor,
         })
     }
 
@@ -200,15 +227,197 @@ async fn insert_refresh_token(
     now: i64,
 ) -> Result<String, sqlx::Error> {
     let token = tokens::new_token();
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-    )
-    .bind(tokens::token_hash(&token))
-    .bind(session_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    insert_refresh_tokens(tx, &[(&tokens::token_hash(&token), session_id, now)]).await?;
     Ok(token)
+}
+
+/// Inserts refresh tokens, each `(hash, session id, made at)`, in one statement.
+async fn insert_refresh_tokens(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[(&str, &str, i64)],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES {}",
+        placeholders(rows.len(), 3)
+    );
+    let mut query = sqlx::query(&sql);
+    for &(hash, session_id, made_at) in rows {
+        query = query.bind(hash).bind(session_id).bind(made_at);
+    }
+    query.execute(&mut **tx).await.map(|_| ())
+}
+
+/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` groups of `width` placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let group = |r: usize| {
+        let params: Vec<String> = (1..=width).map(|n| format!("${}", r * width + n)).collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(group).collect::<Vec<_>>().join(", ")
+}
+
+/// A refresh token presented, with the successor it gets if it is rotated (made before the
+/// claim, so that the claim keeps it for a retry within the grace).
+pub(super) struct Claim {
+    token_hash: String,
+    now: i64,
+    successor: String,
+    successor_hash: String,
+    /// The successor, sealed; none without a grace.
+    sealed_successor: Option<String>,
+}
+
+impl Claim {
+    fn new(token: &str, now: i64, grace_secs: i64, sealer: &Sealer) -> Self {
+        let successor = tokens::new_token();
+        Self {
+            token_hash: tokens::token_hash(token),
+            now,
+            successor_hash: tokens::token_hash(&successor),
+            sealed_successor: (grace_secs > 0)
+                .then(|| sealer.seal(Purpose::RefreshSuccessor, &successor)),
+            successor,
+        }
+    }
+}
+
+/// What the group-commit writer made of a claim.
+pub(super) enum Batched {
+    Rotated {
+        user_id: String,
+        session_id: String,
+    },
+    Invalid,
+    Reused,
+    /// To be judged in a transaction of its own, after the batch's commit: a token already
+    /// used while its session lives (a retry within the grace, or a reuse to punish), a token
+    /// claimed twice in one batch, or a batch that failed.
+    Alone,
+}
+
+/// Rotates a batch of claims in `tx` in at most four statements, whatever its size: claim the
+/// unused tokens, read their sessions, insert the successors of the live ones, and give back
+/// the claims of ended sessions (as a rolled-back transaction would: an ended session's token
+/// stays invalid, not "reused").
+pub(super) async fn rotate_batch(
+    tx: &mut Transaction<'_, Any>,
+    claims: &[&Claim],
+) -> Result<Vec<Batched>, sqlx::Error> {
+    let mut outcomes: Vec<Batched> = claims.iter().map(|_| Batched::Alone).collect();
+    // The first claim of each token; a later one is judged after the commit, alone.
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = claims
+        .iter()
+        .map(|c| seen.insert(c.token_hash.as_str()))
+        .collect();
+    let firsts: Vec<&Claim> = claims
+        .iter()
+        .zip(&first)
+        .filter_map(|(claim, &first)| first.then_some(*claim))
+        .collect();
+    let hashes = (0..firsts.len())
+        .map(|r| format!("${}", 3 * r + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cases = |value: usize, cast: &str| {
+        (0..firsts.len())
+            .map(|r| {
+                format!(
+                    "WHEN ${} THEN CAST(${} AS {cast})",
+                    3 * r + 1,
+                    3 * r + value
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let sql = format!(
+        "UPDATE refresh_tokens SET used_at = CASE token_hash {} END, \
+         successor = CASE token_hash {} END \
+         WHERE used_at IS NULL AND token_hash IN ({hashes}) RETURNING token_hash",
+        cases(2, "BIGINT"),
+        cases(3, "TEXT"),
+    );
+    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+    for claim in &firsts {
+        query = query
+            .bind(&claim.token_hash)
+            .bind(claim.now)
+            .bind(&claim.sealed_successor);
+    }
+    let claimed: HashSet<String> = query
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(hash,)| hash)
+        .collect();
+    let sql = format!(
+        "SELECT t.token_hash, s.id, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id WHERE t.token_hash IN ({})",
+        placeholders(firsts.len(), 1)
+    );
+    let mut query = sqlx::query_as::<_, (String, String, String, Option<i64>, i64)>(&sql);
+    for claim in &firsts {
+        query = query.bind(&claim.token_hash);
+    }
+    let sessions: HashMap<String, (String, String, Option<i64>, i64)> = query
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(hash, id, user_id, revoked_at, expires_at)| {
+            (hash, (id, user_id, revoked_at, expires_at))
+        })
+        .collect();
+    let mut successors = Vec::new();
+    let mut given_back = Vec::new();
+    for ((claim, outcome), _) in claims
+        .iter()
+        .zip(&mut outcomes)
+        .zip(&first)
+        .filter(|(_, first)| **first)
+    {
+        let Some((session_id, user_id, revoked_at, expires_at)) = sessions.get(&claim.token_hash)
+        else {
+            *outcome = Batched::Invalid;
+            continue;
+        };
+        let live = revoked_at.is_none() && *expires_at > claim.now;
+        *outcome = match (claimed.contains(&claim.token_hash), live) {
+            (true, true) => {
+                successors.push((
+                    claim.successor_hash.as_str(),
+                    session_id.as_str(),
+                    claim.now,
+                ));
+                Batched::Rotated {
+                    user_id: user_id.clone(),
+                    session_id: session_id.clone(),
+                }
+            }
+            (true, false) => {
+                given_back.push(claim.token_hash.as_str());
+                Batched::Invalid
+            }
+            // A used token of a revoked session: ended already, nothing to write.
+            (false, _) if revoked_at.is_some() => Batched::Reused,
+            (false, _) => Batched::Alone,
+        };
+    }
+    if !successors.is_empty() {
+        insert_refresh_tokens(tx, &successors).await?;
+    }
+    if !given_back.is_empty() {
+        let sql = format!(
+            "UPDATE refresh_tokens SET used_at = NULL, successor = NULL WHERE token_hash IN ({})",
+            placeholders(given_back.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for hash in given_back {
+            query = query.bind(hash);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(outcomes)
 }
 
 /// Why a session ended, as `sessions.revoked_reason` keeps it.
@@ -260,4 +469,128 @@ pub(super) async fn revoke_sessions(
         query = query.bind(cutoff);
     }
     query.execute(&mut **tx).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One batch holding every kind of claim: each gets what a transaction of its own would
+    /// have given it, and only the live token is spent.
+    #[tokio::test]
+    async fn a_batch_answers_each_claim_as_it_would_alone() {
+        let file = std::env::temp_dir().join(format!("siwa-rb-{}.db", tokens::new_id()));
+        let pool = crate::db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let now = 1_700_000_000;
+        let plant = [
+            "INSERT INTO users (id, apple_sub, client_id, created_at, last_sign_in_at) \
+             VALUES ('u', 'sub', 'com.example.app', 0, 0)",
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES \
+             ('live', 'u', 0, 1800000000), ('ended', 'u', 0, 1800000000), \
+             ('expired', 'u', 0, 1600000000), ('revoked', 'u', 0, 1800000000)",
+            "UPDATE sessions SET revoked_at = 1 WHERE id IN ('ended', 'revoked')",
+        ];
+        for sql in plant {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let mut tx = pool.begin().await.unwrap();
+        let token = |name: &str, session: &str, used: bool| {
+            let hash = tokens::token_hash(name);
+            (hash, session.to_owned(), used.then_some(now - 5))
+        };
+        let planted = [
+            token("fresh", "live", false),
+            token("of-an-ended-session", "ended", false),
+            token("of-an-expired-session", "expired", false),
+            token("used", "live", true),
+            token("used-of-a-revoked-session", "revoked", true),
+        ];
+        for (hash, session, used_at) in &planted {
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at) VALUES ($1, $2, 0, $3)")
+                .bind(hash)
+                .bind(session)
+                .bind(*used_at)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let sealer = Sealer::from_keys(&Sealer::generate_key()).unwrap();
+        let presented = [
+            "fresh",
+            "never-issued",
+            "of-an-ended-session",
+            "of-an-expired-session",
+            "used",
+            "used-of-a-revoked-session",
+            "fresh",
+        ];
+        let claims: Vec<Claim> = presented
+            .iter()
+            .map(|t| Claim::new(t, now, 10, &sealer))
+            .collect();
+        let outcomes = rotate_batch(&mut tx, &claims.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let described: Vec<String> = outcomes
+            .iter()
+            .map(|o| match o {
+                Batched::Rotated {
+                    user_id,
+                    session_id,
+                } => format!("rotated {user_id} {session_id}"),
+                Batched::Invalid => "invalid".into(),
+                Batched::Reused => "reused".into(),
+                Batched::Alone => "alone".into(),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "rotated u live",
+                "invalid",
+                "invalid",
+                "invalid",
+                // Within the grace or a reuse: judged alone, after the commit.
+                "alone",
+                "reused",
+                // The same token again in the batch: judged alone, after the first's commit.
+                "alone",
+            ]
+        );
+        let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT token_hash, used_at, successor FROM refresh_tokens ORDER BY created_at, token_hash",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let row = |name: &str| {
+            rows.iter()
+                .find(|(hash, _, _)| *hash == tokens::token_hash(name))
+                .unwrap()
+        };
+        // The fresh token is spent, its successor kept sealed for a retry and inserted unused.
+        let (_, used_at, sealed) = row("fresh");
+        assert_eq!(*used_at, Some(now));
+        let successor = sealer
+            .open(Purpose::RefreshSuccessor, sealed.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(successor, claims[0].successor);
+        assert_eq!(row(&successor).1, None);
+        // Ended sessions' tokens are given back, as a rolled-back claim would be.
+        for name in ["of-an-ended-session", "of-an-expired-session"] {
+            assert_eq!(
+                (row(name).1, row(name).2.as_deref()),
+                (None, None),
+                "{name}"
+            );
+        }
+        assert_eq!(rows.len(), planted.len() + 1, "one successor, no other row");
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
 }
