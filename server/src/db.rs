@@ -2,6 +2,8 @@
 //! several instances. Both are reached through sqlx's `Any` driver with one portable schema
 //! and one set of queries, so the same tests prove both.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -153,10 +155,20 @@ pub async fn migration_status(
     Ok((pending, applied.difference(&known).count()))
 }
 
+/// The log's length (in pages of 4 KiB: 64 MiB) past which the writer finishes checkpoints.
+const WAL_FRAMES_KEPT: i64 = 16_384;
+
 /// SQLite only: folds the write-ahead log into the database every second, without blocking
-/// writers (a passive checkpoint), so the log stays small while no commit pays for it.
-/// Runs until `stop`.
-pub async fn checkpoint_wal(pool: AnyPool, stop: CancellationToken) {
+/// writers (a passive checkpoint), so that no commit pays for it. Runs until `stop`.
+///
+/// A passive checkpoint copies the frames committed before it started. The log starts over from
+/// its beginning only once every frame is copied, and under sustained writes (the group-commit
+/// writer never pauses) some always arrive meanwhile: the log would grow without bound, about
+/// 50 MB a second on the refresh route. So once the log is past [`WAL_FRAMES_KEPT`], `caught_up`
+/// is raised after a pass, and the writer copies the few frames left between two of its
+/// batches (`finish_wal_checkpoint`), when nothing is being written. That copy syncs the
+/// database file on the writer's path, so it is kept for a log that has grown.
+pub async fn checkpoint_wal(pool: AnyPool, caught_up: Arc<AtomicBool>, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -164,12 +176,36 @@ pub async fn checkpoint_wal(pool: AnyPool, stop: CancellationToken) {
             _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(error) = checkpoint_pass(&pool, &caught_up, WAL_FRAMES_KEPT).await {
             tracing::warn!(%error, "WAL checkpoint failed");
         }
+    }
+}
+
+/// One pass of [`checkpoint_wal`]: raises `caught_up` when the log is longer than `frames_kept`.
+pub async fn checkpoint_pass(
+    pool: &AnyPool,
+    caught_up: &AtomicBool,
+    frames_kept: i64,
+) -> Result<(), sqlx::Error> {
+    // (busy, frames in the log, frames copied)
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    if frames > frames_kept {
+        caught_up.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// The end of a checkpoint `checkpoint_wal` started: copies what was committed since, which the
+/// next commit then overwrites from the log's beginning. Called by the writer between batches.
+pub async fn finish_wal_checkpoint(pool: &AnyPool) {
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(%error, "WAL checkpoint failed");
     }
 }
 

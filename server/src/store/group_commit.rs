@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -57,10 +58,20 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
-    pub fn start(pool: AnyPool, events: Option<Arc<Notify>>, tasks: &Tasks) -> Self {
+    /// Starts the writer as a task of `tasks`; `events` when webhooks are on; `wal_caught_up`
+    /// on SQLite (`db::checkpoint_wal`).
+    pub fn start(
+        pool: AnyPool,
+        events: Option<Arc<Notify>>,
+        wal_caught_up: Option<Arc<AtomicBool>>,
+        tasks: &Tasks,
+    ) -> Self {
         let (this, queue) = Self::channel();
-        let writer = Writer { pool, events };
+        let writer = Writer {
+            pool,
+            events,
+            wal_caught_up,
+        };
         tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
         this
     }
@@ -102,6 +113,9 @@ impl GroupCommit {
 struct Writer {
     pool: AnyPool,
     events: Option<Arc<Notify>>,
+    /// SQLite: raised when the checkpointer has copied the log, for the writer to copy the rest
+    /// between two batches.
+    wal_caught_up: Option<Arc<AtomicBool>>,
 }
 
 impl Writer {
@@ -132,6 +146,15 @@ impl Writer {
         Ok(created)
     }
 
+    /// Between two batches: ends the checkpoint the checkpointer has caught up with, if it has.
+    async fn finish_wal_checkpoint(&self) {
+        if let Some(caught_up) = &self.wal_caught_up
+            && caught_up.swap(false, Ordering::Acquire)
+        {
+            crate::db::finish_wal_checkpoint(&self.pool).await;
+        }
+    }
+
     fn committed(&self, wrote_events: bool) {
         if let (true, Some(events)) = (wrote_events, &self.events) {
             events.notify_one();
@@ -155,6 +178,7 @@ async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: Cancellatio
             return;
         }
         write_batch(&writer, &mut batch).await;
+        writer.finish_wal_checkpoint().await;
     }
 }
 
@@ -350,6 +374,7 @@ mod tests {
         let task = Writer {
             pool: pool.clone(),
             events: None,
+            wal_caught_up: None,
         };
         write(task, queue, stop).await;
         for caller in callers {
@@ -367,6 +392,67 @@ mod tests {
             writer.upsert(upsert("late")).await,
             Err(sqlx::Error::PoolClosed)
         ));
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    /// A log the checkpointer could not copy whole (here a reader holds an older snapshot; under
+    /// load, the frames committed during its pass) starts over once the writer has finished the
+    /// checkpoint between two batches, instead of growing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_finishes_a_checkpoint_so_the_log_starts_over() {
+        let file = std::env::temp_dir().join(format!("siwa-wal-{}.db", crate::tokens::new_id()));
+        let url = format!("sqlite://{}", file.display());
+        let pool = crate::db::connect(&url).await.unwrap();
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            pool: pool.clone(),
+            events: None,
+            wal_caught_up: Some(caught_up.clone()),
+        };
+        let wal = || {
+            std::fs::metadata(format!("{}-wal", file.display()))
+                .unwrap()
+                .len()
+        };
+        let sign_in = |subs: std::ops::Range<usize>| {
+            let writer = &writer;
+            async move {
+                let mut batch: Vec<Job> = subs
+                    .map(|i| {
+                        let (reply, _) = oneshot::channel();
+                        Job::SignIn(SignIn {
+                            upsert: upsert(&format!("user-{i}")),
+                            reply,
+                        })
+                    })
+                    .collect();
+                write_batch(writer, &mut batch).await;
+            }
+        };
+        sign_in(0..200).await;
+        let mut reader = pool.begin().await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM users")
+            .execute(&mut *reader)
+            .await
+            .unwrap();
+        sign_in(200..400).await;
+        crate::db::checkpoint_pass(&pool, &caught_up, 0)
+            .await
+            .unwrap();
+        assert!(caught_up.load(Ordering::Acquire), "the log was long");
+        reader.commit().await.unwrap();
+        writer.finish_wal_checkpoint().await;
+        assert!(!caught_up.load(Ordering::Acquire));
+        let before = wal();
+        sign_in(400..600).await;
+        assert_eq!(
+            wal(),
+            before,
+            "the next commits were written from the log's start"
+        );
         pool.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

@@ -21,6 +21,7 @@ mod users;
 mod web;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::AnyPool;
 use tokio::sync::Notify;
@@ -73,14 +74,17 @@ impl Store {
         tasks: &Tasks,
     ) -> Self {
         let events_written = Arc::new(Notify::new());
-        if backend == DatabaseKind::Sqlite {
-            let checkpointed = pool.clone();
+        // SQLite: the checkpointer copies the log in the background, the writer the rest.
+        let wal_caught_up = (backend == DatabaseKind::Sqlite).then(|| {
+            let caught_up = Arc::new(AtomicBool::new(false));
+            let (checkpointed, raised) = (pool.clone(), caught_up.clone());
             tasks.spawn("wal-checkpointer", |stop| {
-                crate::db::checkpoint_wal(checkpointed, stop)
+                crate::db::checkpoint_wal(checkpointed, raised, stop)
             });
-        }
+            caught_up
+        });
         let events = record_events.then(|| events_written.clone());
-        let group_commit = GroupCommit::start(pool.clone(), events, tasks);
+        let group_commit = GroupCommit::start(pool.clone(), events, wal_caught_up, tasks);
         Self {
             pool,
             sealer,
