@@ -300,28 +300,6 @@ async fn run_dev(
         }
         Err(error) => println!("The demonstration sign-in failed: {error}"),
     }
-    println!();
-    // Each line works when pasted into a shell, in order: the variables it sets are used by
-    // the next ones (server/tests/binary.rs runs them).
-    println!("Try it yourself (paste the lines in order):");
-    println!(
-        "  TOKEN=$(curl -s -X POST {apple}/mock/identity-token | sed 's/.*\"identityToken\":\"\\([^\"]*\\)\".*/\\1/')"
-    );
-    println!(
-        "  ACCESS=$(curl -s {server}/v1/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\" | sed 's/.*\"accessToken\":\"\\([^\"]*\\)\".*/\\1/')"
-    );
-    println!("  curl -s {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
-    println!("  curl -s -X DELETE {server}/v1/me -H \"authorization: Bearer $ACCESS\"");
-    println!(
-        "The seed's route: curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
-    );
-    println!(
-        "Sign in on the web: open {server}/ in a browser (the fake Apple's consent page stands in for Apple's)."
-    );
-    println!(
-        "Check this set-up: siwa-server doctor --env-file {0}   a token: siwa-server doctor --env-file {0} token \"$TOKEN\"",
-        env_file.display()
-    );
     let metrics_token = sandbox
         .server
         .state
@@ -329,9 +307,36 @@ async fn run_dev(
         .metrics_token
         .clone()
         .unwrap_or_default();
-    println!(
-        "API: {server}/openapi.json   metrics: curl -s {server}/metrics -H 'authorization: Bearer {metrics_token}'   Ctrl-C stops."
-    );
+    // One write for the whole guide: the webhook events the demonstration made are printed by
+    // another task, and must not land between the lines to paste (stdout is locked per write).
+    // Each line works when pasted into a shell, in order: the variables it sets are used by
+    // the next ones (server/tests/binary.rs runs them).
+    let guide = [
+        String::new(),
+        "Try it yourself (paste the lines in order):".to_owned(),
+        format!(
+            "  TOKEN=$(curl -s -X POST {apple}/mock/identity-token | sed 's/.*\"identityToken\":\"\\([^\"]*\\)\".*/\\1/')"
+        ),
+        format!(
+            "  ACCESS=$(curl -s {server}/v1/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\" | sed 's/.*\"accessToken\":\"\\([^\"]*\\)\".*/\\1/')"
+        ),
+        format!("  curl -s {server}/v1/me -H \"authorization: Bearer $ACCESS\""),
+        format!("  curl -s -X DELETE {server}/v1/me -H \"authorization: Bearer $ACCESS\""),
+        format!(
+            "The seed's route: curl -s {server}/auth/apple -H 'content-type: application/json' -d \"{{\\\"identityToken\\\":\\\"$TOKEN\\\"}}\""
+        ),
+        format!(
+            "Sign in on the web: open {server}/ in a browser (the fake Apple's consent page stands in for Apple's)."
+        ),
+        format!(
+            "Check this set-up: siwa-server doctor --env-file {0}   a token: siwa-server doctor --env-file {0} token \"$TOKEN\"",
+            env_file.display()
+        ),
+        format!(
+            "API: {server}/openapi.json   metrics: curl -s {server}/metrics -H 'authorization: Bearer {metrics_token}'   Ctrl-C stops."
+        ),
+    ];
+    println!("{}", guide.join("\n"));
     shutdown_signal().await;
     sandbox.server.shutdown().await;
     ExitCode::SUCCESS
