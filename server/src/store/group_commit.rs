@@ -148,7 +148,9 @@ impl Writer {
 
     /// Between two batches: ends the checkpoint the checkpointer has caught up with, if it has.
     async fn finish_wal_checkpoint(&self) {
+        // A load first: after every batch, a swap would write the flag's cache line for nothing.
         if let Some(caught_up) = &self.wal_caught_up
+            && caught_up.load(Ordering::Relaxed)
             && caught_up.swap(false, Ordering::Acquire)
         {
             crate::db::finish_wal_checkpoint(&self.pool).await;
