@@ -209,6 +209,37 @@ pub async fn finish_wal_checkpoint(pool: &AnyPool) {
     }
 }
 
+/// A fresh database for a test on the PostgreSQL server `SIWA_TEST_POSTGRES_URL` names, or
+/// `None` when it is not set (a failure instead when `SIWA_TEST_REQUIRE_POSTGRES=1`, as in
+/// `scripts/test`). For the unit and integration tests (`testing`).
+#[doc(hidden)]
+pub async fn fresh_test_postgres() -> Option<String> {
+    let Ok(admin_url) = std::env::var("SIWA_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("SIWA_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "SIWA_TEST_POSTGRES_URL is not set but PostgreSQL tests are required"
+        );
+        eprintln!("skipped: SIWA_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+        return None;
+    };
+    let id: String = crate::tokens::new_id()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let name = format!("siwa_test_{}", id.to_lowercase());
+    let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+        .await
+        .expect("PostgreSQL is reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("the URL names a database");
+    Some(format!("{base}/{name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,7 +60,7 @@ pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 /// inspect.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::db::sqlite_file;
+    pub use crate::db::{fresh_test_postgres, sqlite_file};
     pub use crate::readiness::EVERY as READINESS_INTERVAL;
     pub use crate::store::{NativeApp, NewExchangeCode, Rotation, WebCompletion, WebSignIn};
     pub use crate::tokens::token_hash;

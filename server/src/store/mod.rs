@@ -135,13 +135,7 @@ impl Store {
         .bind(now - 30 * 24 * 3600)
         .execute(&self.pool)
         .await?;
-        // A rotated refresh token's successor is kept only for the reuse grace.
-        sqlx::query(
-            "UPDATE refresh_tokens SET successor = NULL WHERE successor IS NOT NULL AND used_at < $1",
-        )
-        .bind(now - refresh_reuse_grace_secs)
-        .execute(&self.pool)
-        .await?;
+        sessions::forget_successors(&self.pool, now - refresh_reuse_grace_secs).await?;
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
             .bind(now - 30 * 24 * 3600)
             .execute(&self.pool)

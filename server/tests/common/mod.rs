@@ -49,28 +49,9 @@ pub async fn database(db: Db) -> Option<(String, Option<std::path::PathBuf>)> {
                 Some(dir),
             ))
         }
-        Db::Postgres => {
-            let Ok(admin_url) = std::env::var("SIWA_TEST_POSTGRES_URL") else {
-                assert!(
-                    std::env::var("SIWA_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                    "SIWA_TEST_POSTGRES_URL is not set but PostgreSQL tests are required"
-                );
-                eprintln!("skipped: SIWA_TEST_POSTGRES_URL is not set (scripts/test sets it)");
-                return None;
-            };
-            let name = format!("siwa_test_{}", unique());
-            let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
-                .await
-                .expect("PostgreSQL is reachable");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let (base, _) = admin_url
-                .rsplit_once('/')
-                .expect("the URL names a database");
-            Some((format!("{base}/{name}"), None))
-        }
+        Db::Postgres => siwa_server::testing::fresh_test_postgres()
+            .await
+            .map(|url| (url, None)),
     }
 }
 
