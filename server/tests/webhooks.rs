@@ -381,9 +381,10 @@ async fn concurrent_sign_ups_are_each_delivered_once(mut h: Harness) {
     assert_eq!(subs.len(), 200);
 }
 
-/// The seed's route, many at once: on SQLite its sign-ins are committed in groups, and each new
-/// user's `user.created` commits in its group's transaction. 40 concurrent sign-ins of 10 users:
-/// exactly 10 events, one per user, and returning users make none.
+/// The seed's route, many at once: its sign-ins are committed in groups, and each new user's
+/// `user.created` commits with its group (SQLite: in the group's transaction; PostgreSQL: in the
+/// group's one statement). 40 concurrent sign-ins of 10 users: exactly 10 events, one per user,
+/// each naming the user as stored, and returning users make none.
 async fn the_seed_routes_grouped_sign_ups_each_make_one_event(mut h: Harness) {
     let receiver = Receiver::start().await;
     with_webhooks(&mut h, &receiver).await;
@@ -422,6 +423,22 @@ async fn the_seed_routes_grouped_sign_ups_each_make_one_event(mut h: Harness) {
         .collect();
     assert_eq!(subs.len(), 10);
     assert_eq!(h.users().await, 10);
+    let stored: std::collections::HashSet<String> = h
+        .query("SELECT id || ' ' || apple_sub FROM users")
+        .await
+        .into_iter()
+        .collect();
+    let named: std::collections::HashSet<String> = events
+        .iter()
+        .map(|(_, e)| {
+            format!(
+                "{} {}",
+                e["data"]["userId"].as_str().unwrap(),
+                e["data"]["appleSub"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(named, stored, "each event names its user's id");
 }
 
 async fn a_rolled_back_sign_in_sends_nothing(mut h: Harness) {

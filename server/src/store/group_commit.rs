@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
 use super::sessions::{Batched, Claim, rotate_batch};
-use super::users::{User, UserUpsert, upsert_user, upsert_users};
+use super::users::{User, UserUpsert, upsert_user, upsert_users, upsert_users_recording_created};
+use crate::db::DatabaseKind;
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
 
@@ -62,6 +63,7 @@ impl GroupCommit {
     /// on SQLite (`db::checkpoint_wal`).
     pub fn start(
         pool: AnyPool,
+        backend: DatabaseKind,
         events: Option<Arc<Notify>>,
         wal_caught_up: Option<Arc<AtomicBool>>,
         tasks: &Tasks,
@@ -69,6 +71,7 @@ impl GroupCommit {
         let (this, queue) = Self::channel();
         let writer = Writer {
             pool,
+            postgres: backend == DatabaseKind::Postgres,
             events,
             wal_caught_up,
         };
@@ -112,6 +115,8 @@ impl GroupCommit {
 /// Where the writer writes, and whom it wakes after committing events (webhooks on).
 struct Writer {
     pool: AnyPool,
+    /// The database is PostgreSQL (which writes a batch's events in its upsert's statement).
+    postgres: bool,
     events: Option<Arc<Notify>>,
     /// SQLite: raised when the checkpointer has copied the log, for the writer to copy the rest
     /// between two batches.
@@ -229,12 +234,21 @@ async fn commit(
     let rounds = rounds(sign_ins);
     if let [round] = rounds.as_slice()
         && claims.is_empty()
-        && writer.events.is_none()
+        && (writer.events.is_none() || writer.postgres)
     {
-        // One statement and no event to keep with it: it commits on its own, which spares
-        // PostgreSQL the round trips of BEGIN and COMMIT.
+        // One statement, which commits on its own: that spares PostgreSQL the round trips of
+        // BEGIN and COMMIT. With webhooks on, the new users' events are written by the same
+        // statement on PostgreSQL; SQLite, which cannot, keeps the transaction (in-process,
+        // where BEGIN and COMMIT cost little).
         let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &sign_ins[i].upsert).collect();
-        let mut written = by_sub(upsert_users(&mut *writer.pool.acquire().await?, &upserts).await?);
+        let conn = &mut *writer.pool.acquire().await?;
+        let written = if writer.events.is_some() {
+            upsert_users_recording_created(conn, &upserts).await?
+        } else {
+            upsert_users(conn, &upserts).await?
+        };
+        let wrote_events = writer.events.is_some() && written.iter().any(|u| u.sign_in_count == 1);
+        let mut written = by_sub(written);
         let users = sign_ins
             .iter()
             .map(|job| {
@@ -243,6 +257,7 @@ async fn commit(
                     .ok_or(sqlx::Error::RowNotFound)
             })
             .collect::<Result<_, _>>()?;
+        writer.committed(wrote_events);
         return Ok((users, Vec::new()));
     }
     let mut tx = writer.pool.begin().await?;
@@ -375,6 +390,7 @@ mod tests {
         stop.cancel();
         let task = Writer {
             pool: pool.clone(),
+            postgres: false,
             events: None,
             wal_caught_up: None,
         };
@@ -411,6 +427,7 @@ mod tests {
         let caught_up = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             pool: pool.clone(),
+            postgres: false,
             events: None,
             wal_caught_up: Some(caught_up.clone()),
         };

@@ -84,7 +84,7 @@ impl Store {
             caught_up
         });
         let events = record_events.then(|| events_written.clone());
-        let group_commit = GroupCommit::start(pool.clone(), events, wal_caught_up, tasks);
+        let group_commit = GroupCommit::start(pool.clone(), backend, events, wal_caught_up, tasks);
         Self {
             pool,
             sealer,

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use siwa_core::IdentityClaims;
 use sqlx::{Any, Transaction};
 
+use super::events::EventRow;
 use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError};
@@ -426,18 +427,10 @@ pub async fn upsert_user(
     users.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
-/// Upserts several users in one statement. No two may share an `apple_sub`: one statement
-/// cannot update a row twice (PostgreSQL refuses it). The users come back in no given order.
-pub async fn upsert_users(
-    conn: &mut sqlx::AnyConnection,
-    upserts: &[&UserUpsert],
-) -> Result<Vec<User>, sqlx::Error> {
-    // A single row's statement is made once; a batch's, per batch (its size varies).
-    let sql: std::borrow::Cow<'_, str> = match upserts.len() {
-        1 => UPSERT_USER.as_str().into(),
-        n => upsert_users_sql(n).into(),
-    };
-    let mut query = sqlx::query_as(&sql);
+type UsersQuery<'q> = sqlx::query::QueryAs<'q, Any, User, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the upsert's values, `UPSERT_PARAMS` per user, in the order of `upsert_users_sql`.
+fn bind_upserts<'q>(mut query: UsersQuery<'q>, upserts: &[&'q UserUpsert]) -> UsersQuery<'q> {
     for u in upserts {
         query = query
             .bind(&u.id)
@@ -451,10 +444,74 @@ pub async fn upsert_users(
             .bind(&u.client_id)
             .bind(u.now);
     }
+    query
+}
+
+/// Upserts several users in one statement. No two may share an `apple_sub`: one statement
+/// cannot update a row twice (PostgreSQL refuses it). The users come back in no given order.
+pub async fn upsert_users(
+    conn: &mut sqlx::AnyConnection,
+    upserts: &[&UserUpsert],
+) -> Result<Vec<User>, sqlx::Error> {
+    // A single row's statement is made once; a batch's, per batch (its size varies).
+    let sql: std::borrow::Cow<'_, str> = match upserts.len() {
+        1 => UPSERT_USER.as_str().into(),
+        n => upsert_users_sql(n).into(),
+    };
+    let query = bind_upserts(sqlx::query_as(&sql), upserts);
     // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with RETURNING
     // only when it steps to its end, and a statement reset after its first row commits at the
     // reset, whose failure (a full disk) would go unreported: a user answered 200 and never
     // saved.
+    let users: Vec<User> = query.fetch_all(conn).await?;
+    if users.len() != upserts.len() {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    Ok(users)
+}
+
+/// PostgreSQL, webhooks on: [`upsert_users`] and, in the same statement, `user.created` for each
+/// user it created, so the event commits exactly with the user without a transaction around
+/// them (BEGIN and COMMIT are two round trips more per batch, which the writer waits on). A user
+/// is new when its row carries the id this upsert proposed and was signed in once; each upsert's
+/// event is made beforehand and written only then (a data-modifying `WITH`, which SQLite lacks).
+/// The users come back in no given order.
+pub async fn upsert_users_recording_created(
+    conn: &mut sqlx::AnyConnection,
+    upserts: &[&UserUpsert],
+) -> Result<Vec<User>, sqlx::Error> {
+    const EVENT_PARAMS: usize = 6;
+    let first = upserts.len() * UPSERT_PARAMS;
+    let events: Vec<String> = (0..upserts.len())
+        .map(|r| {
+            let p = |n: usize| format!("${}", first + r * EVENT_PARAMS + n);
+            let row: Vec<String> = (1..=EVENT_PARAMS).map(p).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "WITH up AS ({}), created AS (\
+         INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, \
+         created_at, created_at_us) \
+         SELECT e.id, e.kind, e.payload, 'pending', 0, e.at, e.at, e.at_us \
+         FROM (VALUES {}) AS e (id, user_id, kind, payload, at, at_us) \
+         JOIN up ON up.id = e.user_id AND up.sign_in_count = 1) \
+         SELECT {USER_COLUMNS} FROM up",
+        upsert_users_sql(upserts.len()),
+        events.join(", "),
+    );
+    let mut query = bind_upserts(sqlx::query_as(&sql), upserts);
+    for u in upserts {
+        let event = EventRow::new(&WebhookEvent::created(&u.id, &u.apple_sub), u.now);
+        query = query
+            .bind(event.id)
+            .bind(&u.id)
+            .bind(event.kind)
+            .bind(event.payload)
+            .bind(event.created_at)
+            .bind(event.created_at_us);
+    }
+    // `fetch_all`: see `upsert_users`.
     let users: Vec<User> = query.fetch_all(conn).await?;
     if users.len() != upserts.len() {
         return Err(sqlx::Error::RowNotFound);
