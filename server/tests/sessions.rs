@@ -19,6 +19,7 @@ on_both_databases!(
     reusing_a_rotated_refresh_token_ends_the_session_family,
     a_token_presented_again_within_the_grace_gets_the_same_successor,
     a_burst_of_refreshes_rotates_each_token_once,
+    a_session_is_forgotten_a_week_after_it_expires,
     logout_with_the_refresh_token_ends_the_session,
     logout_with_the_access_token_ends_the_session,
     refresh_refuses_garbage,
@@ -265,6 +266,53 @@ async fn a_token_presented_again_within_the_grace_gets_the_same_successor(h: Har
         h.query("SELECT successor FROM refresh_tokens WHERE successor IS NOT NULL")
             .await
             .is_empty()
+    );
+}
+
+/// Housekeeping keeps an expired session and its refresh tokens for a week, then forgets them;
+/// a live session is untouched.
+async fn a_session_is_forgotten_a_week_after_it_expires(h: Harness) {
+    let ended = signed_in(&h).await;
+    let (status, _) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": ended["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.execute("UPDATE sessions SET expires_at = 1000").await;
+    let live = signed_in(&h).await;
+    let store = &h.server.state.store;
+    let week = 7 * 24 * 3600;
+    store.purge_expired(1000 + week - 1, 10).await.unwrap();
+    assert_eq!(
+        h.query("SELECT id FROM sessions").await.len(),
+        2,
+        "kept a week"
+    );
+    store.purge_expired(1000 + week + 1, 10).await.unwrap();
+    assert_eq!(h.query("SELECT id FROM sessions").await.len(), 1);
+    assert_eq!(
+        h.query("SELECT token_hash FROM refresh_tokens").await.len(),
+        1,
+        "only the live session's token"
+    );
+    let (status, refreshed) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": live["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, body) = h
+        .post(
+            "/v1/auth/refresh",
+            &json!({"refreshToken": ended["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_refresh_token"))
     );
 }
 

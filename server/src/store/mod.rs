@@ -39,6 +39,9 @@ pub use sessions::{NewSession, Rotation};
 pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
 pub use web::{Completion, Exchange, NativeApp, NewExchangeCode, WebCompletion, WebSignIn};
 
+/// How long a session is kept after it expires, with its refresh tokens.
+const ENDED_SESSIONS_KEPT_SECS: i64 = 7 * 24 * 3600;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the nonce was used before")]
@@ -107,8 +110,9 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Forgets nonces and web-flow rows past their time, notifications older than 30 days, and
-    /// webhook events delivered a week ago or failed a month ago.
+    /// Forgets nonces and web-flow rows past their time, notifications older than 30 days,
+    /// webhook events delivered a week ago or failed a month ago, refresh tokens' successors
+    /// past the reuse grace, and sessions (with their tokens) a week after they expired.
     pub async fn purge_expired(
         &self,
         now: i64,
@@ -136,6 +140,8 @@ impl Store {
         .execute(&self.pool)
         .await?;
         sessions::forget_successors(&self.pool, now - refresh_reuse_grace_secs).await?;
+        // Until then a used token of an ended session still gets its precise answer.
+        sessions::forget_ended_sessions(&self.pool, now - ENDED_SESSIONS_KEPT_SECS).await?;
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
             .bind(now - 30 * 24 * 3600)
             .execute(&self.pool)

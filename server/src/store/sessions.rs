@@ -430,34 +430,66 @@ pub(super) async fn rotate_batch(
     Ok(outcomes)
 }
 
-/// Rows a statement of the sweep below clears at most.
+/// Rows a statement of a sweep writes at most.
 const SWEEP_CHUNK: i64 = 1000;
 
+/// Runs `sql` (its `$1` is `before`, its `$2` the chunk's size) until it writes less than a
+/// chunk: many rows, in statements that each hold SQLite's write lock (which the sign-ins and
+/// refreshes wait on) briefly. Says how many rows it wrote.
+async fn sweep(pool: &sqlx::AnyPool, sql: &str, before: i64) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
+    loop {
+        let done = sqlx::query(sql)
+            .bind(before)
+            .bind(SWEEP_CHUNK)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        written += done;
+        if done < SWEEP_CHUNK as u64 {
+            return Ok(written);
+        }
+    }
+}
+
 /// Forgets the successors of tokens rotated before `before` (the reuse grace is over: a retry
-/// would be a reuse). A minute's worth at a time can be many rows; each statement clears at most
-/// `SWEEP_CHUNK`, found through their index, so that none holds SQLite's write lock (which the
-/// sign-ins and refreshes wait on) for long. Says how many were cleared.
+/// would be a reuse), found through their index. Says how many were cleared.
 pub(super) async fn forget_successors(
     pool: &sqlx::AnyPool,
     before: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut cleared = 0;
-    loop {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET successor = NULL WHERE token_hash IN \
-             (SELECT token_hash FROM refresh_tokens WHERE successor IS NOT NULL AND used_at < $1 \
-              LIMIT $2)",
-        )
-        .bind(before)
-        .bind(SWEEP_CHUNK)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        cleared += done;
-        if done < SWEEP_CHUNK as u64 {
-            return Ok(cleared);
-        }
-    }
+    sweep(
+        pool,
+        "UPDATE refresh_tokens SET successor = NULL WHERE token_hash IN \
+         (SELECT token_hash FROM refresh_tokens WHERE successor IS NOT NULL AND used_at < $1 \
+          LIMIT $2)",
+        before,
+    )
+    .await
+}
+
+/// Forgets the sessions that expired before `before`, with their refresh tokens, which no
+/// longer open anything (a live session keeps every token it rotated: one coming back is a
+/// reuse). The tokens go first: a sweep stopped between the two leaves sessions without tokens,
+/// which the next one forgets. Says how many sessions went.
+pub(super) async fn forget_ended_sessions(
+    pool: &sqlx::AnyPool,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    sweep(
+        pool,
+        "DELETE FROM refresh_tokens WHERE token_hash IN \
+         (SELECT t.token_hash FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id \
+          WHERE s.expires_at < $1 LIMIT $2)",
+        before,
+    )
+    .await?;
+    sweep(
+        pool,
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2)",
+        before,
+    )
+    .await
 }
 
 /// Why a session ended, as `sessions.revoked_reason` keeps it.
@@ -515,17 +547,35 @@ pub(super) async fn revoke_sessions(
 mod tests {
     use super::*;
 
+    /// A fresh SQLite database holding one user, `u`; `remove` deletes it.
+    async fn sqlite_with_user(name: &str) -> (sqlx::AnyPool, std::path::PathBuf) {
+        let file = std::env::temp_dir().join(format!("siwa-{name}-{}.db", tokens::new_id()));
+        let pool = crate::db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, apple_sub, client_id, created_at, last_sign_in_at) \
+             VALUES ('u', 'sub', 'com.example.app', 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        (pool, file)
+    }
+
+    async fn remove(pool: sqlx::AnyPool, file: std::path::PathBuf) {
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
     /// More successors to forget than one statement clears: all past the grace are forgotten,
     /// none within it.
     #[tokio::test]
     async fn the_sweep_forgets_every_successor_past_the_grace_and_no_other() {
-        let file = std::env::temp_dir().join(format!("siwa-sweep-{}.db", tokens::new_id()));
-        let pool = crate::db::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .unwrap();
+        let (pool, file) = sqlite_with_user("sweep").await;
         let plant = [
-            "INSERT INTO users (id, apple_sub, client_id, created_at, last_sign_in_at) \
-             VALUES ('u', 'sub', 'com.example.app', 0, 0)",
             "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ('s', 'u', 0, 2)",
             // 2,500 tokens rotated at 1..=2500, each with its successor kept; 10 unused.
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2510) \
@@ -550,10 +600,42 @@ mod tests {
             "those within the grace are kept"
         );
         assert_eq!(forget_successors(&pool, 2201).await.unwrap(), 0);
-        pool.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        remove(pool, file).await;
+    }
+
+    /// Sessions that expired before the cut-off go with all their tokens, more than one
+    /// statement's worth; a session that expired later and a live one keep theirs.
+    #[tokio::test]
+    async fn ended_sessions_are_forgotten_with_their_tokens() {
+        let (pool, file) = sqlite_with_user("ended").await;
+        let plant = [
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES \
+             ('old', 'u', 0, 100, NULL), ('old-revoked', 'u', 0, 200, 50), \
+             ('recent', 'u', 0, 1000, NULL), ('live', 'u', 0, 2000000000, NULL)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at) \
+             SELECT 'old' || i, CASE WHEN i % 2 = 0 THEN 'old' ELSE 'old-revoked' END, 0, i FROM n",
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES \
+             ('r1', 'recent', 0), ('r2', 'recent', 0), ('l1', 'live', 0)",
+        ];
+        for sql in plant {
+            sqlx::query(sql).execute(&pool).await.unwrap();
         }
+        assert_eq!(forget_ended_sessions(&pool, 500).await.unwrap(), 2);
+        let sessions: Vec<(String,)> = sqlx::query_as("SELECT id FROM sessions ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(sessions, [("live".to_owned(),), ("recent".to_owned(),)]);
+        let tokens: Vec<(String,)> =
+            sqlx::query_as("SELECT token_hash FROM refresh_tokens ORDER BY token_hash")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let tokens: Vec<&str> = tokens.iter().map(|(t,)| t.as_str()).collect();
+        assert_eq!(tokens, ["l1", "r1", "r2"]);
+        assert_eq!(forget_ended_sessions(&pool, 500).await.unwrap(), 0);
+        remove(pool, file).await;
     }
 
     /// A batch's lookup is planned for the table as it is: after many batches on a small table
@@ -653,14 +735,9 @@ mod tests {
     /// have given it, and only the live token is spent.
     #[tokio::test]
     async fn a_batch_answers_each_claim_as_it_would_alone() {
-        let file = std::env::temp_dir().join(format!("siwa-rb-{}.db", tokens::new_id()));
-        let pool = crate::db::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .unwrap();
+        let (pool, file) = sqlite_with_user("rb").await;
         let now = 1_700_000_000;
         let plant = [
-            "INSERT INTO users (id, apple_sub, client_id, created_at, last_sign_in_at) \
-             VALUES ('u', 'sub', 'com.example.app', 0, 0)",
             "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES \
              ('live', 'u', 0, 1800000000), ('ended', 'u', 0, 1800000000), \
              ('expired', 'u', 0, 1600000000), ('revoked', 'u', 0, 1800000000)",
@@ -762,9 +839,6 @@ mod tests {
             );
         }
         assert_eq!(rows.len(), planted.len() + 1, "one successor, no other row");
-        pool.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-        }
+        remove(pool, file).await;
     }
 }
