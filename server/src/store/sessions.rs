@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Transaction};
 
-use super::Store;
+use super::{Store, placeholders};
 use crate::sealing::{Purpose, Sealer};
 use crate::tokens;
 
@@ -238,22 +238,13 @@ async fn insert_refresh_tokens(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES {}",
-        placeholders(rows.len(), 3)
+        placeholders(rows.len(), 3, 0)
     );
     let mut query = sqlx::query(&sql);
     for &(hash, session_id, made_at) in rows {
         query = query.bind(hash).bind(session_id).bind(made_at);
     }
     query.execute(&mut **tx).await.map(|_| ())
-}
-
-/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` groups of `width` placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
-    let group = |r: usize| {
-        let params: Vec<String> = (1..=width).map(|n| format!("${}", r * width + n)).collect();
-        format!("({})", params.join(", "))
-    };
-    (0..rows).map(group).collect::<Vec<_>>().join(", ")
 }
 
 /// A refresh token presented, with the successor it gets if it is rotated (made before the
@@ -364,7 +355,7 @@ pub(super) async fn rotate_batch(
     let sql = format!(
         "SELECT t.token_hash, s.id, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens t \
          JOIN sessions s ON s.id = t.session_id WHERE t.token_hash IN ({})",
-        placeholders(firsts.len(), 1)
+        placeholders(firsts.len(), 1, 0)
     );
     let mut query = sqlx::query_as::<_, (String, String, String, Option<i64>, i64)>(&sql);
     for claim in &firsts {
@@ -419,7 +410,7 @@ pub(super) async fn rotate_batch(
     if !given_back.is_empty() {
         let sql = format!(
             "UPDATE refresh_tokens SET used_at = NULL, successor = NULL WHERE token_hash IN ({})",
-            placeholders(given_back.len(), 1)
+            placeholders(given_back.len(), 1, 0)
         );
         let mut query = sqlx::query(&sql);
         for hash in given_back {

@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 use super::events::EventRow;
 use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
-use super::{PendingRevocation, Store, StoreError};
+use super::{PendingRevocation, Store, StoreError, placeholders};
 use crate::sealing::Purpose;
 use crate::tokens;
 use crate::webhooks::{DeletionReason, WebhookEvent};
@@ -481,14 +481,7 @@ pub async fn upsert_users_recording_created(
     upserts: &[&UserUpsert],
 ) -> Result<Vec<User>, sqlx::Error> {
     const EVENT_PARAMS: usize = 6;
-    let first = upserts.len() * UPSERT_PARAMS;
-    let events: Vec<String> = (0..upserts.len())
-        .map(|r| {
-            let p = |n: usize| format!("${}", first + r * EVENT_PARAMS + n);
-            let row: Vec<String> = (1..=EVENT_PARAMS).map(p).collect();
-            format!("({})", row.join(", "))
-        })
-        .collect();
+    let events = placeholders(upserts.len(), EVENT_PARAMS, upserts.len() * UPSERT_PARAMS);
     let sql = format!(
         "WITH up AS ({}), created AS (\
          INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, \
@@ -498,7 +491,7 @@ pub async fn upsert_users_recording_created(
          JOIN up ON up.id = e.user_id AND up.sign_in_count = 1) \
          SELECT {USER_COLUMNS} FROM up",
         upsert_users_sql(upserts.len()),
-        events.join(", "),
+        events,
     );
     let mut query = bind_upserts(sqlx::query_as(&sql), upserts);
     for u in upserts {
