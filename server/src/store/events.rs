@@ -129,42 +129,24 @@ pub(super) async fn insert_event(
     event: &WebhookEvent,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let row = EventRow::new(event, now);
     sqlx::query(
         "INSERT INTO webhook_events (id, event_type, payload, status, attempts, next_attempt_at, created_at, created_at_us) \
          VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5)",
     )
-    .bind(row.id)
-    .bind(row.kind)
-    .bind(row.payload)
-    .bind(row.created_at)
-    .bind(row.created_at_us)
+    .bind(new_event_id())
+    .bind(event.kind.as_str())
+    .bind(event.payload(now))
+    .bind(now)
+    .bind(micros_now())
     .execute(&mut **tx)
     .await
     .map(drop)
 }
 
-/// The values of an outbox row, made before the statement that writes it.
-pub(super) struct EventRow {
-    pub id: String,
-    pub kind: &'static str,
-    pub payload: String,
-    pub created_at: i64,
-    /// Orders events made in one second.
-    pub created_at_us: i64,
-}
-
-impl EventRow {
-    pub fn new(event: &WebhookEvent, now: i64) -> Self {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Self {
-            id: new_event_id(),
-            kind: event.kind.as_str(),
-            payload: event.payload(now),
-            created_at: now,
-            created_at_us: micros,
-        }
-    }
+/// `created_at_us` for an event made now: by the server's clock, for every event, the ones
+/// PostgreSQL makes included, so that all are ordered by one clock.
+pub(super) fn micros_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

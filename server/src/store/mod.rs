@@ -42,13 +42,10 @@ pub use web::{Completion, Exchange, NativeApp, NewExchangeCode, WebCompletion, W
 /// How long a session is kept after it expires, with its refresh tokens.
 const ENDED_SESSIONS_KEPT_SECS: i64 = 7 * 24 * 3600;
 
-/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` groups of `width` placeholders, numbered after the
-/// statement's first `after` parameters.
-fn placeholders(rows: usize, width: usize, after: usize) -> String {
+/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` groups of `width` placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
     let group = |r: usize| {
-        let params: Vec<String> = (1..=width)
-            .map(|n| format!("${}", after + r * width + n))
-            .collect();
+        let params: Vec<String> = (1..=width).map(|n| format!("${}", r * width + n)).collect();
         format!("({})", params.join(", "))
     };
     (0..rows).map(group).collect::<Vec<_>>().join(", ")

@@ -238,7 +238,7 @@ async fn insert_refresh_tokens(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES {}",
-        placeholders(rows.len(), 3, 0)
+        placeholders(rows.len(), 3)
     );
     let mut query = sqlx::query(&sql);
     for &(hash, session_id, made_at) in rows {
@@ -355,7 +355,7 @@ pub(super) async fn rotate_batch(
     let sql = format!(
         "SELECT t.token_hash, s.id, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens t \
          JOIN sessions s ON s.id = t.session_id WHERE t.token_hash IN ({})",
-        placeholders(firsts.len(), 1, 0)
+        placeholders(firsts.len(), 1)
     );
     let mut query = sqlx::query_as::<_, (String, String, String, Option<i64>, i64)>(&sql);
     for claim in &firsts {
@@ -410,7 +410,7 @@ pub(super) async fn rotate_batch(
     if !given_back.is_empty() {
         let sql = format!(
             "UPDATE refresh_tokens SET used_at = NULL, successor = NULL WHERE token_hash IN ({})",
-            placeholders(given_back.len(), 1, 0)
+            placeholders(given_back.len(), 1)
         );
         let mut query = sqlx::query(&sql);
         for hash in given_back {
