@@ -26,6 +26,7 @@ on_both_databases!(
     a_transferred_user_keeps_their_account,
     concurrent_seed_route_sign_ins_make_one_user_per_sub,
     two_instances_batching_the_same_users_lose_and_repeat_nothing,
+    a_returning_sign_in_with_nothing_new_is_not_written,
     a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
     a_name_with_control_characters_is_refused_and_nothing_is_written,
     a_name_longer_than_the_limit_is_refused,
@@ -331,6 +332,10 @@ async fn concurrent_seed_route_sign_ins_make_one_user_per_sub(h: Harness) {
             let token = h
                 .mint(IdentityTokenRequest {
                     sub: Some(sub),
+                    claims: json!({"email": format!("user.{i}@example.com")})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
                     ..default()
                 })
                 .identity_token;
@@ -361,7 +366,8 @@ async fn two_instances_batching_the_same_users_lose_and_repeat_nothing(h: Harnes
     // Each instance's group-commit writer upserts the same 20 users in its batches, at once, the
     // two instances receiving them in opposite orders. On PostgreSQL the writers lock rows in
     // `apple_sub` order, so their batches do not deadlock (a batch that failed would be replayed
-    // one by one). Every sign-in is answered 200, and counted exactly once.
+    // one by one). Every sign-in is answered 200, and counted exactly once: each brings an email
+    // address of its own, so none is left unwritten as bringing nothing new.
     let other = h.another_instance().await;
     let bodies: Vec<_> = (0..240)
         .map(|i| {
@@ -376,6 +382,10 @@ async fn two_instances_batching_the_same_users_lose_and_repeat_nothing(h: Harnes
                             19 - (i / 2) % 20
                         }
                     )),
+                    claims: json!({"email": format!("user.{i}@example.com")})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
                     ..default()
                 })
                 .identity_token;
@@ -401,6 +411,43 @@ async fn two_instances_batching_the_same_users_lose_and_repeat_nothing(h: Harnes
     let total: i64 = counts.iter().map(|c| c.parse::<i64>().unwrap()).sum();
     assert_eq!(total, 240, "a sign-in was lost or counted twice");
     other.shutdown().await;
+}
+
+async fn a_returning_sign_in_with_nothing_new_is_not_written(h: Harness) {
+    // The seed route's sign-ins of one user: the first creates the row; a second within the
+    // minute, the same token's claims, is answered from the row without a write; one with
+    // a new email address is written.
+    let token = |email: &str| {
+        h.mint(IdentityTokenRequest {
+            sub: Some("001.returning.1".into()),
+            claims: json!({"email": email}).as_object().unwrap().clone(),
+            ..default()
+        })
+        .identity_token
+    };
+    let row = || h.query("SELECT email || ' ' || CAST(sign_in_count AS TEXT) FROM users");
+    // Whether the sign-in, answered 200, made a new user.
+    let h = &h;
+    let is_new = |token: String| async move {
+        let (status, body) = h
+            .post("/auth/apple", &json!({"identityToken": token}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["isNewUser"].as_bool().unwrap()
+    };
+    let first = token("first@example.com");
+    assert!(is_new(first.clone()).await);
+    assert!(!is_new(first).await);
+    assert!(!is_new(token("first@example.com")).await);
+    let kept = row().await;
+    assert_eq!(
+        kept,
+        ["first@example.com 1"],
+        "nothing new, nothing written"
+    );
+    assert!(!is_new(token("second@example.com")).await);
+    let moved = row().await;
+    assert_eq!(moved, ["second@example.com 2"], "a new email is written");
 }
 
 async fn a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce(h: Harness) {

@@ -17,6 +17,10 @@
 //! in four statements per batch (`sessions::rotate_batch`). A token already used, which needs
 //! the judgement of a reuse, goes back to its caller to be rotated in a transaction of its own.
 //!
+//! A returning user's sign-in that brings nothing new, less than a minute after their last
+//! recorded one, is not written at all: one read per batch finds those, and answers them with
+//! the row as it is (`UserUpsert::needs_write`). Only the others go to the write.
+//!
 //! With webhooks on, a new user's `user.created` is written in the same transaction as the user
 //! (the batch's, or the replayed statement's own), so an event still commits exactly with its
 //! change, and the delivery task is woken after a commit that wrote one.
@@ -31,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
 use super::sessions::{Batched, Claim, rotate_batch};
-use super::users::{User, UserUpsert, upsert_user, upsert_users, upsert_users_recording_created};
+use super::users::{
+    User, UserUpsert, read_users, upsert_user, upsert_users, upsert_users_recording_created,
+};
 use crate::db::DatabaseKind;
 use crate::tasks::Tasks;
 use crate::webhooks::WebhookEvent;
@@ -50,7 +56,8 @@ enum Job {
 
 struct SignIn {
     upsert: UserUpsert,
-    reply: oneshot::Sender<Result<User, sqlx::Error>>,
+    /// The user, and whether this sign-in created it.
+    reply: oneshot::Sender<Result<(User, bool), sqlx::Error>>,
 }
 
 #[derive(Clone)]
@@ -84,9 +91,10 @@ impl GroupCommit {
         (Self { jobs }, queue)
     }
 
-    /// Writes `upsert` with whatever else is queued. Fails as `PoolClosed` once the writer has
-    /// stopped.
-    pub async fn upsert(&self, upsert: UserUpsert) -> Result<User, sqlx::Error> {
+    /// Writes `upsert` with whatever else is queued, unless it brings nothing new
+    /// (`UserUpsert::needs_write`); the user, and whether this sign-in created it. Fails as
+    /// `PoolClosed` once the writer has stopped.
+    pub async fn upsert(&self, upsert: UserUpsert) -> Result<(User, bool), sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::SignIn(SignIn { upsert, reply }), answer)
             .await
@@ -198,11 +206,15 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
             Job::Rotation { claim, reply } => rotations.push((claim, reply)),
         }
     }
+    let sign_ins = answer_unchanged(writer, sign_ins).await;
+    if sign_ins.is_empty() && rotations.is_empty() {
+        return;
+    }
     let claims: Vec<&Claim> = rotations.iter().map(|(claim, _)| claim).collect();
     match commit(writer, &sign_ins, &claims).await {
         Ok((users, outcomes)) => {
             for (sign_in, user) in sign_ins.into_iter().zip(users) {
-                let _ = sign_in.reply.send(Ok(user));
+                let _ = sign_in.reply.send(Ok(created(user)));
             }
             for ((_, reply), outcome) in rotations.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
@@ -217,12 +229,49 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
                 let _ = reply.send(Ok(Batched::Alone));
             }
             for sign_in in sign_ins {
-                let _ = sign_in
-                    .reply
-                    .send(commit_one(writer, &sign_in.upsert).await);
+                let user = commit_one(writer, &sign_in.upsert).await;
+                let _ = sign_in.reply.send(user.map(created));
             }
         }
     }
+}
+
+/// A written user, and whether the write created it.
+fn created(user: User) -> (User, bool) {
+    let created = user.sign_in_count == 1;
+    (user, created)
+}
+
+/// Answers the sign-ins that bring nothing new to their user's row as it is, in one read, and
+/// gives back the others to be written. Without the read (a failure), all are written.
+async fn answer_unchanged(writer: &Writer, sign_ins: Vec<SignIn>) -> Vec<SignIn> {
+    if sign_ins.is_empty() {
+        return sign_ins;
+    }
+    let mut subs: Vec<&str> = sign_ins.iter().map(|s| s.upsert.apple_sub()).collect();
+    subs.sort_unstable();
+    subs.dedup();
+    let stored = match writer.pool.acquire().await {
+        Ok(mut conn) => read_users(&mut conn, &subs).await,
+        Err(error) => Err(error),
+    };
+    let stored = match stored {
+        Ok(users) => by_sub(users),
+        Err(error) => {
+            tracing::warn!(%error, "could not read a batch's users; writing every sign-in");
+            return sign_ins;
+        }
+    };
+    let mut to_write = Vec::with_capacity(sign_ins.len());
+    for sign_in in sign_ins {
+        match stored.get(sign_in.upsert.apple_sub()) {
+            Some(user) if !sign_in.upsert.needs_write(user) => {
+                let _ = sign_in.reply.send(Ok((user.clone(), false)));
+            }
+            _ => to_write.push(sign_in),
+        }
+    }
+    to_write
 }
 
 /// The batch's users and rotations, in the batch's order, once committed.

@@ -175,11 +175,10 @@ impl Store {
             // Nothing to keep together: no transaction of its own (the hot path of the
             // seed-compatible route). The group-commit writer batches it with others, and with
             // webhooks on writes a new user's `user.created` in the batch's transaction.
-            let user = self
+            let (user, is_new_user) = self
                 .group_commit
                 .upsert(UserUpsert::from_record(&record))
                 .await?;
-            let is_new_user = user.sign_in_count == 1;
             return Ok(SignedIn {
                 user,
                 is_new_user,
@@ -349,6 +348,26 @@ impl UserUpsert {
         &self.apple_sub
     }
 
+    /// Whether this sign-in must be written over `stored`, its user's row: it brings something
+    /// new (what the upsert would change), or the last recorded sign-in is a minute old or
+    /// more. A returning user signing in again sooner with nothing new is answered from the row
+    /// as it is: no write, no commit to wait for.
+    pub(super) fn needs_write(&self, stored: &User) -> bool {
+        let replaces = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
+        let email = self.email.is_some()
+            && (self.email != stored.email
+                || self.email_verified != stored.email_verified
+                || self.is_private_email != stored.is_private_email);
+        email
+            || replaces(&self.given_name, &stored.given_name)
+            || replaces(&self.family_name, &stored.family_name)
+            || self
+                .real_user_status
+                .is_some_and(|s| Some(s) != stored.real_user_status)
+            || self.client_id != stored.client_id
+            || self.now - stored.last_sign_in_at >= SIGN_IN_RECORDED_EVERY_SECS
+    }
+
     pub(super) fn from_record(record: &SignInRecord<'_>) -> Self {
         let non_empty = |s: Option<&str>| {
             s.map(str::trim)
@@ -369,6 +388,28 @@ impl UserUpsert {
             now: record.now,
         }
     }
+}
+
+/// A returning user's sign-in that brings nothing new is recorded (`last_sign_in_at`,
+/// `sign_in_count`) at most once in this many seconds: `last_sign_in_at` is the last sign-in to
+/// within a minute, and `sign_in_count` counts the recorded ones.
+pub const SIGN_IN_RECORDED_EVERY_SECS: i64 = 60;
+
+/// The stored rows of these users, those that exist, in no given order.
+pub async fn read_users(
+    conn: &mut sqlx::AnyConnection,
+    apple_subs: &[&str],
+) -> Result<Vec<User>, sqlx::Error> {
+    let params: Vec<String> = (1..=apple_subs.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE apple_sub IN ({})",
+        params.join(", ")
+    );
+    let mut query = sqlx::query_as(&sql);
+    for sub in apple_subs {
+        query = query.bind(*sub);
+    }
+    query.fetch_all(conn).await
 }
 
 /// Creates or updates the user of a sign-in. A name arrives only on the first authorization:
@@ -568,6 +609,70 @@ mod tests {
             real_user_status: None,
             client_id: "com.example.app".to_owned(),
             now,
+        }
+    }
+
+    /// The row `upsert(sub, now)` makes, signed in once.
+    fn stored(upsert: &UserUpsert) -> User {
+        User {
+            id: upsert.id.clone(),
+            apple_sub: upsert.apple_sub.clone(),
+            email: Some("a@example.com".into()),
+            email_verified: 1,
+            is_private_email: 0,
+            email_forwarding_disabled: 0,
+            given_name: Some("Jane".into()),
+            family_name: Some("Appleseed".into()),
+            real_user_status: Some(2),
+            client_id: upsert.client_id.clone(),
+            created_at: upsert.now,
+            last_sign_in_at: upsert.now,
+            sign_in_count: 1,
+        }
+    }
+
+    /// A sign-in is written when it brings what the upsert would change, or when the last
+    /// recorded sign-in is a minute old; a value it lacks (no email scope, no name) is nothing
+    /// new.
+    #[test]
+    fn a_sign_in_is_written_when_it_brings_something_new_or_a_minute_has_passed() {
+        let first = upsert("001.a.1", 1_700_000_000);
+        let row = stored(&first);
+        let again = |change: &dyn Fn(&mut UserUpsert)| {
+            let mut u = upsert("001.a.1", 1_700_000_059);
+            u.email = Some("a@example.com".into());
+            u.email_verified = 1;
+            change(&mut u);
+            u.needs_write(&row)
+        };
+        assert!(!again(&|_| {}), "the same claims within the minute");
+        assert!(
+            !again(&|u| u.email = None),
+            "no email scope keeps the stored one"
+        );
+        assert!(!again(&|u| u.given_name = Some("Jane".into())));
+        assert!(!again(&|u| u.real_user_status = Some(2)));
+        assert!(
+            !again(&|u| u.now = 1_699_999_000),
+            "a clock behind the row's"
+        );
+        type Change<'a> = (&'a str, &'a dyn Fn(&mut UserUpsert));
+        let changes: [Change; 9] = [
+            ("email", &|u| u.email = Some("b@example.com".into())),
+            ("email_verified", &|u| u.email_verified = 0),
+            ("is_private_email", &|u| u.is_private_email = 1),
+            ("given_name", &|u| u.given_name = Some("J".into())),
+            ("family_name", &|u| u.family_name = Some("A".into())),
+            ("real_user_status", &|u| u.real_user_status = Some(1)),
+            ("client_id", &|u| u.client_id = "com.example.web".into()),
+            ("a minute later", &|u| u.now = 1_700_000_060),
+            ("an hour later, no email", &|u| {
+                u.now = 1_700_003_600;
+                u.email = None;
+            }),
+        ];
+        for (what, change) in changes {
+            assert!(again(change), "{what} is written");
         }
     }
 
