@@ -390,9 +390,10 @@ impl UserUpsert {
     }
 }
 
-/// A returning user's sign-in that brings nothing new is recorded (`last_sign_in_at`,
-/// `sign_in_count`) at most once in this many seconds: `last_sign_in_at` is the last sign-in to
-/// within a minute, and `sign_in_count` counts the recorded ones.
+/// A returning user's sign-in that writes nothing else (the seed's route) and brings nothing new
+/// is recorded (`last_sign_in_at`, `sign_in_count`) at most once in this many seconds:
+/// `last_sign_in_at` is the last sign-in to within a minute, and `sign_in_count` counts the
+/// recorded ones. A sign-in that starts a session is always recorded, with it.
 pub const SIGN_IN_RECORDED_EVERY_SECS: i64 = 60;
 
 /// The stored rows of these users, those that exist, in no given order.
