@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 use super::events::micros_now;
 use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
-use super::{PendingRevocation, Store, StoreError};
+use super::{PendingRevocation, Store, StoreError, placeholders};
 use crate::sealing::Purpose;
 use crate::tokens;
 use crate::webhooks::{DeletionReason, WebhookEvent, WebhookEventType};
@@ -401,10 +401,9 @@ pub async fn read_users(
     conn: &mut sqlx::AnyConnection,
     apple_subs: &[&str],
 ) -> Result<Vec<User>, sqlx::Error> {
-    let params: Vec<String> = (1..=apple_subs.len()).map(|n| format!("${n}")).collect();
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM users WHERE apple_sub IN ({})",
-        params.join(", ")
+        placeholders(apple_subs.len(), 1)
     );
     let mut query = sqlx::query_as(&sql);
     for sub in apple_subs {
