@@ -206,9 +206,11 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
     telemetry::prometheus();
     let sealer = sealer(&config)?;
     let pool = db::connect(&config.database_url).await?;
+    let file = db::sqlite_file(&config.database_url).map(crate::store::DatabaseFile::opened);
     let store = Store::new(
         pool,
         db::DatabaseKind::of(&config.database_url),
+        file,
         sealer,
         config.webhooks.is_some(),
         tasks,
@@ -320,6 +322,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     });
     let kept = state.clone();
     tasks.spawn("housekeeping", |stop| housekeeping::run(kept, stop));
+    tasks.spawn("metrics-upkeep", telemetry::upkeep);
     if let Some(webhooks) = state.config.webhooks.clone() {
         let store = state.store.clone();
         tasks.spawn("webhook-delivery", |stop| {

@@ -2,8 +2,6 @@
 //! several instances. Both are reached through sqlx's `Any` driver with one portable schema
 //! and one set of queries, so the same tests prove both.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -86,7 +84,9 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
             DatabaseKind::Sqlite => 4,
             DatabaseKind::Postgres => 16,
         })
-        .acquire_timeout(Duration::from_secs(5))
+        // A short wait: a database that cannot give a connection within a second is answered
+        // as unavailable (503, `Retry-After`), not left to the request's own time limit.
+        .acquire_timeout(Duration::from_secs(1))
         .after_release(|connection, _| {
             Box::pin(async move {
                 if !connection.is_in_transaction() {
@@ -130,6 +130,37 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     Ok(pool)
 }
 
+/// Whether `error` says the database cannot be reached or cannot write at all, rather than
+/// refusing one statement: then trying the statements again one by one would only wait for it
+/// once per statement.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => {
+            let sqlite = e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+            e.code().is_some_and(|code| unreachable_code(&code, sqlite))
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL's SQLSTATEs of a lost or refused connection, a server shutting down or out of
+/// disk, a read-only server (a standby); SQLite's result codes (extended, whose low byte is the
+/// primary) of a busy or locked file, a full disk, a file it cannot open, read or write.
+fn unreachable_code(code: &str, sqlite: bool) -> bool {
+    if sqlite {
+        // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14, NOTADB 26
+        let primary = code.parse::<i32>().map_or(0, |code| code & 0xff);
+        return matches!(primary, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26);
+    }
+    code.starts_with("08") || code.starts_with("57P") || code == "53100" || code == "25006"
+}
+
 /// The migrations this binary knows that the database has not applied, and whether the
 /// database has applied migrations this binary does not know (a newer siwa-server's).
 pub async fn migration_status(
@@ -155,20 +186,21 @@ pub async fn migration_status(
     Ok((pending, applied.difference(&known).count()))
 }
 
-/// The log's length (in pages of 4 KiB: 64 MiB) past which the writer finishes checkpoints.
+/// The log's length (in pages of 4 KiB: 64 MiB) past which the checkpointer starts it over.
 const WAL_FRAMES_KEPT: i64 = 16_384;
+/// How long the checkpointer waits for every connection of the pool before it gives up until
+/// its next pass (requests wait behind it meanwhile).
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(500);
 
 /// SQLite only: folds the write-ahead log into the database every second, without blocking
-/// writers (a passive checkpoint), so that no commit pays for it. Runs until `stop`.
+/// writers (a passive checkpoint), so that no commit pays for it; and starts the log over when it
+/// has grown past [`WAL_FRAMES_KEPT`] (`restart_wal`). Runs until `stop`.
 ///
 /// A passive checkpoint copies the frames committed before it started. The log starts over from
-/// its beginning only once every frame is copied, and under sustained writes (the group-commit
-/// writer never pauses) some always arrive meanwhile: the log would grow without bound, about
-/// 50 MB a second on the refresh route. So once the log is past [`WAL_FRAMES_KEPT`], `caught_up`
-/// is raised after a pass, and the writer copies the few frames left between two of its
-/// batches (`finish_wal_checkpoint`), when nothing is being written. That copy syncs the
-/// database file on the writer's path, so it is kept for a log that has grown.
-pub async fn checkpoint_wal(pool: AnyPool, caught_up: Arc<AtomicBool>, stop: CancellationToken) {
+/// its beginning only once every frame is copied, and under sustained writes some always arrive
+/// meanwhile: the log grew without bound (87 MB a second on `POST /v1/auth/apple`, 4.3 GB in
+/// 45 s), though the database itself grew by little, since each commit logs whole pages.
+pub async fn checkpoint_wal(pool: AnyPool, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -176,37 +208,53 @@ pub async fn checkpoint_wal(pool: AnyPool, caught_up: Arc<AtomicBool>, stop: Can
             _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = checkpoint_pass(&pool, &caught_up, WAL_FRAMES_KEPT).await {
+        if let Err(error) = checkpoint_pass(&pool, WAL_FRAMES_KEPT).await {
             tracing::warn!(%error, "WAL checkpoint failed");
         }
     }
 }
 
-/// One pass of [`checkpoint_wal`]: raises `caught_up` when the log is longer than `frames_kept`.
-pub async fn checkpoint_pass(
-    pool: &AnyPool,
-    caught_up: &AtomicBool,
-    frames_kept: i64,
-) -> Result<(), sqlx::Error> {
+/// One pass of [`checkpoint_wal`]: a passive checkpoint, then the log started over when it is
+/// longer than `frames_kept` frames. Says whether it started the log over.
+pub async fn checkpoint_pass(pool: &AnyPool, frames_kept: i64) -> Result<bool, sqlx::Error> {
     // (busy, frames in the log, frames copied)
     let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(pool)
         .await?;
-    if frames > frames_kept {
-        caught_up.store(true, Ordering::Release);
+    if frames <= frames_kept {
+        return Ok(false);
     }
-    Ok(())
+    restart_wal(pool).await
 }
 
-/// The end of a checkpoint `checkpoint_wal` started: copies what was committed since, which the
-/// next commit then overwrites from the log's beginning. Called by the writer between batches.
-pub async fn finish_wal_checkpoint(pool: &AnyPool) {
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(pool)
-        .await
-    {
-        tracing::warn!(%error, "WAL checkpoint failed");
+/// Copies the rest of the log into the database and truncates the log, while no connection of
+/// this process can write: the checkpointer holds every connection of the pool (the pool hands
+/// them out in the order they were asked for, so it gets them once the transactions under way
+/// have ended, and the requests that come meanwhile wait behind it). Most of the log was copied
+/// by the passive pass before, so the pause is short. A writer that SQLite's busy handler would
+/// have to outrun (the group-commit writer never pauses) could starve the checkpoint instead.
+async fn restart_wal(pool: &AnyPool) -> Result<bool, sqlx::Error> {
+    let size = pool.options().get_max_connections() as usize;
+    let mut held = Vec::with_capacity(size);
+    let gathered = tokio::time::timeout(WAL_RESTART_WAIT, async {
+        while held.len() < size {
+            held.push(pool.acquire().await?);
+        }
+        Ok::<_, sqlx::Error>(())
+    })
+    .await;
+    match gathered {
+        Ok(result) => result?,
+        Err(_) => {
+            tracing::warn!("the WAL checkpointer could not hold the pool in time; trying again");
+            return Ok(false);
+        }
     }
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *held[0])
+        .await?;
+    // Busy: another process reads or writes the file; the next pass tries again.
+    Ok(busy == 0)
 }
 
 /// A fresh database for a test on the PostgreSQL server `SIWA_TEST_POSTGRES_URL` names, or
@@ -243,6 +291,126 @@ pub async fn fresh_test_postgres() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_of_a_database_out_of_reach_are_told_from_a_refused_statement() {
+        for code in ["08006", "57P01", "57P03", "53100", "25006"] {
+            assert!(unreachable_code(code, false), "{code}");
+        }
+        for code in ["5", "13", "14", "1034", "26"] {
+            assert!(unreachable_code(code, true), "{code}");
+        }
+        // A unique violation, a syntax error; SQLite's constraint (19), unique (2067), error.
+        for code in ["23505", "42601"] {
+            assert!(!unreachable_code(code, false), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!unreachable_code(code, true), "{code}");
+        }
+        assert!(is_unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+    }
+
+    /// A write to a file SQLite opened read-only (as on a file system remounted read-only) is
+    /// an error of a database that cannot write at all.
+    #[tokio::test]
+    async fn a_read_only_sqlite_file_cannot_write() {
+        sqlx::any::install_default_drivers();
+        let file = std::env::temp_dir().join(format!("siwa-ro-{}.db", crate::tokens::new_id()));
+        let url = format!("sqlite://{}", file.display());
+        let mut rw = sqlx::AnyConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        rw.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+        rw.close().await.unwrap();
+        let mut ro = sqlx::AnyConnection::connect(&format!("{url}?mode=ro"))
+            .await
+            .unwrap();
+        let error = ro.execute("INSERT INTO t VALUES (1)").await.unwrap_err();
+        assert!(is_unreachable(&error), "{error:?}");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    /// Write transactions on every connection of the pool without a pause (as
+    /// `POST /v1/auth/apple` makes them, outside the group-commit writer), with a reader: the
+    /// log starts over each time it passes the bound, instead of growing (a passive checkpoint
+    /// alone let it grow by about 87 MB a second under the server's load).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_stays_bounded_under_writes_from_every_connection() {
+        let file = std::env::temp_dir().join(format!("siwa-wal-{}.db", crate::tokens::new_id()));
+        let url = format!("sqlite://{}", file.display());
+        let pool = connect(&url).await.unwrap();
+        pool.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let size = pool.options().get_max_connections();
+        let workers: Vec<_> = (0..size)
+            .map(|worker| {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.is_cancelled() {
+                        let mut tx = pool.begin().await.unwrap();
+                        if worker == 0 {
+                            // A reader, whose snapshot pins the log while it reads.
+                            sqlx::query("SELECT COUNT(*) FROM load")
+                                .execute(&mut *tx)
+                                .await
+                                .unwrap();
+                        } else {
+                            sqlx::query("INSERT INTO load (body) VALUES ($1)")
+                                .bind("x".repeat(2000))
+                                .execute(&mut *tx)
+                                .await
+                                .unwrap();
+                        }
+                        tx.commit().await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let wal = || {
+            std::fs::metadata(format!("{}-wal", file.display()))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let (mut largest, mut restarts) = (0, 0);
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            largest = largest.max(wal());
+            if checkpoint_pass(&pool, 64).await.unwrap() {
+                restarts += 1;
+            }
+        }
+        stop.cancel();
+        let mut written = 0;
+        for worker in workers {
+            written += worker.await.unwrap();
+        }
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM load")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(
+            rows > 1000,
+            "too little was written ({rows} rows) to test the log"
+        );
+        assert!(
+            restarts > 0,
+            "the log never started over ({written} transactions)"
+        );
+        assert!(
+            largest < 8 << 20,
+            "the log reached {largest} bytes ({rows} rows, {restarts} restarts)"
+        );
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
 
     #[test]
     fn the_sqlite_file_is_read_from_the_url() {

@@ -192,6 +192,8 @@ impl ApiError {
                 metrics::counter!("siwa_verification_failures_total", "reason" => code)
                     .increment(1);
             }
+            // A refusal while the database is known to be down: its watch logged the outage.
+            Self::DatabaseUnavailable(error) if crate::store::KnownDown::is(error) => {}
             Self::DatabaseUnavailable(error) => tracing::error!(%error, "database error"),
             Self::AppleExchangeFailed { message, detail } => {
                 tracing::error!(message, detail, "Apple code exchange failed");
@@ -253,8 +255,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let retry_after = match self {
             Self::RateLimited { retry_after_secs } => Some(retry_after_secs.max(1)),
+            // The database's watch tries again twice a second.
+            Self::DatabaseUnavailable(_) => Some(1),
             _ => None,
         };
+        let rate_limited = matches!(self, Self::RateLimited { .. });
         let body = ErrorBody {
             error: self.code(),
             message: self.to_string(),
@@ -263,9 +268,11 @@ impl IntoResponse for ApiError {
         if let Some(secs) = retry_after {
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            // Refused before its body was used: say the connection ends, rather than leave the
-            // client with a connection closed under it.
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            if rate_limited {
+                // Refused before its body was used: say the connection ends, rather than leave
+                // the client with a connection closed under it.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
         }
         self.attach(response)
     }

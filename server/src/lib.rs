@@ -15,7 +15,8 @@
 //! - `store` is the SQL and the transactions, over `db`'s pool; `sealing` seals secrets at
 //!   rest; `tokens` makes the random ids and opaque tokens; `sessions` signs access tokens.
 //! - `apple` calls Apple; `revocation` and `webhooks` work their durable queues (`retry`), and
-//!   `housekeeping`, `readiness` and `telemetry` keep the server observable and tidy.
+//!   `housekeeping` and `telemetry` keep the server observable and tidy; the store's watch
+//!   (`store::health`) knows whether the database is up, so requests need not find out.
 
 mod accounts;
 mod api;
@@ -28,7 +29,6 @@ pub mod dev;
 pub mod doctor;
 mod error;
 mod housekeeping;
-mod readiness;
 mod request_body;
 mod response_policy;
 mod retry;
@@ -61,7 +61,7 @@ pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 #[doc(hidden)]
 pub mod testing {
     pub use crate::db::{fresh_test_postgres, sqlite_file};
-    pub use crate::readiness::EVERY as READINESS_INTERVAL;
+    pub use crate::store::NOTICED_WITHIN as READINESS_INTERVAL;
     pub use crate::store::{NativeApp, NewExchangeCode, Rotation, WebCompletion, WebSignIn};
     pub use crate::tokens::token_hash;
 }

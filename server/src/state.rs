@@ -11,7 +11,6 @@ use crate::accounts::Flow;
 use crate::apple::AppleGateway;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::readiness::DatabaseReadiness;
 use crate::sessions::SessionKeys;
 use crate::store::Store;
 use crate::web::WebFlow;
@@ -26,8 +25,6 @@ pub struct AppState {
     pub client_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// The web flow, when `SIWA_APPLE_SERVICES_ID` and `SIWA_PUBLIC_URL` are set.
     pub web: Option<WebFlow>,
-    /// `/readyz`'s database check, at most once a second.
-    pub database_readiness: DatabaseReadiness,
 }
 
 impl AppState {
@@ -60,7 +57,6 @@ impl AppState {
             apple,
             client_limiter,
             web,
-            database_readiness: DatabaseReadiness::default(),
         }))
     }
 }

@@ -26,6 +26,24 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// How often the recorder's upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the recorder's upkeep every few seconds until `stop`. A histogram keeps every sample
+/// recorded until it is folded into its buckets, which a scrape of `/metrics` or this upkeep
+/// does: without it, a server nobody scrapes grew by about 20 bytes a request (106 MB in three
+/// minutes at 30,000 requests a second; metrics-rs/metrics#467).
+pub async fn upkeep(stop: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => prometheus().run_upkeep(),
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// Installs the log subscriber: text, or JSON for log shippers.
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -141,8 +141,24 @@ async fn a_disk_that_fills_and_empties_again_loses_no_answered_sign_in() {
     }
     assert!(refused > 0, "nothing was refused: the disk never filled");
 
-    // Space comes back: the server recovers without a restart.
+    // Space comes back: the server recovers without a restart, once its watch of the database
+    // has seen a write go through (until then it refuses at once: `store::health`).
     std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let emptied = std::time::Instant::now();
+    while http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            emptied.elapsed() < siwa_server::testing::READINESS_INTERVAL * 4,
+            "not ready again after the disk emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut recovered = 0;
     for i in round(30) {
         let (status, sub) = sign_in(&http, &url, &apple, i).await;

@@ -8,8 +8,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use siwa_core::{Clock, SystemClock};
-
 use crate::state::AppState;
 
 /// 200 once the server accepts requests.
@@ -18,24 +16,11 @@ pub async fn healthz() -> &'static str {
 }
 
 /// 200 when a sign-in could succeed: the database takes a committed write (and, on SQLite,
-/// its file is still there) and Apple's keys are known or can be fetched. 503 otherwise, with
-/// the failing check named.
+/// its file is still the one written to) and Apple's keys are known or can be fetched. 503
+/// otherwise, with the failing check named. The database's state is its watch's (`store::health`),
+/// so a probe anyone can call never waits for the database nor drives its write rate.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = state
-        .database_readiness
-        .check(|| async {
-            match state.store.accepts_writes(SystemClock.now()).await {
-                Ok(()) => match crate::db::sqlite_file(&state.config.database_url) {
-                    Some(file) if !file.exists() => Err("the database file is gone"),
-                    _ => Ok(()),
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "readiness: the database refused a write");
-                    Err("the database refused a write")
-                }
-            }
-        })
-        .await;
+    let database = state.store.health().map_err(|down| down.as_str());
     let apple_keys = if state.verifier.key_set().usable().await {
         Ok(())
     } else {

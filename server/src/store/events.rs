@@ -65,7 +65,7 @@ impl Store {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await
     }
 
@@ -76,7 +76,7 @@ impl Store {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await
         .map(drop)
     }
@@ -100,7 +100,7 @@ impl Store {
         .bind(next)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await
         .map(drop)
     }
@@ -108,7 +108,7 @@ impl Store {
     pub async fn event_counts(&self) -> Result<EventCounts, sqlx::Error> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM webhook_events GROUP BY status")
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?;
         let mut counts = EventCounts::default();
         for (status, n) in rows {

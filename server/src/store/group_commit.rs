@@ -27,13 +27,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::events::insert_event;
+use super::health::{Down, Health, KnownDown};
 use super::sessions::{Batched, Claim, rotate_batch};
 use super::users::{
     User, UserUpsert, read_users, upsert_user, upsert_users, upsert_users_recording_created,
@@ -66,13 +66,12 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer as a task of `tasks`; `events` when webhooks are on; `wal_caught_up`
-    /// on SQLite (`db::checkpoint_wal`).
+    /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
     pub fn start(
         pool: AnyPool,
         backend: DatabaseKind,
         events: Option<Arc<Notify>>,
-        wal_caught_up: Option<Arc<AtomicBool>>,
+        health: Arc<Health>,
         tasks: &Tasks,
     ) -> Self {
         let (this, queue) = Self::channel();
@@ -80,7 +79,7 @@ impl GroupCommit {
             pool,
             postgres: backend == DatabaseKind::Postgres,
             events,
-            wal_caught_up,
+            health,
         };
         tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
         this
@@ -126,9 +125,8 @@ struct Writer {
     /// The database is PostgreSQL (which writes a batch's events in its upsert's statement).
     postgres: bool,
     events: Option<Arc<Notify>>,
-    /// SQLite: raised when the checkpointer has copied the log, for the writer to copy the rest
-    /// between two batches.
-    wal_caught_up: Option<Arc<AtomicBool>>,
+    /// While the database is known to be down, a batch is refused whole, at once.
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -159,17 +157,6 @@ impl Writer {
         Ok(created)
     }
 
-    /// Between two batches: ends the checkpoint the checkpointer has caught up with, if it has.
-    async fn finish_wal_checkpoint(&self) {
-        // A load first: after every batch, a swap would write the flag's cache line for nothing.
-        if let Some(caught_up) = &self.wal_caught_up
-            && caught_up.load(Ordering::Relaxed)
-            && caught_up.swap(false, Ordering::Acquire)
-        {
-            crate::db::finish_wal_checkpoint(&self.pool).await;
-        }
-    }
-
     fn committed(&self, wrote_events: bool) {
         if let (true, Some(events)) = (wrote_events, &self.events) {
             events.notify_one();
@@ -193,11 +180,14 @@ async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: Cancellatio
             return;
         }
         write_batch(&writer, &mut batch).await;
-        writer.finish_wal_checkpoint().await;
     }
 }
 
 async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
+    if let Err(down) = writer.health.check() {
+        refuse(batch, down);
+        return;
+    }
     let mut sign_ins = Vec::with_capacity(batch.len());
     let mut rotations = Vec::new();
     for job in batch.drain(..) {
@@ -220,6 +210,19 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
                 let _ = reply.send(Ok(outcome));
             }
         }
+        Err(error) if crate::db::is_unreachable(&error) => {
+            // Writing each one alone would wait for the database once per job (128 connection
+            // time limits, past every request's): the batch is refused whole instead.
+            let size = sign_ins.len() + rotations.len();
+            tracing::warn!(%error, size, "a batched write failed: the database cannot be reached");
+            let mut batch: Vec<Job> = sign_ins.into_iter().map(Job::SignIn).collect();
+            batch.extend(
+                rotations
+                    .into_iter()
+                    .map(|(claim, reply)| Job::Rotation { claim, reply }),
+            );
+            refuse(&mut batch, Down::RefusedWrite);
+        }
         Err(error) => {
             let size = sign_ins.len() + rotations.len();
             tracing::warn!(%error, size, "a batched write failed; writing one by one");
@@ -231,6 +234,21 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
             for sign_in in sign_ins {
                 let user = commit_one(writer, &sign_in.upsert).await;
                 let _ = sign_in.reply.send(user.map(created));
+            }
+        }
+    }
+}
+
+/// Answers every job of `batch` that the database is down.
+fn refuse(batch: &mut Vec<Job>, down: Down) {
+    let refused = || KnownDown(down).into_sqlx();
+    for job in batch.drain(..) {
+        match job {
+            Job::SignIn(sign_in) => {
+                let _ = sign_in.reply.send(Err(refused()));
+            }
+            Job::Rotation { reply, .. } => {
+                let _ = reply.send(Err(refused()));
             }
         }
     }
@@ -441,7 +459,7 @@ mod tests {
             pool: pool.clone(),
             postgres: false,
             events: None,
-            wal_caught_up: None,
+            health: Arc::default(),
         };
         write(task, queue, stop).await;
         for caller in callers {
@@ -465,62 +483,55 @@ mod tests {
         }
     }
 
-    /// A log the checkpointer could not copy whole (here a reader holds an older snapshot; under
-    /// load, the frames committed during its pass) starts over once the writer has finished the
-    /// checkpoint between two batches, instead of growing.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_finishes_a_checkpoint_so_the_log_starts_over() {
-        let file = std::env::temp_dir().join(format!("siwa-wal-{}.db", crate::tokens::new_id()));
+    /// While the database is known to be down, a batch is answered at once, whole, and nothing
+    /// of it is written; once it is back, the next batch is written.
+    #[tokio::test]
+    async fn a_batch_is_refused_whole_while_the_database_is_down() {
+        let file = std::env::temp_dir().join(format!("siwa-gc-{}.db", crate::tokens::new_id()));
         let url = format!("sqlite://{}", file.display());
         let pool = crate::db::connect(&url).await.unwrap();
-        let caught_up = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let writer = Writer {
             pool: pool.clone(),
             postgres: false,
             events: None,
-            wal_caught_up: Some(caught_up.clone()),
+            health: health.clone(),
         };
-        let wal = || {
-            std::fs::metadata(format!("{}-wal", file.display()))
-                .unwrap()
-                .len()
-        };
-        let sign_in = |subs: std::ops::Range<usize>| {
-            let writer = &writer;
-            async move {
-                let mut batch: Vec<Job> = subs
-                    .map(|i| {
-                        let (reply, _) = oneshot::channel();
-                        Job::SignIn(SignIn {
-                            upsert: upsert(&format!("user-{i}")),
-                            reply,
-                        })
+        let batch = |subs: std::ops::Range<usize>| {
+            let mut answers = Vec::new();
+            let jobs: Vec<Job> = subs
+                .map(|i| {
+                    let (reply, answer) = oneshot::channel();
+                    answers.push(answer);
+                    Job::SignIn(SignIn {
+                        upsert: upsert(&format!("user-{i}")),
+                        reply,
                     })
-                    .collect();
-                write_batch(writer, &mut batch).await;
-            }
+                })
+                .collect();
+            (jobs, answers)
         };
-        sign_in(0..200).await;
-        let mut reader = pool.begin().await.unwrap();
-        sqlx::query("SELECT COUNT(*) FROM users")
-            .execute(&mut *reader)
+        health.record(Err(Down::RefusedWrite));
+        let (mut jobs, answers) = batch(0..10);
+        write_batch(&writer, &mut jobs).await;
+        for answer in answers {
+            let answer = answer.await.unwrap();
+            assert!(
+                matches!(answer, Err(ref e) if KnownDown::is(e)),
+                "not refused"
+            );
+        }
+        health.record(Ok(()));
+        let (mut jobs, answers) = batch(10..20);
+        write_batch(&writer, &mut jobs).await;
+        for answer in answers {
+            assert!(answer.await.unwrap().is_ok());
+        }
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&pool)
             .await
             .unwrap();
-        sign_in(200..400).await;
-        crate::db::checkpoint_pass(&pool, &caught_up, 0)
-            .await
-            .unwrap();
-        assert!(caught_up.load(Ordering::Acquire), "the log was long");
-        reader.commit().await.unwrap();
-        writer.finish_wal_checkpoint().await;
-        assert!(!caught_up.load(Ordering::Acquire));
-        let before = wal();
-        sign_in(400..600).await;
-        assert_eq!(
-            wal(),
-            before,
-            "the next commits were written from the log's start"
-        );
+        assert_eq!(rows, 10, "only the batch written while up");
         pool.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

@@ -21,7 +21,7 @@ impl Store {
                 .map_err(|e| unopenable("the server's signing key", &e))?;
             Ok((kid, pem))
         };
-        if let Some(key) = sqlx::query_as(NEWEST).fetch_optional(&self.pool).await? {
+        if let Some(key) = sqlx::query_as(NEWEST).fetch_optional(self.pool()?).await? {
             return open(key);
         }
         let (kid, pem) = generate();
@@ -29,9 +29,9 @@ impl Store {
             .bind(&kid)
             .bind(self.sealer.seal(Purpose::ServerKey, &pem))
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
-        open(sqlx::query_as(NEWEST).fetch_one(&self.pool).await?)
+        open(sqlx::query_as(NEWEST).fetch_one(self.pool()?).await?)
     }
 
     pub(super) fn open_apple_token(&self, sealed: &str) -> Result<String, sqlx::Error> {
@@ -68,7 +68,7 @@ impl Store {
                 "SELECT {key}, {column} FROM {table} WHERE {column} NOT LIKE $1"
             ))
             .bind(format!("{newest_prefix}%"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
             for (id, stored) in rows {
                 let plaintext = if Sealer::is_sealed(&stored) {
@@ -84,7 +84,7 @@ impl Store {
                 .bind(self.sealer.seal(purpose, &plaintext))
                 .bind(&id)
                 .bind(&stored)
-                .execute(&self.pool)
+                .execute(self.pool()?)
                 .await?;
                 resealed += 1;
             }

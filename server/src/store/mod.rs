@@ -12,6 +12,7 @@
 
 mod events;
 mod group_commit;
+mod health;
 mod keys;
 mod notifications;
 mod queue;
@@ -21,7 +22,6 @@ mod users;
 mod web;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use sqlx::AnyPool;
 use tokio::sync::Notify;
@@ -32,6 +32,7 @@ use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
 pub use events::DueEvent;
+pub use health::{DatabaseFile, Down, KnownDown, NOTICED_WITHIN};
 pub use notifications::AccountChange;
 pub use queue::Queue;
 pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
@@ -63,7 +64,11 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    /// Reached through [`Store::pool`], which refuses while the database is down; the watch
+    /// alone writes past it.
+    unchecked_pool: AnyPool,
+    /// Whether the database takes writes, as the watch last saw (`health`).
+    health: Arc<health::Health>,
     /// Seals Apple's refresh tokens and the server's signing key (`crate::sealing`).
     sealer: Sealer,
     /// One writer commits concurrent single-statement sign-ins and rotations together.
@@ -75,30 +80,34 @@ pub struct Store {
 }
 
 impl Store {
-    /// The group-commit writer (and on SQLite the WAL checkpointer) are tasks of `tasks`: they
-    /// stop with the server.
+    /// The group-commit writer, the database's watch and, on SQLite, the WAL checkpointer are
+    /// tasks of `tasks`: they stop with the server. `file`: SQLite's, as opened.
     /// `record_events`: webhooks are on (without a URL, nothing is recorded).
     pub fn new(
         pool: AnyPool,
         backend: DatabaseKind,
+        file: Option<DatabaseFile>,
         sealer: Sealer,
         record_events: bool,
         tasks: &Tasks,
     ) -> Self {
         let events_written = Arc::new(Notify::new());
-        // SQLite: the checkpointer copies the log in the background, the writer the rest.
-        let wal_caught_up = (backend == DatabaseKind::Sqlite).then(|| {
-            let caught_up = Arc::new(AtomicBool::new(false));
-            let (checkpointed, raised) = (pool.clone(), caught_up.clone());
+        if backend == DatabaseKind::Sqlite {
+            let checkpointed = pool.clone();
             tasks.spawn("wal-checkpointer", |stop| {
-                crate::db::checkpoint_wal(checkpointed, raised, stop)
+                crate::db::checkpoint_wal(checkpointed, stop)
             });
-            caught_up
+        }
+        let health = Arc::new(health::Health::default());
+        let (watched, pool_watched) = (health.clone(), pool.clone());
+        tasks.spawn("database-watch", |stop| {
+            health::watch(watched, pool_watched, file, stop)
         });
         let events = record_events.then(|| events_written.clone());
-        let group_commit = GroupCommit::start(pool.clone(), backend, events, wal_caught_up, tasks);
+        let group_commit = GroupCommit::start(pool.clone(), backend, events, health.clone(), tasks);
         Self {
-            pool,
+            unchecked_pool: pool,
+            health,
             sealer,
             group_commit,
             record_events,
@@ -106,17 +115,20 @@ impl Store {
         }
     }
 
-    /// Whether the database takes a committed write: what every sign-in needs.
-    pub async fn accepts_writes(&self, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE readiness SET checked_at = $1 WHERE id = 1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+    /// The pool, unless the database is known to be down: then the operation is refused at
+    /// once ([`KnownDown`]), rather than wait for a connection.
+    fn pool(&self) -> Result<&AnyPool, sqlx::Error> {
+        self.health.admit()?;
+        Ok(&self.unchecked_pool)
+    }
+
+    /// Whether the database takes writes, as its watch last saw (within [`NOTICED_WITHIN`]).
+    pub fn health(&self) -> Result<(), Down> {
+        self.health.check()
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.unchecked_pool.close().await;
     }
 
     /// Forgets nonces and web-flow rows past their time, notifications older than 30 days,
@@ -136,7 +148,7 @@ impl Store {
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.pool()?)
                 .await?;
         }
         // Delivered events are kept a week (to answer "was it sent?"), failed ones a month.
@@ -146,14 +158,14 @@ impl Store {
         )
         .bind(now - 7 * 24 * 3600)
         .bind(now - 30 * 24 * 3600)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
-        sessions::forget_successors(&self.pool, now - refresh_reuse_grace_secs).await?;
+        sessions::forget_successors(self.pool()?, now - refresh_reuse_grace_secs).await?;
         // Until then a used token of an ended session still gets its precise answer.
-        sessions::forget_ended_sessions(&self.pool, now - ENDED_SESSIONS_KEPT_SECS).await?;
+        sessions::forget_ended_sessions(self.pool()?, now - ENDED_SESSIONS_KEPT_SECS).await?;
         sqlx::query("DELETE FROM notifications_seen WHERE received_at < $1")
             .bind(now - 30 * 24 * 3600)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }

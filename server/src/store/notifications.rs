@@ -31,7 +31,7 @@ impl Store {
         change: Option<AccountChange>,
         now: i64,
     ) -> Result<NotificationStatus, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let first = sqlx::query("INSERT INTO notifications_seen (jti, event_type, received_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING")
             .bind(jti)
             .bind(event.kind.as_str())

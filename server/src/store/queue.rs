@@ -44,7 +44,7 @@ impl Store {
             .bind(lease_until)
             .bind(id)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(claimed.rows_affected() == 1)
     }

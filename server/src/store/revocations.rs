@@ -29,7 +29,7 @@ impl Store {
         let due: Vec<PendingRevocation> = sqlx::query_as("SELECT id, client_id, token, token_type_hint, attempts FROM apple_revocations WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2")
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         Ok(due
             .into_iter()
@@ -49,7 +49,7 @@ impl Store {
     pub async fn revocation_done(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM apple_revocations WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await
             .map(|_| ())
     }
@@ -64,14 +64,14 @@ impl Store {
             .bind(next_attempt_at)
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await
             .map(|_| ())
     }
 
     pub async fn pending_revocations(&self) -> Result<i64, sqlx::Error> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM apple_revocations")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(n)
     }

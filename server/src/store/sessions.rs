@@ -69,7 +69,7 @@ impl Store {
     /// (within the grace, or a reuse), and for a batch that failed.
     async fn rotate_alone(&self, claim: Claim, grace_secs: i64) -> Result<Rotation, sqlx::Error> {
         let now = claim.now;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // Claim the token first (a write): of two concurrent uses, exactly one wins. Its
         // successor is kept with the claim, sealed, for a retry within the grace.
         let claimed = sqlx::query(
@@ -158,7 +158,7 @@ impl Store {
         )
         .bind(now)
         .bind(tokens::token_hash(refresh_token))
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -168,7 +168,7 @@ impl Store {
         let result = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'logout' WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(session_id)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(result.rows_affected() > 0)
     }

@@ -147,7 +147,7 @@ impl Store {
         )
         .bind(nonce_hash.unwrap_or_default())
         .bind(token_hash)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         // The nonce's refusal first: it is the one an app that sends nonces knows.
         let seen = |what: &str| rows.iter().any(|(w,)| w == what);
@@ -185,7 +185,7 @@ impl Store {
                 granted,
             });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let now = record.now;
         if let Some(nonce_hash) = record.nonce_hash {
             let inserted = sqlx::query("INSERT INTO used_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO NOTHING")
@@ -272,13 +272,13 @@ impl Store {
             .bind(user_id)
             .bind(session_id)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await
     }
 
     pub async fn count_users(&self) -> Result<i64, sqlx::Error> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(n)
     }
@@ -290,7 +290,7 @@ impl Store {
         user_id: &str,
         now: i64,
     ) -> Result<Vec<PendingRevocation>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // Lock the user's row first, as a sign-in does (it upserts `users`, then writes
         // `apple_tokens`): one lock order, so deletion and sign-in never deadlock on PostgreSQL.
         let locked: Vec<(String,)> = sqlx::query_as(

@@ -97,7 +97,7 @@ impl Store {
             .bind(&sign_in.binding_hash)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await
             .map(drop)
     }
@@ -114,7 +114,7 @@ impl Store {
              RETURNING nonce, app_redirect_uri, code_challenge, binding_hash, expires_at",
         )
         .bind(tokens::token_hash(state))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?
         .pop();
         Ok(row.filter(|(.., expires_at)| *expires_at > now).map(
@@ -145,7 +145,7 @@ impl Store {
             .bind(code_challenge)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?;
         Ok(handle)
     }
@@ -160,7 +160,7 @@ impl Store {
         session_ttl_secs: i64,
     ) -> Result<Completion, sqlx::Error> {
         type Row = (String, String, i64, Option<String>, Option<String>, i64);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let row: Option<Row> = sqlx::query_as(
             "DELETE FROM web_completions WHERE handle_hash = $1 RETURNING binding_hash, user_id, \
              is_new_user, app_redirect_uri, code_challenge, expires_at",
@@ -219,7 +219,7 @@ impl Store {
         &self,
         new_code: &NewExchangeCode<'_>,
     ) -> Result<String, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let code = insert_exchange_code(&mut tx, new_code).await?;
         tx.commit().await?;
         Ok(code)
@@ -234,7 +234,7 @@ impl Store {
         now: i64,
         session_ttl_secs: i64,
     ) -> Result<Exchange, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let row: Option<(String, String, i64, i64)> = sqlx::query_as(
             "DELETE FROM web_exchange_codes WHERE code_hash = $1 \
              RETURNING code_challenge, user_id, is_new_user, expires_at",
@@ -289,7 +289,7 @@ impl Store {
         )
         .bind(tokens::token_hash(secret))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool()?)
         .await?;
         let Some((user_id, session_id)) = row else {
             return Ok(None);

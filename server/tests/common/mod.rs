@@ -92,6 +92,15 @@ impl Harness {
 
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
         let (database_url, sqlite_dir) = database(db).await?;
+        Some(Self::start_on(database_url, sqlite_dir, tweak).await)
+    }
+
+    /// A server on `database_url`; `sqlite_dir`, when given, is removed with the harness.
+    pub async fn start_on(
+        database_url: String,
+        sqlite_dir: Option<std::path::PathBuf>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let apple = MockApple::start().await.unwrap();
         let generated = apple
             .generate_developer_key(Some("TEAM123456"), Some("KEY1234567"))
@@ -109,13 +118,13 @@ impl Harness {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        Some(Self {
+        Self {
             apple,
             server,
             http,
             database_url,
             sqlite_dir,
-        })
+        }
     }
 
     /// A server with the web flow on: Services ID `com.example.web`, its public URL on a port
