@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -52,7 +53,14 @@ enum Job {
         claim: Claim,
         reply: oneshot::Sender<Result<Batched, sqlx::Error>>,
     },
+    /// The database's watch (`health`): whether a write of the writer's is committed.
+    Probe {
+        reply: oneshot::Sender<bool>,
+    },
 }
+
+/// A rotation waiting for the writer, and whom to answer.
+type RotationJob = (Claim, oneshot::Sender<Result<Batched, sqlx::Error>>);
 
 struct SignIn {
     upsert: UserUpsert,
@@ -66,11 +74,13 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer as a task of `tasks`; `events` when webhooks are on.
+    /// Starts the writer as a task of `tasks`; `events` when webhooks are on; `wal_caught_up`
+    /// on SQLite (`db::checkpoint_wal`).
     pub fn start(
         pool: AnyPool,
         backend: DatabaseKind,
         events: Option<Arc<Notify>>,
+        wal_caught_up: Option<Arc<AtomicBool>>,
         health: Arc<Health>,
         tasks: &Tasks,
     ) -> Self {
@@ -79,6 +89,7 @@ impl GroupCommit {
             pool,
             postgres: backend == DatabaseKind::Postgres,
             events,
+            wal_caught_up,
             health,
         };
         tasks.spawn("group-commit-writer", |stop| write(writer, queue, stop));
@@ -106,6 +117,17 @@ impl GroupCommit {
         self.send(Job::Rotation { claim, reply }, answer).await
     }
 
+    /// Whether the writer commits a write (the readiness row's), made after whatever is queued.
+    /// The database's watch asks through the writer, not beside it: on SQLite, a second writer
+    /// would make the group-commit writer wait for the lock in SQLite's sleeping busy handler.
+    pub async fn probe(self) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job::Probe { reply }).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
     async fn send<T>(
         &self,
         job: Job,
@@ -125,6 +147,9 @@ struct Writer {
     /// The database is PostgreSQL (which writes a batch's events in its upsert's statement).
     postgres: bool,
     events: Option<Arc<Notify>>,
+    /// SQLite: raised when the checkpointer has copied the log, for the writer to copy the rest
+    /// between two batches.
+    wal_caught_up: Option<Arc<AtomicBool>>,
     /// While the database is known to be down, a batch is refused whole, at once.
     health: Arc<Health>,
 }
@@ -157,6 +182,17 @@ impl Writer {
         Ok(created)
     }
 
+    /// Between two batches: ends the checkpoint the checkpointer has caught up with, if it has.
+    async fn finish_wal_checkpoint(&self) {
+        // A load first: after every batch, a swap would write the flag's cache line for nothing.
+        if let Some(caught_up) = &self.wal_caught_up
+            && caught_up.load(Ordering::Relaxed)
+            && caught_up.swap(false, Ordering::Acquire)
+        {
+            crate::db::finish_wal_checkpoint(&self.pool).await;
+        }
+    }
+
     fn committed(&self, wrote_events: bool) {
         if let (true, Some(events)) = (wrote_events, &self.events) {
             events.notify_one();
@@ -180,23 +216,57 @@ async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: Cancellatio
             return;
         }
         write_batch(&writer, &mut batch).await;
+        writer.finish_wal_checkpoint().await;
     }
 }
 
 async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
-    if let Err(down) = writer.health.check() {
-        refuse(batch, down);
-        return;
-    }
     let mut sign_ins = Vec::with_capacity(batch.len());
     let mut rotations = Vec::new();
+    let mut probes = Vec::new();
     for job in batch.drain(..) {
         match job {
             Job::SignIn(sign_in) => sign_ins.push(sign_in),
             Job::Rotation { claim, reply } => rotations.push((claim, reply)),
+            Job::Probe { reply } => probes.push(reply),
         }
     }
+    match writer.health.check() {
+        Ok(()) => write_jobs(writer, sign_ins, rotations).await,
+        Err(down) => refuse(sign_ins, rotations, down),
+    }
+    // A probe is made even while the database is down: it is how the watch sees it come back.
+    if !probes.is_empty() {
+        let took = write_readiness(&writer.pool).await;
+        for reply in probes {
+            let _ = reply.send(took);
+        }
+    }
+}
+
+/// Commits a write to the readiness row; says whether it went through.
+pub(super) async fn write_readiness(pool: &AnyPool) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let written = sqlx::query("UPDATE readiness SET checked_at = $1 WHERE id = 1")
+        .bind(now)
+        .execute(pool)
+        .await;
+    if let Err(error) = &written {
+        tracing::debug!(%error, "the database refused the watch's write");
+    }
+    written.is_ok()
+}
+
+/// Writes a batch's sign-ins and rotations and answers each.
+async fn write_jobs(writer: &Writer, sign_ins: Vec<SignIn>, rotations: Vec<RotationJob>) {
     let sign_ins = answer_unchanged(writer, sign_ins).await;
+    // The read found the database out of reach: the write would wait for it again.
+    if let Err(down) = writer.health.check() {
+        refuse(sign_ins, rotations, down);
+        return;
+    }
     if sign_ins.is_empty() && rotations.is_empty() {
         return;
     }
@@ -215,13 +285,10 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
             // time limits, past every request's): the batch is refused whole instead.
             let size = sign_ins.len() + rotations.len();
             tracing::warn!(%error, size, "a batched write failed: the database cannot be reached");
-            let mut batch: Vec<Job> = sign_ins.into_iter().map(Job::SignIn).collect();
-            batch.extend(
-                rotations
-                    .into_iter()
-                    .map(|(claim, reply)| Job::Rotation { claim, reply }),
-            );
-            refuse(&mut batch, Down::RefusedWrite);
+            // Said at once, not at the watch's next write: the batches queued behind are
+            // refused without a wait each.
+            writer.health.record(Err(Down::RefusedWrite));
+            refuse(sign_ins, rotations, Down::RefusedWrite);
         }
         Err(error) => {
             let size = sign_ins.len() + rotations.len();
@@ -239,18 +306,14 @@ async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
     }
 }
 
-/// Answers every job of `batch` that the database is down.
-fn refuse(batch: &mut Vec<Job>, down: Down) {
+/// Answers every sign-in and rotation that the database is down.
+fn refuse(sign_ins: Vec<SignIn>, rotations: Vec<RotationJob>, down: Down) {
     let refused = || KnownDown(down).into_sqlx();
-    for job in batch.drain(..) {
-        match job {
-            Job::SignIn(sign_in) => {
-                let _ = sign_in.reply.send(Err(refused()));
-            }
-            Job::Rotation { reply, .. } => {
-                let _ = reply.send(Err(refused()));
-            }
-        }
+    for sign_in in sign_ins {
+        let _ = sign_in.reply.send(Err(refused()));
+    }
+    for (_, reply) in rotations {
+        let _ = reply.send(Err(refused()));
     }
 }
 
@@ -276,7 +339,12 @@ async fn answer_unchanged(writer: &Writer, sign_ins: Vec<SignIn>) -> Vec<SignIn>
     let stored = match stored {
         Ok(users) => by_sub(users),
         Err(error) => {
-            tracing::warn!(%error, "could not read a batch's users; writing every sign-in");
+            if crate::db::is_unreachable(&error) {
+                tracing::warn!(%error, "could not read a batch's users: the database cannot be reached");
+                writer.health.record(Err(Down::RefusedWrite));
+            } else {
+                tracing::warn!(%error, "could not read a batch's users; writing every sign-in");
+            }
             return sign_ins;
         }
     };
@@ -459,6 +527,7 @@ mod tests {
             pool: pool.clone(),
             postgres: false,
             events: None,
+            wal_caught_up: None,
             health: Arc::default(),
         };
         write(task, queue, stop).await;
@@ -495,6 +564,7 @@ mod tests {
             pool: pool.clone(),
             postgres: false,
             events: None,
+            wal_caught_up: None,
             health: health.clone(),
         };
         let batch = |subs: std::ops::Range<usize>| {
@@ -532,6 +602,71 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 10, "only the batch written while up");
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    /// A log the checkpointer could not copy whole (here a reader holds an older snapshot; under
+    /// load, the frames committed during its pass) starts over once the writer has finished the
+    /// checkpoint between two batches, instead of growing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_finishes_a_checkpoint_so_the_log_starts_over() {
+        let file = std::env::temp_dir().join(format!("siwa-wal-{}.db", crate::tokens::new_id()));
+        let url = format!("sqlite://{}", file.display());
+        let pool = crate::db::connect(&url).await.unwrap();
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            pool: pool.clone(),
+            postgres: false,
+            events: None,
+            wal_caught_up: Some(caught_up.clone()),
+            health: Arc::default(),
+        };
+        let wal = || {
+            std::fs::metadata(format!("{}-wal", file.display()))
+                .unwrap()
+                .len()
+        };
+        let sign_in = |subs: std::ops::Range<usize>| {
+            let writer = &writer;
+            async move {
+                let mut batch: Vec<Job> = subs
+                    .map(|i| {
+                        let (reply, _) = oneshot::channel();
+                        Job::SignIn(SignIn {
+                            upsert: upsert(&format!("user-{i}")),
+                            reply,
+                        })
+                    })
+                    .collect();
+                write_batch(writer, &mut batch).await;
+            }
+        };
+        sign_in(0..200).await;
+        let mut reader = pool.begin().await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM users")
+            .execute(&mut *reader)
+            .await
+            .unwrap();
+        sign_in(200..400).await;
+        let mut handed = false;
+        let pass = crate::db::checkpoint_pass(&pool, &caught_up, &mut handed, 0)
+            .await
+            .unwrap();
+        assert_eq!(pass, crate::db::Pass::HandedToWriter);
+        assert!(caught_up.load(Ordering::Acquire), "the log was long");
+        reader.commit().await.unwrap();
+        writer.finish_wal_checkpoint().await;
+        assert!(!caught_up.load(Ordering::Acquire));
+        let before = wal();
+        sign_in(400..600).await;
+        assert_eq!(
+            wal(),
+            before,
+            "the next commits were written from the log's start"
+        );
         pool.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

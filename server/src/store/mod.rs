@@ -22,6 +22,7 @@ mod users;
 mod web;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::AnyPool;
 use tokio::sync::Notify;
@@ -92,19 +93,43 @@ impl Store {
         tasks: &Tasks,
     ) -> Self {
         let events_written = Arc::new(Notify::new());
-        if backend == DatabaseKind::Sqlite {
-            let checkpointed = pool.clone();
+        // SQLite: the checkpointer copies the log in the background, the writer the rest.
+        let wal_caught_up = (backend == DatabaseKind::Sqlite).then(|| {
+            let caught_up = Arc::new(AtomicBool::new(false));
+            let (checkpointed, raised) = (pool.clone(), caught_up.clone());
             tasks.spawn("wal-checkpointer", |stop| {
-                crate::db::checkpoint_wal(checkpointed, stop)
+                crate::db::checkpoint_wal(checkpointed, raised, stop)
             });
-        }
-        let health = Arc::new(health::Health::default());
-        let (watched, pool_watched) = (health.clone(), pool.clone());
-        tasks.spawn("database-watch", |stop| {
-            health::watch(watched, pool_watched, file, stop)
+            caught_up
         });
+        let health = Arc::new(health::Health::default());
         let events = record_events.then(|| events_written.clone());
-        let group_commit = GroupCommit::start(pool.clone(), backend, events, health.clone(), tasks);
+        let group_commit = GroupCommit::start(
+            pool.clone(),
+            backend,
+            events,
+            wal_caught_up,
+            health.clone(),
+            tasks,
+        );
+        // While up, the watch writes through the writer (beside it, on SQLite, it would make the
+        // writer wait in SQLite's sleeping busy handler); while down, straight to the pool, so
+        // that the writer stays free to refuse at once.
+        let (watched, writer, probed) = (health.clone(), group_commit.clone(), pool.clone());
+        let write = move || {
+            let (up, writer, pool) = (watched.check().is_ok(), writer.clone(), probed.clone());
+            async move {
+                if up {
+                    writer.probe().await
+                } else {
+                    group_commit::write_readiness(&pool).await
+                }
+            }
+        };
+        let watched = health.clone();
+        tasks.spawn("database-watch", |stop| {
+            health::watch(watched, write, file, stop)
+        });
         Self {
             unchecked_pool: pool,
             health,
