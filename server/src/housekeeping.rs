@@ -19,8 +19,12 @@ pub async fn run(state: Arc<AppState>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         let grace = state.config.refresh_reuse_grace.as_secs() as i64;
-        if let Err(error) = state.store.purge_expired(SystemClock.now(), grace).await {
-            tracing::warn!(%error, "could not purge expired rows");
+        match state.store.purge_expired(SystemClock.now(), grace).await {
+            // While the database is known to be down, its watch has said so.
+            Err(error) if !crate::store::KnownDown::is(&error) => {
+                tracing::warn!(%error, "could not purge expired rows");
+            }
+            _ => {}
         }
         if let Some(limiter) = &state.client_limiter {
             limiter.retain_recent();

@@ -95,6 +95,8 @@ pub async fn work_queue(state: Arc<AppState>, stop: CancellationToken) {
                     attempt(&state, pending, now).await;
                 }
             }
+            // While the database is known to be down, its watch has said so.
+            Err(error) if crate::store::KnownDown::is(&error) => {}
             Err(error) => tracing::warn!(%error, "could not read the revocation queue"),
         }
     }

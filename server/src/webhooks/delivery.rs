@@ -50,7 +50,10 @@ pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
         let due = match store.due_events(now, 100).await {
             Ok(due) => due,
             Err(error) => {
-                tracing::warn!(%error, "could not read the webhook outbox");
+                // While the database is known to be down, its watch has said so.
+                if !crate::store::KnownDown::is(&error) {
+                    tracing::warn!(%error, "could not read the webhook outbox");
+                }
                 Vec::new()
             }
         };
