@@ -225,7 +225,7 @@ pub enum Pass {
 /// writing (the seed route, refreshes). When the log is still past the bound at the next pass
 /// (transactions of the pool write beside the writer, as `POST /v1/auth/apple` does, or the
 /// writer is idle), the checkpointer starts it over itself (`restart_wal`), which pauses every
-/// connection. Once started over, the log is cut back to the bound (`journal_size_limit`).
+/// connection. The file keeps its largest length and is written again from its start.
 pub async fn checkpoint_wal(pool: AnyPool, caught_up: Arc<AtomicBool>, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

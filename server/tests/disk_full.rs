@@ -8,9 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use mock_apple::{IdentityTokenRequest, MockApple};
-use serde_json::json;
-use siwa_core::{DeveloperKey, RawNonce};
+use mock_apple::MockApple;
+use siwa_core::DeveloperKey;
 use sqlx::Connection;
 
 struct Tmpfs(std::path::PathBuf);
@@ -54,26 +53,7 @@ async fn sign_in(
     n: usize,
 ) -> (u16, String) {
     let sub = format!("001000.disk{n:05}.0001");
-    let nonce = RawNonce::generate();
-    let minted = apple
-        .mint_identity_token(IdentityTokenRequest {
-            sub: Some(sub.clone()),
-            raw_nonce: Some(nonce.expose().into()),
-            ..IdentityTokenRequest::default()
-        })
-        .unwrap();
-    let (route, body) = if n.is_multiple_of(2) {
-        (
-            "/v1/auth/apple",
-            json!({"identityToken": minted.identity_token,
-            "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()}),
-        )
-    } else {
-        (
-            "/auth/apple",
-            json!({"identityToken": minted.identity_token}),
-        )
-    };
+    let (route, body) = new_user_sign_in(apple, &sub, n);
     let status = match http
         .post(format!("{server}{route}"))
         .json(&body)

@@ -13,9 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mock_apple::IdentityTokenRequest;
 use serde_json::{Value, json};
-use siwa_core::RawNonce;
 use sqlx::Connection;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -173,33 +171,12 @@ impl Outage {
         }
     }
 
-    /// A request for a new user's sign-in: on the apps' route (a transaction) or the seed's
-    /// (the group-commit writer), by `n`.
+    /// A request for a new user's sign-in, on the apps' route or the seed's by turns.
     fn sign_in(&mut self) -> (String, reqwest::RequestBuilder) {
         let n = self.signed_in;
         self.signed_in += 1;
         let sub = format!("001000.outage{n:05}.0001");
-        let nonce = RawNonce::generate();
-        let minted = self
-            .h
-            .apple
-            .mint_identity_token(IdentityTokenRequest {
-                sub: Some(sub.clone()),
-                raw_nonce: Some(nonce.expose().into()),
-                ..IdentityTokenRequest::default()
-            })
-            .unwrap();
-        let (route, body) = if n.is_multiple_of(2) {
-            (
-                "/v1/auth/apple",
-                json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()}),
-            )
-        } else {
-            (
-                "/auth/apple",
-                json!({"identityToken": minted.identity_token}),
-            )
-        };
+        let (route, body) = new_user_sign_in(&self.h.apple, &sub, n);
         let request = self
             .h
             .http

@@ -12,11 +12,10 @@
 //! on SQLite, a second writer would make it wait in SQLite's sleeping busy handler), so a writer
 //! that stops taking writes in time counts as down too.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-
-use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
 

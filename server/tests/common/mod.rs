@@ -338,6 +338,31 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// A new user's sign-in with `sub`, as the route and body to post: on the apps' route (token,
+/// code and nonce: a transaction) for even `n`, on the seed's (the group-commit writer) for odd.
+pub fn new_user_sign_in(apple: &MockApple, sub: &str, n: usize) -> (&'static str, Value) {
+    let nonce = RawNonce::generate();
+    let minted = apple
+        .mint_identity_token(IdentityTokenRequest {
+            sub: Some(sub.to_owned()),
+            raw_nonce: Some(nonce.expose().into()),
+            ..IdentityTokenRequest::default()
+        })
+        .unwrap();
+    if n.is_multiple_of(2) {
+        (
+            "/v1/auth/apple",
+            json!({"identityToken": minted.identity_token,
+            "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()}),
+        )
+    } else {
+        (
+            "/auth/apple",
+            json!({"identityToken": minted.identity_token}),
+        )
+    }
+}
+
 /// A client that does not follow redirects: each step of a browser flow is looked at.
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
