@@ -1,7 +1,7 @@
 //! Assembling the server: state, routes, middleware, the background tasks, and serving with
 //! graceful shutdown.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,8 +162,15 @@ async fn limit_per_client(
     next: Next,
 ) -> Response {
     if let Some(limiter) = &state.client_limiter
-        && let Some(client) = client_ip(&request, state.config.trusted_proxy_hops)
-        && let Err(not_until) = limiter.check_key(&crate::serve::client_key(client))
+        && let Some(client) = crate::forwarded::client_of(
+            request.headers(),
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            state.config.trusted_proxy_hops,
+        )
+        && let Err(not_until) = limiter.check_key(&client)
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         return ApiError::RateLimited {
@@ -172,33 +179,6 @@ async fn limit_per_client(
         .into_response();
     }
     next.run(request).await
-}
-
-/// The client's address: the connection's, or, behind `hops` trusted proxies, the address the
-/// outermost trusted proxy saw. Each proxy appends the address it was reached from to
-/// `X-Forwarded-For`, so only the last `hops` entries are trustworthy; anything further left
-/// may be forged by the client.
-fn client_ip(request: &Request, hops: usize) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if hops == 0 {
-        return peer;
-    }
-    let forwarded: Vec<&str> = request
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    forwarded
-        .len()
-        .checked_sub(hops)
-        .and_then(|i| forwarded[i].parse().ok())
-        .or(peer)
 }
 
 /// Opens the database, loads the keys, and builds the state; the store's tasks join `tasks`.

@@ -28,6 +28,7 @@ mod db;
 pub mod dev;
 pub mod doctor;
 mod error;
+mod forwarded;
 mod housekeeping;
 mod request_body;
 mod response_policy;

@@ -1,6 +1,5 @@
 //! What every request handler shares.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -21,8 +20,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub sessions: SessionKeys,
     pub apple: AppleGateway,
-    /// Per client (`serve::client_key`), on the routes that write for anonymous callers.
-    pub client_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Per client (`forwarded::client_of`), on the routes that write for anonymous callers.
+    pub client_limiter: Option<DefaultKeyedRateLimiter<crate::forwarded::ClientKey>>,
     /// The web flow, when `SIWA_APPLE_SERVICES_ID` and `SIWA_PUBLIC_URL` are set.
     pub web: Option<WebFlow>,
 }

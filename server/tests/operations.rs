@@ -197,6 +197,43 @@ async fn behind_a_trusted_proxy_the_limit_applies_per_forwarded_client() {
     );
 }
 
+/// Azure Application Gateway writes `ip:port`, others `[v6]:port`: each such client has its
+/// own limit, and an entry that is no address is not the proxy's bucket either.
+#[tokio::test]
+async fn forwarded_entries_with_ports_are_each_their_own_client() {
+    let h = Harness::start_with(Db::Sqlite, |c| {
+        c.rate_limit_per_minute = Some(2);
+        c.trusted_proxy_hops = 1;
+    })
+    .await
+    .unwrap();
+    let refresh = |forwarded: String| {
+        h.http
+            .post(h.url("/v1/auth/refresh"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"refreshToken": "x"}))
+            .send()
+    };
+    for n in 1..=30 {
+        for forwarded in [
+            format!("203.0.113.{n}:5{n:04}"),
+            format!("[2001:db8:{n:x}::1]:443"),
+        ] {
+            let status = refresh(forwarded.clone()).await.unwrap().status();
+            assert_eq!(status, 401, "{forwarded}");
+        }
+    }
+    // One client behind the proxy that the proxy could not name does not lock out the rest.
+    for _ in 0..3 {
+        refresh("unknown".into()).await.unwrap();
+    }
+    assert_eq!(refresh("unknown".into()).await.unwrap().status(), 429);
+    assert_eq!(
+        refresh("203.0.113.200:1".into()).await.unwrap().status(),
+        401
+    );
+}
+
 #[tokio::test]
 async fn a_bad_database_url_stops_start_up_with_a_clear_error() {
     let apple = mock_apple::MockApple::start().await.unwrap();

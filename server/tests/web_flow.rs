@@ -16,6 +16,8 @@ on_both_databases!(
     a_replayed_or_tampered_state_is_refused_and_signs_no_one_in,
     a_victim_made_to_post_an_attackers_callback_is_not_signed_in,
     a_callback_from_another_origin_is_refused,
+    several_sign_ins_in_one_browser_each_complete,
+    a_duplicated_binding_cookie_completes_nothing,
     a_native_callback_completes_only_in_its_browser,
     cancelling_brings_the_user_back_to_the_page,
     the_page_forms_need_the_sessions_csrf_token,
@@ -83,13 +85,8 @@ async fn start_in(h: &Harness, b: &Browser, query: &str) -> String {
     let response = b.get(&h.url(&format!("/v1/web/sign-in{query}"))).await;
     assert_eq!(response.status(), 303);
     let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    for attribute in [
-        "siwa_binding=",
-        "HttpOnly",
-        "SameSite=Lax",
-        "Path=/v1/web",
-        "Max-Age=600",
-    ] {
+    assert!(set.starts_with("siwa_binding_"), "{set}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/v1/web", "Max-Age=600"] {
         assert!(set.contains(attribute), "{attribute} in {set}");
     }
     assert!(
@@ -227,7 +224,7 @@ async fn sign_in_in(h: &Harness, b: &Browser, choice: Consent<'_>) -> String {
     );
     assert!(
         set.iter()
-            .any(|s| s.starts_with("siwa_binding=;") && s.contains("Max-Age=0")),
+            .any(|s| s.starts_with("siwa_binding_") && s.contains("=;") && s.contains("Max-Age=0")),
         "the binding cookie is spent: {set:?}"
     );
     cookie
@@ -379,6 +376,55 @@ async fn a_victim_made_to_post_an_attackers_callback_is_not_signed_in(h: Harness
     assert_eq!(h.query("SELECT id FROM sessions").await.len(), 0);
 }
 
+/// A page that navigates the user to the start while they are at Apple (or the user opening a
+/// second tab) starts a second sign-in in the same browser: each has its own binding cookie,
+/// so the first still completes.
+async fn several_sign_ins_in_one_browser_each_complete(h: Harness) {
+    let b = Browser::default();
+    let first = start_in(&h, &b, "").await;
+    let second = start_in(&h, &b, "").await;
+    assert_eq!(
+        b.jar.lock().unwrap().len(),
+        2,
+        "one binding cookie per sign-in"
+    );
+    let first = callback(&h, &consent(&first, Consent::default()).await).await;
+    let second = callback(&h, &consent(&second, Consent::default()).await).await;
+    for posted in [first, second] {
+        let done = complete(&h, &b, &posted).await;
+        assert_eq!(done.status(), 303);
+        assert_eq!(done.headers()[LOCATION], "/");
+        assert!(session_cookie(&done).is_some());
+    }
+}
+
+/// On plain http a sibling host can set a cookie of the same name, which the browser sends
+/// first: a second cookie of the sign-in's name makes its binding ambiguous, and nothing
+/// completes, whichever comes first.
+async fn a_duplicated_binding_cookie_completes_nothing(h: Harness) {
+    for planted_first in [true, false] {
+        let b = Browser::default();
+        let posted = callback(
+            &h,
+            &consent(&start_in(&h, &b, "").await, Consent::default()).await,
+        )
+        .await;
+        let (name, value) = b.jar.lock().unwrap()[0].clone();
+        let planted = (name.clone(), "planted".to_owned());
+        let own = (name, value);
+        *b.jar.lock().unwrap() = if planted_first {
+            vec![planted, own]
+        } else {
+            vec![own, planted]
+        };
+        let refused = complete(&h, &b, &posted).await;
+        assert_eq!(refused.status(), 400);
+        assert!(session_cookie(&refused).is_none());
+        assert!(refused.text().await.unwrap().contains("invalid_state"));
+    }
+    assert_eq!(h.query("SELECT id FROM sessions").await.len(), 0);
+}
+
 async fn a_callback_from_another_origin_is_refused(h: Harness) {
     for origin in ["https://evil.example", "null"] {
         let b = Browser::default();
@@ -400,6 +446,13 @@ async fn a_callback_from_another_origin_is_refused(h: Harness) {
                 .contains("callback_origin_invalid"),
             "{origin}"
         );
+    }
+    // The operator is told, with `null` apart: should Apple's page ever be served with
+    // `Referrer-Policy: no-referrer`, every real sign-in would be refused.
+    let metrics = h.metrics().await;
+    for origin in ["null", "other"] {
+        let line = format!("siwa_callback_origins_refused_total{{origin=\"{origin}\"}}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
     }
     // Apple's own origin (the mock's base URL) is the one that may post.
     let b = Browser::default();
@@ -698,18 +751,19 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         .record_web_completion(&completion, now, now + 60)
         .await
         .unwrap();
+    let tag = &siwa_server::testing::token_hash(binding)[..16];
     let b = Browser::default();
     b.jar
         .lock()
         .unwrap()
-        .push(("siwa_binding".into(), binding.into()));
+        .push((format!("siwa_binding_{tag}"), binding.into()));
     let refused = b
-        .get(&h.url(&format!("/v1/web/complete?handle={late}")))
+        .get(&h.url(&format!("/v1/web/complete?handle={late}&binding={tag}")))
         .await;
     assert_eq!(refused.status(), 400);
     assert!(session_cookie(&refused).is_none());
     let done = b
-        .get(&h.url(&format!("/v1/web/complete?handle={fresh}")))
+        .get(&h.url(&format!("/v1/web/complete?handle={fresh}&binding={tag}")))
         .await;
     assert_eq!(done.status(), 303, "the same binding in time completes");
     assert!(session_cookie(&done).is_some());

@@ -47,12 +47,14 @@ pub async fn start(
     let nonce = RawNonce::generate();
     // Login CSRF: the sign-in completes only in the browser that holds this cookie.
     let binding = tokens::new_token();
+    let binding_hash = tokens::token_hash(&binding);
     let now = SystemClock.now();
     let hashed_nonce = nonce.hashed();
+    let cookie = web.binding_cookie(&binding_hash, &binding, flow::STATE_TTL_SECS);
     let record = WebSignIn {
         nonce,
         app,
-        binding_hash: Some(tokens::token_hash(&binding)),
+        binding_hash: Some(binding_hash),
     };
     if let Err(error) = state
         .store
@@ -68,7 +70,6 @@ pub async fn start(
         nonce: &hashed_nonce,
     }
     .url(&Endpoints::new(state.config.apple_base_url.clone()));
-    let cookie = web.binding_cookie(&binding, flow::STATE_TTL_SECS);
     see_other(&url, &[&cookie])
 }
 
@@ -115,7 +116,8 @@ pub async fn callback(
         Ok(prepared) => prepared,
         Err(page) => return page,
     };
-    if !guard::posted_by_apple(web, &headers) {
+    if let Err(refused) = guard::posted_by_apple(web, &headers) {
+        guard::record_refused_origin(refused);
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
     let now = SystemClock.now();
@@ -173,8 +175,12 @@ pub async fn callback(
         given_name: name.and_then(|n| n.first_name.as_deref()),
         family_name: name.and_then(|n| n.last_name.as_deref()),
     };
+    let tag = flow::binding_tag(binding_hash);
     match accounts::sign_in_from_browser(&state, request, binding_hash, back).await {
-        Ok(handle) => see_other(&format!("/v1/web/complete?handle={handle}"), &[]),
+        Ok(handle) => see_other(
+            &format!("/v1/web/complete?handle={handle}&binding={tag}"),
+            &[],
+        ),
         Err(error) => fail(&state, back, error),
     }
 }
@@ -182,6 +188,8 @@ pub async fn callback(
 #[derive(Deserialize)]
 pub struct CompleteParams {
     handle: Option<String>,
+    /// Which binding cookie is the sign-in's ([`flow::binding_tag`]).
+    binding: Option<String>,
 }
 
 /// The browser's top-level GET after Apple's form post: it carries the `SameSite=Lax` binding
@@ -200,13 +208,16 @@ pub async fn complete(
     let Some(handle) = params.handle.filter(|h| !h.is_empty()) else {
         return error_page(&state, ApiError::InvalidState);
     };
-    let binding = web.binding_from(&headers);
+    let Some(tag) = params.binding.filter(|t| flow::is_binding_tag(t)) else {
+        return error_page(&state, ApiError::InvalidState);
+    };
+    let binding = web.binding_from(&headers, &tag);
     let ttl = state.config.refresh_token_ttl.as_secs() as i64;
     let completion = state
         .store
         .complete_web_sign_in(&handle, binding.as_deref(), SystemClock.now(), ttl)
         .await;
-    let done = web.cleared_binding_cookie();
+    let done = web.cleared_binding_cookie(&tag);
     match completion {
         Ok(Completion::Page { session_secret }) => {
             let session = web.session_cookie(&session_secret, ttl);

@@ -7,13 +7,58 @@ use subtle::ConstantTimeEq;
 
 use super::WebFlow;
 
+/// Why a callback's `Origin` was refused, as the metric and the log count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedOrigin {
+    /// `Origin: null`: a sandboxed page, or a page served with `Referrer-Policy: no-referrer`.
+    /// Should Apple's consent page ever be served that way, every real sign-in would land
+    /// here, so the operator is told (`siwa_callback_origins_refused_total{origin="null"}`).
+    Null,
+    /// Any other origin than Apple's: a forged form post.
+    Other,
+}
+
+impl RefusedOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// Whether a callback may be Apple's: a browser names the page that posted, and only Apple's
 /// may (`null`, from a sandboxed or privacy-stripped page, is not Apple's either). A request
 /// without `Origin` is let through: the `state` and the binding cookie still decide.
-pub fn posted_by_apple(web: &WebFlow, headers: &HeaderMap) -> bool {
-    headers
-        .get(ORIGIN)
-        .is_none_or(|origin| origin.as_bytes() == web.apple_origin.as_bytes())
+pub fn posted_by_apple(web: &WebFlow, headers: &HeaderMap) -> Result<(), RefusedOrigin> {
+    match headers.get(ORIGIN).map(|o| o.as_bytes()) {
+        None => Ok(()),
+        Some(origin) if origin == web.apple_origin.as_bytes() => Ok(()),
+        Some(b"null") => Err(RefusedOrigin::Null),
+        Some(_) => Err(RefusedOrigin::Other),
+    }
+}
+
+/// Counts a refused callback origin, and says so in the log at most once a minute per kind:
+/// a forger can send many, and one line is enough to tell the operator where to look.
+pub fn record_refused_origin(refused: RefusedOrigin) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_LOGGED: [AtomicI64; 2] = [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)];
+    metrics::counter!("siwa_callback_origins_refused_total", "origin" => refused.as_str())
+        .increment(1);
+    let now = siwa_core::Clock::now(&siwa_core::SystemClock);
+    let last = &LAST_LOGGED[refused as usize];
+    let previous = last.load(Ordering::Relaxed);
+    if now.saturating_sub(previous) >= 60
+        && last
+            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            origin = refused.as_str(),
+            "a form post to the web callback came from another origin than Apple's and was refused (callback_origin_invalid); siwa_callback_origins_refused_total counts them"
+        );
+    }
 }
 
 /// Whether a form may be the page's own: the browser does not call it cross-site

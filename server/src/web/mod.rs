@@ -81,22 +81,13 @@ impl WebFlow {
         }
     }
 
-    /// The binding cookie's name (`__Host-` prefixed on https, as the session's).
-    pub fn binding_cookie_name(&self) -> &'static str {
-        if self.secure {
-            "__Host-siwa_binding"
-        } else {
-            "siwa_binding"
-        }
-    }
-
     /// The `Set-Cookie` value that holds a web session's secret for `max_age_secs`.
     ///
     /// `SameSite=Lax`: the cookie is set by the answer to a top-level navigation and sent with
     /// the page's own requests, while cross-site POSTs (CSRF) never carry it. `HttpOnly`: no
     /// script reads it.
     pub fn session_cookie(&self, secret: &str, max_age_secs: i64) -> String {
-        self.cookie(self.cookie_name(), secret, "/", max_age_secs)
+        self.cookie(self.cookie_name().into(), secret, "/", max_age_secs)
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
@@ -104,23 +95,34 @@ impl WebFlow {
         self.session_cookie("", 0)
     }
 
-    /// The `Set-Cookie` value of the binding cookie (login CSRF): set by the start, it ties
-    /// the sign-in to this browser until the completion reads it. `SameSite=Lax`: Apple's
+    /// The binding cookie's name for the sign-in bound by `binding_hash` (`__Host-` prefixed
+    /// on https, as the session's). Each sign-in has a cookie of its own, named after its
+    /// binding ([`binding_tag`]): a second start in the same browser (a page that navigates the
+    /// user to the start while they are at Apple) adds a cookie rather than overwriting the
+    /// first sign-in's.
+    pub fn binding_cookie_name(&self, binding_hash: &str) -> String {
+        let prefix = if self.secure { "__Host-" } else { "" };
+        format!("{prefix}siwa_binding_{}", binding_tag(binding_hash))
+    }
+
+    /// The `Set-Cookie` value of a sign-in's binding cookie (login CSRF): set by the start, it
+    /// ties the sign-in to this browser until the completion reads it. `SameSite=Lax`: Apple's
     /// cross-site form post does not carry it, but the top-level GET to the completion that
     /// our answer to that post redirects to does. Its path is the flow's; on https the
     /// `__Host-` prefix requires `/` (RFC 6265bis), and the prefix matters more: it keeps a
     /// subdomain from planting an attacker's binding.
-    pub fn binding_cookie(&self, binding: &str, max_age_secs: i64) -> String {
+    pub fn binding_cookie(&self, binding_hash: &str, binding: &str, max_age_secs: i64) -> String {
         let path = if self.secure { "/" } else { "/v1/web" };
-        self.cookie(self.binding_cookie_name(), binding, path, max_age_secs)
+        let name = self.binding_cookie_name(binding_hash);
+        self.cookie(name, binding, path, max_age_secs)
     }
 
-    /// The `Set-Cookie` value that removes the binding cookie.
-    pub fn cleared_binding_cookie(&self) -> String {
-        self.binding_cookie("", 0)
+    /// The `Set-Cookie` value that removes the binding cookie named for `tag`.
+    pub fn cleared_binding_cookie(&self, tag: &str) -> String {
+        self.binding_cookie(tag, "", 0)
     }
 
-    fn cookie(&self, name: &'static str, value: &str, path: &'static str, max_age: i64) -> String {
+    fn cookie(&self, name: String, value: &str, path: &'static str, max_age: i64) -> String {
         cookie::Cookie::build((name, value.to_owned()))
             .path(path)
             .http_only(true)
@@ -136,13 +138,20 @@ impl WebFlow {
         cookie_value(headers, self.cookie_name())
     }
 
-    /// The binding cookie's value in a request's `Cookie` headers.
-    pub fn binding_from(&self, headers: &axum::http::HeaderMap) -> Option<String> {
-        cookie_value(headers, self.binding_cookie_name())
+    /// The value of the binding cookie named for `tag` in a request's `Cookie` headers; `None`
+    /// when there is none, or more than one: a second cookie of the name (planted by a sibling
+    /// host on plain http, whose cookies come first) makes the binding ambiguous.
+    pub fn binding_from(&self, headers: &axum::http::HeaderMap, tag: &str) -> Option<String> {
+        let name = self.binding_cookie_name(tag);
+        let mut values = cookies(headers).filter(|c| c.name() == name);
+        let value = values.next()?.value().to_owned();
+        (values.next().is_none() && !value.is_empty()).then_some(value)
     }
 
-    /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`: exactly, or, for an
-    /// entry on a loopback IP literal, on any port.
+    /// Whether `app_redirect_uri` is one of `SIWA_APP_REDIRECT_URIS`, compared as strings
+    /// (RFC 9700, 4.1.3): no URL parser decides, so none can be fooled (`HTTP://`, `/a/../`,
+    /// `127.1`, a trailing dot) and a later change cannot open a parser differential. The one
+    /// exception is the port of a loopback IP literal ([`loopback_match`]).
     pub fn allows_app_redirect(&self, app_redirect_uri: &str) -> bool {
         self.app_redirect_uris
             .iter()
@@ -150,38 +159,63 @@ impl WebFlow {
     }
 }
 
-/// Whether `requested` is the loopback redirect `allowed` on another port. A desktop app
-/// listens on whatever port the system gives it, so the port of a loopback IP literal is not
-/// compared (RFC 8252, 7.3); everything else is. `localhost` is no loopback literal here: a
-/// name can be made to resolve elsewhere (RFC 8252, 8.3).
+/// The loopback IP literals, as an entry spells them: a desktop app listens on whatever port
+/// the system gives it, so their port is not compared (RFC 8252, 7.3). `localhost` is not
+/// one: a name can be made to resolve elsewhere (RFC 8252, 8.3).
+const LOOPBACK_ORIGINS: [&str; 2] = ["http://127.0.0.1", "http://[::1]"];
+
+/// Whether `requested` is the loopback entry `allowed` with another port: the same text
+/// with only the `:port` after the host added, changed or removed. The port must be written
+/// as a browser writes it (1 to 65535, no leading zero).
 fn loopback_match(allowed: &str, requested: &str) -> bool {
-    let (Ok(allowed), Ok(requested)) = (url::Url::parse(allowed), url::Url::parse(requested))
-    else {
-        return false;
-    };
-    let loopback_literal = match allowed.host() {
-        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
-        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
-        _ => false,
-    };
-    loopback_literal
-        && allowed.scheme() == "http"
-        && requested.scheme() == "http"
-        && requested.host() == allowed.host()
-        && requested.path() == allowed.path()
-        && requested.query() == allowed.query()
-        && requested.fragment().is_none()
-        && requested.username().is_empty()
-        && requested.password().is_none()
+    LOOPBACK_ORIGINS.iter().any(|origin| {
+        let (Some(allowed), Some(requested)) =
+            (allowed.strip_prefix(origin), requested.strip_prefix(origin))
+        else {
+            return false;
+        };
+        match (without_port(allowed), without_port(requested)) {
+            (Some(allowed), Some(requested)) => allowed.starts_with('/') && allowed == requested,
+            _ => false,
+        }
+    })
 }
 
-fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+/// What follows the host, with its `:port` (if any) taken off; `None` when the port is not
+/// one a browser would write.
+fn without_port(after_host: &str) -> Option<&str> {
+    let Some(port_and_rest) = after_host.strip_prefix(':') else {
+        return Some(after_host);
+    };
+    let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
+    let port = &port_and_rest[..digits];
+    let canonical = !port.starts_with('0') && port.parse::<u16>().is_ok_and(|p| p > 0);
+    canonical.then_some(&port_and_rest[digits..])
+}
+
+/// A sign-in's binding, as its cookie's name and the completion's URL carry it: the first 16
+/// hex digits of the binding's hash. It names the cookie and proves nothing: the completion
+/// compares the whole hash.
+pub fn binding_tag(binding_hash: &str) -> &str {
+    binding_hash.get(..16).unwrap_or(binding_hash)
+}
+
+/// Whether `tag` is one [`binding_tag`] makes, so that no other text reaches a cookie name.
+pub fn is_binding_tag(tag: &str) -> bool {
+    tag.len() == 16 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn cookies(headers: &axum::http::HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
+}
+
+fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    cookies(headers)
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
@@ -197,11 +231,16 @@ mod tests {
         let v6 = "http://[::1]/callback";
         for (allowed, requested) in [
             (v4, "http://127.0.0.1:49152/callback"),
-            (v4, "http://127.0.0.1/callback"),
+            (v4, "http://127.0.0.1:1/callback"),
+            (v4, "http://127.0.0.1:65535/callback"),
             (v6, "http://[::1]:8080/callback"),
             (
                 "http://127.0.0.1:1234/callback",
                 "http://127.0.0.1:5678/callback",
+            ),
+            (
+                "http://127.0.0.1:1234/callback",
+                "http://127.0.0.1/callback",
             ),
         ] {
             assert!(loopback_match(allowed, requested), "{requested}");
@@ -229,5 +268,38 @@ mod tests {
         ] {
             assert!(!loopback_match(allowed, requested), "{allowed} {requested}");
         }
+    }
+
+    /// What a URL parser would normalise to the entry is refused: only the entry's own text
+    /// (and a loopback port) is. RFC 9700, 4.1.3.
+    #[test]
+    fn redirect_uris_are_matched_as_strings_not_after_normalisation() {
+        let v4 = "http://127.0.0.1/callback";
+        for requested in [
+            "HTTP://127.0.0.1:49152/callback",
+            "http://127.0.0.1:49152/a/../callback",
+            "http://127.0.0.1:49152/./callback",
+            "http://127.1:49152/callback",
+            "http://0x7f.1:49152/callback",
+            "http://127.0.0.1.:49152/callback",
+            "http://127.0.0.1:049152/callback",
+            "http://127.0.0.1:0/callback",
+            "http://127.0.0.1:65536/callback",
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1:80:80/callback",
+            "http://127.0.0.1:49152/%63allback",
+            "http://127.0.0.1:49152/callback/",
+            "http://[0:0:0:0:0:0:0:1]:49152/callback",
+        ] {
+            assert!(!loopback_match(v4, requested), "{requested}");
+            assert!(
+                !loopback_match("http://[::1]/callback", requested),
+                "{requested}"
+            );
+        }
+        assert!(!loopback_match(
+            "http://[::1]/callback",
+            "http://[0:0:0:0:0:0:0:1]:1/callback"
+        ));
     }
 }
