@@ -342,3 +342,115 @@ async fn metrics_are_not_served_to_anonymous_clients_on_the_public_address() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame: what a client sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+/// An HTTP/2 PING frame (8 bytes of payload, stream 0).
+const H2_PING: &[u8] = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_silent_after_its_preface_is_closed_like_http1() {
+    let h = server(ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let mut silent = connect(&h).await;
+    silent.write_all(H2_PREFACE).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "an HTTP/2 connection that sends no request is held for the idle timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_sending_only_pings_is_not_kept_alive_by_them() {
+    let h = server(ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let stream = connect(&h).await;
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(H2_PREFACE).await.unwrap();
+    let pinging = tokio::spawn(async move {
+        for _ in 0..50 {
+            if writer.write_all(H2_PING).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut buf = [0u8; 1024];
+        while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    pinging.abort();
+    assert!(
+        closed.is_ok(),
+        "pings kept a connection with no request open"
+    );
+}
+
+/// Three quarters full, idle keep-alive connections are closed after the short limit: a few
+/// addresses holding idle connections cannot keep everyone else in the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_sooner_as_the_server_fills() {
+    let h = server(ConnectionLimits {
+        max_connections: 4,
+        first_byte_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    async fn kept_alive(h: &Harness, source: &str) -> TcpStream {
+        let mut stream = connect_from(h, source).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: siwa\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stream
+    }
+    // One idle connection of four slots: kept for the idle timeout.
+    let mut alone = kept_alive(&h, "127.0.0.2").await;
+    assert!(
+        closed_within(&mut alone, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "an idle connection of a quiet server is closed by the idle timeout only"
+    );
+    // Every slot taken by idle connections: the newcomer waiting in the backlog is served
+    // within the short limit, because idle connections make room, not after the idle timeout.
+    let mut idle = vec![alone];
+    for source in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        idle.push(kept_alive(&h, source).await);
+    }
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let served = quick.get(h.url("/healthz")).send().await;
+    assert_eq!(
+        served.map(|r| r.status()).ok(),
+        Some(reqwest::StatusCode::OK),
+        "a newcomer waited behind idle connections"
+    );
+    let mut closed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(50))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no idle connection made room");
+}
