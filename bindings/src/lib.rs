@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use siwa_core::api::ErrorMeaning;
 use siwa_core::client as core;
 
 uniffi::setup_scaffolding!();
@@ -78,11 +77,9 @@ pub enum SiwaError {
 impl From<core::ClientError> for SiwaError {
     fn from(error: core::ClientError) -> Self {
         use core::ClientError as E;
-        let retry_later = error.is_transient()
-            || error
-                .server_code()
-                .is_some_and(|code| code.meaning() == ErrorMeaning::RetryLater);
-        if retry_later && !matches!(error, E::Network(_)) {
+        // A browser sign-in that came back with `apple_unavailable` is as passing as an answer
+        // that said so.
+        if error.retry_later() && !matches!(error, E::Network(_)) {
             return Self::Unavailable {
                 code: error.code().to_owned(),
             };
@@ -311,9 +308,13 @@ impl SiwaClient {
     /// JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
     /// `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
     /// server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
-    /// again replaces the attempt.
-    pub fn start_browser_sign_in(&self, app_redirect_uri: String) -> Result<String, SiwaError> {
-        Ok(self.client.start_browser_sign_in(&app_redirect_uri)?)
+    /// again replaces the attempt. The server is asked first: a redirect URI it does not list
+    /// throws `Server` with `app_redirect_uri_not_allowed` before any browser opens.
+    pub async fn start_browser_sign_in(
+        &self,
+        app_redirect_uri: String,
+    ) -> Result<String, SiwaError> {
+        Ok(self.client.start_browser_sign_in(&app_redirect_uri).await?)
     }
 
     /// Completes a browser sign-in from the URL the browser came back to: trades its one-time
@@ -372,5 +373,28 @@ impl SiwaClient {
         // Not thrown: the user is signed out in memory whatever the store says, and a session
         // the store failed to clear is refused by the server once Apple's revocation reaches it.
         let _ = self.client.credential_revoked();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "Retry later" means the same in every flow: Apple or the database down reaches a
+    /// browser sign-in's URL as a code, and the app hears `Unavailable`, as from an answer.
+    #[test]
+    fn a_browser_sign_in_that_came_back_unavailable_is_unavailable() {
+        for code in [
+            "apple_unavailable",
+            "database_unavailable",
+            "internal_error",
+        ] {
+            let error = SiwaError::from(core::ClientError::BrowserSignInFailed(code.into()));
+            assert_eq!(error, SiwaError::Unavailable { code: code.into() });
+        }
+        for code in ["invalid_state", "apple_authorization_failed", "not_a_code"] {
+            let error = SiwaError::from(core::ClientError::BrowserSignInFailed(code.into()));
+            assert_eq!(error, SiwaError::BrowserSignInFailed { code: code.into() });
+        }
     }
 }

@@ -218,6 +218,18 @@ pub struct BrowserSignInQuery {
     pub code_challenge_method: Option<String>,
 }
 
+/// The query of `GET /v1/web/app-redirect-uri`: the redirect URI a native app is about to start
+/// a browser sign-in with. The server answers 204 when its start would take it, and
+/// `app_redirect_uri_not_allowed` otherwise, so that the app fails at once instead of waiting
+/// on a browser that shows the refusal to the user alone.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct AppRedirectQuery {
+    /// The redirect URI, as the start will be given it.
+    pub app_redirect_uri: String,
+}
+
 /// What a browser sign-in brings back to a native app's redirect URI, in its query: a one-time
 /// code for `POST /v1/auth/exchange`, or an error (an [`ErrorCode`], or Apple's
 /// [`AuthorizeError`](crate::AuthorizeError) when the user cancelled).

@@ -788,3 +788,196 @@ async fn a_sign_in_that_cannot_be_stored_is_undone_and_ended_at_the_server() {
     assert!(client.current_user().is_none());
     assert_eq!(client.access_token().await, Err(ClientError::NotSignedIn));
 }
+
+/// The API never redirects; a 307 or 308 would re-send the refresh token in its JSON body to
+/// wherever it points. The client follows none, and the other host hears nothing.
+#[tokio::test]
+async fn the_client_follows_no_redirect() {
+    let h = Harness::new().await.signed_in().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(tokens(2)))
+        .mount(&elsewhere)
+        .await;
+    for status in [301, 302, 307, 308] {
+        let guard = Mock::given(method("POST"))
+            .and(path("/v1/auth/refresh"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/v1/auth/refresh", elsewhere.uri())),
+            )
+            .mount_as_scoped(&h.server)
+            .await;
+        assert_eq!(
+            h.client.refresh_session().await,
+            Err(ClientError::UnexpectedResponse(status))
+        );
+        drop(guard);
+    }
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
+
+/// A token that lives a minute is not "about to expire" the moment it arrives: the margin is a
+/// quarter of its lifetime, at most 60 s, and overlapping callers share one refresh.
+#[tokio::test]
+async fn a_short_lived_access_token_is_not_refreshed_the_moment_it_arrives() {
+    let h = Harness::new().await;
+    let short = |n: u32| {
+        json!({"accessToken": format!("access-{n}"), "refreshToken": format!("refresh-{n}"),
+               "expiresIn": 60, "tokenType": "Bearer"})
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/apple"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"user": user_json(), "session": short(1), "isNewUser": true}),
+            ),
+        )
+        .mount(&h.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/refresh"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(short(2))
+                .set_delay(Duration::from_millis(50)),
+        )
+        .mount(&h.server)
+        .await;
+    let attempt = h.client.start_sign_in();
+    h.client
+        .complete_sign_in(&attempt, &credential(&attempt))
+        .await
+        .unwrap();
+    assert_eq!(h.client.access_token().await.unwrap(), "access-1");
+    h.clock.advance(44);
+    assert_eq!(h.client.access_token().await.unwrap(), "access-1");
+    assert_eq!(h.requests_to("/v1/auth/refresh").await, 0);
+    h.clock.advance(2);
+    let calls = (0..20).map(|_| h.client.access_token());
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap(), "access-2");
+    }
+    // The fresh token is fresh: twenty more callers take it as it is.
+    let calls = (0..20).map(|_| h.client.access_token());
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap(), "access-2");
+    }
+    assert_eq!(h.requests_to("/v1/auth/refresh").await, 1);
+}
+
+/// A redirect URI the server does not list fails at the start, with the server's code, before
+/// the app opens a browser that would show the refusal to the user alone.
+#[tokio::test]
+async fn a_browser_sign_in_asks_the_server_about_its_redirect_uri_first() {
+    let h = Harness::new().await;
+    let listed = "com.example.app://signed-in";
+    Mock::given(method("GET"))
+        .and(path("/v1/web/app-redirect-uri"))
+        .and(wiremock::matchers::query_param("app_redirect_uri", listed))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/web/app-redirect-uri"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(error("app_redirect_uri_not_allowed")),
+        )
+        .mount(&h.server)
+        .await;
+    let url = h.client.start_browser_sign_in(listed).await.unwrap();
+    assert!(
+        url.starts_with(&format!("{}/v1/web/sign-in?", h.server.uri())),
+        "{url}"
+    );
+    let refused = h
+        .client
+        .start_browser_sign_in("com.example.other://signed-in")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.server_code(),
+        Some(ErrorCode::AppRedirectUriNotAllowed)
+    );
+    // The refused start left the listed one's attempt in place.
+    assert_eq!(
+        h.client
+            .complete_browser_sign_in(&format!("{listed}?error=user_cancelled_authorize"))
+            .await,
+        Err(ClientError::Cancelled)
+    );
+    // A URI that is no URL is refused before any request.
+    let before = h.requests_to("/v1/web/app-redirect-uri").await;
+    assert_eq!(
+        h.client.start_browser_sign_in("not a url").await,
+        Err(ClientError::InvalidRedirectUri)
+    );
+    assert_eq!(h.requests_to("/v1/web/app-redirect-uri").await, before);
+}
+
+#[test]
+fn retry_later_codes_are_retry_later_wherever_they_come_from() {
+    assert!(ClientError::BrowserSignInFailed("apple_unavailable".into()).retry_later());
+    assert!(ClientError::BrowserSignInFailed("database_unavailable".into()).retry_later());
+    assert!(!ClientError::BrowserSignInFailed("invalid_state".into()).retry_later());
+    assert!(!ClientError::BrowserSignInFailed("not_a_code".into()).retry_later());
+    assert!(ClientError::Network("timed out").retry_later());
+}
+
+/// Apple gives the name once. When that sign-in fails and the app retries with a new
+/// credential of the same user (which has no name), the client sends the name it was given.
+#[tokio::test]
+async fn a_retry_with_a_new_credential_sends_the_name_of_the_failed_one() {
+    let h = Harness::new().await;
+    let down = Mock::given(method("POST"))
+        .and(path("/v1/auth/apple"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(error("apple_unavailable")))
+        .mount_as_scoped(&h.server)
+        .await;
+    let attempt = h.client.start_sign_in();
+    assert!(
+        h.client
+            .complete_sign_in(&attempt, &credential(&attempt))
+            .await
+            .unwrap_err()
+            .retry_later()
+    );
+    drop(down);
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/apple"))
+        .respond_with(signed_in_answer())
+        .mount(&h.server)
+        .await;
+    let nameless = |attempt: &SignInAttempt| AppleCredential {
+        given_name: None,
+        family_name: None,
+        email: None,
+        ..credential(attempt)
+    };
+    let retry = h.client.start_sign_in();
+    h.client
+        .complete_sign_in(&retry, &nameless(&retry))
+        .await
+        .unwrap();
+    let sent: Vec<Value> = h
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1]["fullName"], sent[0]["fullName"]);
+    assert_eq!(sent[1]["fullName"]["givenName"], "Jane");
+    // Once signed in, the name is forgotten: a later sign-in sends none of its own.
+    let later = h.client.start_sign_in();
+    h.client
+        .complete_sign_in(&later, &nameless(&later))
+        .await
+        .unwrap();
+    let last: Value = h.server.received_requests().await.unwrap()[2]
+        .body_json()
+        .unwrap();
+    assert!(last.get("fullName").is_none(), "{last}");
+}

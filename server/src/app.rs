@@ -80,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .merge(limited)
         .route("/v1/me", get(account::me).delete(account::delete_me))
+        .route("/v1/web/app-redirect-uri", get(web::check_app_redirect))
         .route("/v1/apple/notifications", post(notifications::receive))
         .route("/", get(web::show_page))
         .route("/v1/web/sign-out", post(web::sign_out))

@@ -27,6 +27,8 @@ pub enum Purpose {
     AppleToken,
     /// `refresh_tokens.successor`: the token a rotation gave, during the reuse grace.
     RefreshSuccessor,
+    /// `pending_names.sealed_name`: a first authorization's name, kept through a failure.
+    PendingName,
 }
 
 impl Purpose {
@@ -35,6 +37,7 @@ impl Purpose {
             Self::ServerKey => b"siwa server key".as_slice(),
             Self::AppleToken => b"siwa apple token".as_slice(),
             Self::RefreshSuccessor => b"siwa refresh successor".as_slice(),
+            Self::PendingName => b"siwa pending name".as_slice(),
         })
     }
 }

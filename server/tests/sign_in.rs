@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use mock_apple::{Endpoint, Fault, IdentityTokenRequest};
-use serde_json::json;
+use serde_json::{Value, json};
 use siwa_core::RawNonce;
 
 fn default() -> IdentityTokenRequest {
@@ -20,6 +20,7 @@ on_both_databases!(
     the_code_is_exchanged_with_a_secret_the_mock_accepts,
     a_refused_code_leaves_no_account_behind,
     apple_down_during_the_exchange_leaves_no_account_behind,
+    a_first_authorizations_name_survives_a_failed_sign_in,
     a_hundred_concurrent_first_sign_ins_make_one_user,
     sign_in_keeps_working_when_the_jwks_endpoint_goes_down,
     a_token_for_another_app_is_refused,
@@ -245,6 +246,74 @@ async fn apple_down_during_the_exchange_leaves_no_account_behind(h: Harness) {
     // Nothing was burnt: once Apple is back, the same sign-in goes through.
     h.apple.clear_faults(None);
     assert_eq!(h.post("/v1/auth/apple", &body).await.0, 200);
+}
+
+/// Apple sends the name with the first authorization only. When that sign-in fails after its
+/// token was verified (Apple's token endpoint down), the retry, a new authorization, comes
+/// without a name: the account is made with the kept one, which is sealed at rest meanwhile.
+async fn a_first_authorizations_name_survives_a_failed_sign_in(h: Harness) {
+    h.apple.set_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    async fn sign_in(h: &Harness, name: Option<Value>) -> (u16, Value) {
+        let nonce = RawNonce::generate();
+        let minted = h.mint(IdentityTokenRequest {
+            raw_nonce: Some(nonce.expose().into()),
+            ..default()
+        });
+        let mut body = json!({"identityToken": minted.identity_token,
+            "authorizationCode": minted.authorization_code, "rawNonce": nonce.expose()});
+        if let Some(name) = name {
+            body["fullName"] = name;
+        }
+        h.post("/v1/auth/apple", &body).await
+    }
+    let name = json!({"givenName": "Zephyrine", "familyName": "Quillfeather"});
+    let (status, failed) = sign_in(&h, Some(name)).await;
+    assert_eq!(
+        (status, failed["error"].as_str()),
+        (503, Some("apple_unavailable"))
+    );
+    assert_eq!(h.users().await, 0);
+    let kept = h.query("SELECT sealed_name FROM pending_names").await;
+    assert_eq!(kept.len(), 1);
+    assert!(
+        !kept[0].contains("Zephyrine") && !kept[0].contains("Quillfeather"),
+        "the kept name is sealed: {}",
+        kept[0]
+    );
+    let (status, retried) = sign_in(&h, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(retried["isNewUser"], true);
+    assert_eq!(retried["user"]["givenName"], "Zephyrine");
+    assert_eq!(retried["user"]["familyName"], "Quillfeather");
+    assert!(
+        h.query("SELECT sealed_name FROM pending_names")
+            .await
+            .is_empty()
+    );
+    // Kept in the account, not in the answer only.
+    let (_, again) = sign_in(&h, None).await;
+    assert_eq!(again["user"]["givenName"], "Zephyrine");
+
+    // A refusal of the request itself (another app's token) keeps nothing.
+    let foreign = h.mint(IdentityTokenRequest {
+        client_id: Some("com.example.other".into()),
+        sub: Some("001.other.user".into()),
+        ..default()
+    });
+    let body = json!({"identityToken": foreign.identity_token, "fullName": {"givenName": "X"}});
+    assert_eq!(h.post("/v1/auth/apple", &body).await.0, 401);
+    assert!(
+        h.query("SELECT sealed_name FROM pending_names")
+            .await
+            .is_empty()
+    );
 }
 
 async fn a_hundred_concurrent_first_sign_ins_make_one_user(h: Harness) {

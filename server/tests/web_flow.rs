@@ -17,6 +17,7 @@ on_both_databases!(
     a_victim_made_to_post_an_attackers_callback_is_not_signed_in,
     a_callback_from_another_origin_is_refused,
     several_sign_ins_in_one_browser_each_complete,
+    a_first_authorizations_name_survives_a_failed_web_sign_in,
     a_duplicated_binding_cookie_completes_nothing,
     a_native_callback_completes_only_in_its_browser,
     cancelling_brings_the_user_back_to_the_page,
@@ -396,6 +397,41 @@ async fn several_sign_ins_in_one_browser_each_complete(h: Harness) {
         assert_eq!(done.headers()[LOCATION], "/");
         assert!(session_cookie(&done).is_some());
     }
+}
+
+/// Apple's form post carries the name once. With Apple's token endpoint down at that moment,
+/// the sign-in fails; the next one (Apple sends no name now) makes the account with the name.
+async fn a_first_authorizations_name_survives_a_failed_web_sign_in(h: Harness) {
+    h.apple.set_fault(
+        Endpoint::Token,
+        mock_apple::Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Default::default()
+        },
+    );
+    let b = Browser::default();
+    let named = Consent {
+        name: Some(("Ada", "Lovelace")),
+        ..Default::default()
+    };
+    let fields = consent(&start_in(&h, &b, "").await, named).await;
+    assert!(
+        fields.iter().any(|(k, _)| k == "user"),
+        "the first authorization has the name"
+    );
+    let failed = callback(&h, &fields).await;
+    assert_eq!(failed.status(), 503);
+    assert!(failed.text().await.unwrap().contains("apple_unavailable"));
+    assert_eq!(h.users().await, 0);
+    let fields = consent(&start_in(&h, &b, "").await, Consent::default()).await;
+    assert!(
+        !fields.iter().any(|(k, _)| k == "user"),
+        "Apple sends the name once"
+    );
+    let done = complete(&h, &b, &callback(&h, &fields).await).await;
+    let cookie = session_cookie(&done).expect("signed in");
+    assert!(page(&h, Some(&cookie)).await.contains("Ada Lovelace"));
 }
 
 /// On plain http a sibling host can set a cookie of the same name, which the browser sends
@@ -828,7 +864,10 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
     };
 
     let cancelled = browse(
-        client.start_browser_sign_in(APP_REDIRECT_URI).unwrap(),
+        client
+            .start_browser_sign_in(APP_REDIRECT_URI)
+            .await
+            .unwrap(),
         Consent {
             cancel: true,
             ..Default::default()
@@ -841,7 +880,10 @@ async fn the_client_library_signs_in_through_the_browser(h: Harness) {
     );
 
     let back = browse(
-        client.start_browser_sign_in(APP_REDIRECT_URI).unwrap(),
+        client
+            .start_browser_sign_in(APP_REDIRECT_URI)
+            .await
+            .unwrap(),
         Consent {
             name: Some(("Grace", "Hopper")),
             ..Default::default()

@@ -7,8 +7,8 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ErrorBody, ExchangeRequest, FullName, LogoutRequest, RefreshRequest, SessionView,
-    SignInRequest, SignInResponse, UserView,
+    AppRedirectQuery, ErrorBody, ExchangeRequest, FullName, LogoutRequest, RefreshRequest,
+    SessionView, SignInRequest, SignInResponse, UserView,
 };
 use crate::nonce::RawNonce;
 use crate::transport::transport_reason;
@@ -48,6 +48,9 @@ impl Backend {
             base.set_path(&format!("{}/", base.path()));
         }
         let http = reqwest::Client::builder()
+            // The API never redirects, and a 307 or 308 would send the JSON body (a refresh
+            // token, an authorization code) on to wherever it points: plain http or another host.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("siwa-client/", env!("CARGO_PKG_VERSION")))
@@ -89,6 +92,22 @@ impl Backend {
         };
         let request = self.request(Method::POST, "v1/auth/exchange").json(&body);
         json(send(request).await?).await
+    }
+
+    /// Asks whether the server's browser sign-in takes `app_redirect_uri`
+    /// (`GET /v1/web/app-redirect-uri`).
+    pub async fn check_app_redirect(&self, app_redirect_uri: &str) -> Result<(), ClientError> {
+        let query = AppRedirectQuery {
+            app_redirect_uri: app_redirect_uri.to_owned(),
+        };
+        let mut url = self
+            .base
+            .join("v1/web/app-redirect-uri")
+            .expect("the route is a valid relative URL");
+        url.set_query(Some(
+            &serde_urlencoded::to_string(&query).expect("the query serializes"),
+        ));
+        send(self.http.get(url)).await.map(drop)
     }
 
     /// The server's base URL (with a trailing slash).

@@ -110,6 +110,18 @@ impl ClientError {
         }
     }
 
+    /// Whether the caller should try again later: the network failed, or the server (or Apple
+    /// behind it) is unavailable for now, whether it said so in an answer or in the URL a
+    /// browser sign-in came back to (`apple_unavailable`, `database_unavailable`, ...).
+    pub fn retry_later(&self) -> bool {
+        let code = match self {
+            Self::Server { code, .. } => Some(*code),
+            Self::BrowserSignInFailed(code) => code.parse::<ErrorCode>().ok(),
+            _ => None,
+        };
+        self.is_transient() || code.is_some_and(|code| code.meaning() == ErrorMeaning::RetryLater)
+    }
+
     /// Whether the server said the session is over.
     pub(super) fn ends_session(&self) -> bool {
         self.server_code()

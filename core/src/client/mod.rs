@@ -45,7 +45,9 @@ pub struct ClientConfig {
     pub server_url: String,
     /// Time limit of one request to the server, connection included. Default 15 s.
     pub timeout: Duration,
-    /// How long before its expiry an access token is refreshed. Default 60 s.
+    /// How long before its expiry an access token is refreshed, at most: a quarter of the
+    /// token's lifetime when that is shorter, so that a short-lived token (a minute, say) is
+    /// not refreshed the moment it arrives. Default 60 s.
     pub refresh_margin: Duration,
     /// The time source. Default: the system clock.
     pub clock: Arc<dyn Clock>,
@@ -84,6 +86,10 @@ pub struct Client {
     attempts: Mutex<VecDeque<RawNonce>>,
     /// The browser sign-in in progress, if any: starting another replaces it.
     browser_attempt: Mutex<Option<BrowserAttempt>>,
+    /// The name of a credential whose sign-in failed, with its user: Apple gives the name
+    /// once, so a retry with a new credential of the same user (which has none) sends it.
+    /// Memory only; forgotten once a sign-in succeeds.
+    unsent_name: Mutex<Option<AppleCredential>>,
 }
 
 impl Client {
@@ -113,6 +119,7 @@ impl Client {
             refresh_gate: tokio::sync::Mutex::new(()),
             attempts: Mutex::new(VecDeque::new()),
             browser_attempt: Mutex::new(None),
+            unsent_name: Mutex::new(None),
         })
     }
 
@@ -146,7 +153,18 @@ impl Client {
             .cloned()
             .ok_or(ClientError::UnknownAttempt)?;
         credential.check(&raw)?;
-        let answer = self.backend.sign_in(credential, &raw).await;
+        let credential = self.with_unsent_name(credential);
+        let answer = self.backend.sign_in(&credential, &raw).await;
+        {
+            let mut unsent = lock(&self.unsent_name);
+            match &answer {
+                Ok(_) => *unsent = None,
+                Err(_) if credential.full_name().is_some() => {
+                    *unsent = Some(credential.name_only());
+                }
+                Err(_) => {}
+            }
+        }
         if !matches!(&answer, Err(e) if e.is_transient()) {
             // The server has seen (and so spent) the nonce, or refused it for good.
             lock(&self.attempts).retain(|raw| !attempt.is_for(raw));
@@ -163,13 +181,35 @@ impl Client {
         self.adopt(session).await
     }
 
+    /// `credential`, with the name of a failed sign-in of the same user when it has none.
+    fn with_unsent_name(&self, credential: &AppleCredential) -> AppleCredential {
+        let mut credential = credential.clone();
+        if credential.full_name().is_none()
+            && let Some(unsent) = lock(&self.unsent_name)
+                .as_ref()
+                .filter(|u| u.user == credential.user)
+        {
+            credential.given_name = unsent.given_name.clone();
+            credential.family_name = unsent.family_name.clone();
+        }
+        credential
+    }
+
     /// Starts a sign-in through the browser, for an app that cannot show Apple's sheet
     /// (Android, Windows): returns the URL to open (the server's `GET /v1/web/sign-in`). The
     /// browser comes back to `app_redirect_uri` (one of the server's `SIWA_APP_REDIRECT_URIS`);
     /// pass that URL to [`Client::complete_browser_sign_in`]. The PKCE verifier stays in this
     /// client's memory; starting again replaces the attempt.
-    pub fn start_browser_sign_in(&self, app_redirect_uri: &str) -> Result<String, ClientError> {
+    ///
+    /// The server is asked first whether it takes `app_redirect_uri`: one it does not list
+    /// fails here with its code (`app_redirect_uri_not_allowed`), before any browser opens,
+    /// rather than on a page the app never hears from.
+    pub async fn start_browser_sign_in(
+        &self,
+        app_redirect_uri: &str,
+    ) -> Result<String, ClientError> {
         let (attempt, url) = BrowserAttempt::start(self.backend.base(), app_redirect_uri)?;
+        self.backend.check_app_redirect(app_redirect_uri).await?;
         *lock(&self.browser_attempt) = Some(attempt);
         Ok(url)
     }

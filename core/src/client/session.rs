@@ -25,6 +25,10 @@ pub(super) struct Session {
     pub refresh_token: String,
     /// Seconds since the epoch, by the client's clock.
     pub access_token_expires_at: i64,
+    /// The access token's lifetime as the server gave it (`expiresIn`); 0 in a session stored
+    /// before it was kept.
+    #[serde(default)]
+    access_token_lifetime: i64,
 }
 
 impl Session {
@@ -36,6 +40,7 @@ impl Session {
             access_token: signed_in.session.access_token,
             refresh_token: signed_in.session.refresh_token,
             access_token_expires_at: now.saturating_add(signed_in.session.expires_in),
+            access_token_lifetime: signed_in.session.expires_in,
         }
     }
 
@@ -45,6 +50,7 @@ impl Session {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
             access_token_expires_at: now.saturating_add(tokens.expires_in),
+            access_token_lifetime: tokens.expires_in,
             ..self.clone()
         }
     }
@@ -62,7 +68,15 @@ impl Session {
         self.refresh_token == other.refresh_token
     }
 
-    pub fn needs_refresh(&self, now: i64, margin: i64) -> bool {
+    /// Whether the access token expires within the margin: `max_margin`, or a quarter of the
+    /// token's lifetime when that is shorter. A fixed margin as long as the lifetime would
+    /// refresh every token the moment it arrives, and callers that overlap one refresh would
+    /// start another.
+    pub fn needs_refresh(&self, now: i64, max_margin: i64) -> bool {
+        let margin = match self.access_token_lifetime {
+            lifetime if lifetime > 0 => max_margin.min(lifetime / 4),
+            _ => max_margin,
+        };
         now.saturating_add(margin) >= self.access_token_expires_at
     }
 

@@ -102,12 +102,42 @@ impl FileSessionStore {
 }
 
 impl SessionStore for FileSessionStore {
+    /// Reads the session without following a link planted at its path, and only from a file
+    /// that is the user's own and no one else's to read: anything else was not written here.
     fn load(&self) -> Result<Option<String>, StoreError> {
-        match fs::read_to_string(&self.path) {
-            Ok(session) => Ok(Some(session)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(file_error("read", &e)),
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+        let mut file = match options.open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            #[cfg(unix)]
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(StoreError(
+                    "the session file is a symbolic link: it was not followed".into(),
+                ));
+            }
+            Err(e) => return Err(file_error("read", &e)),
+        };
+        let metadata = file.metadata().map_err(|e| file_error("read", &e))?;
+        if !metadata.is_file() {
+            return Err(StoreError("the session file is not a regular file".into()));
         }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let user = unsafe { libc::geteuid() };
+            if metadata.uid() != user || metadata.mode() & 0o077 != 0 {
+                return Err(StoreError(
+                    "the session file is not the user's own with mode 0600: it was not read".into(),
+                ));
+            }
+        }
+        let mut session = String::new();
+        io::Read::read_to_string(&mut file, &mut session).map_err(|e| file_error("read", &e))?;
+        Ok(Some(session))
     }
 
     fn save(&self, session: &str) -> Result<(), StoreError> {
@@ -203,6 +233,46 @@ mod tests {
             .filter(|n| n.ends_with(".tmp") && n != "session.json.tmp" && n != ".session.json.tmp")
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A link planted at the session's path is not followed, whether it points at a file of
+    /// the user's or elsewhere.
+    #[cfg(unix)]
+    #[test]
+    fn loading_follows_no_link_planted_at_the_session_path() {
+        let dir = temp_dir();
+        let target = dir.join("elsewhere.json");
+        FileSessionStore::new(&target).save("planted").unwrap();
+        let path = dir.join("session.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let error = FileSessionStore::new(&path).load().unwrap_err();
+        assert!(error.0.contains("symbolic link"), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_session_file_others_can_read_or_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        let path = dir.join("session.json");
+        let store = FileSessionStore::new(&path);
+        store.save("secret").unwrap();
+        for mode in [0o644, 0o660, 0o606, 0o666] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let error = store.load().unwrap_err();
+            assert!(error.0.contains("mode 0600"), "{mode:o}: {error}");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.load().unwrap().as_deref(), Some("secret"));
+        // Another user's file, mode 0600 or not (only root can make one to test with).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let error = store.load().unwrap_err();
+            assert!(error.0.contains("the user's own"), "{error}");
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

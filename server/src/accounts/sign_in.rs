@@ -10,7 +10,7 @@ use crate::apple::GatewayError;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    NativeApp, NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, WebCompletion,
+    NativeApp, NoSession, PendingName, Replay, SessionPolicy, SignInRecord, SignedIn, WebCompletion,
 };
 
 /// A sign-in as a route received it.
@@ -62,10 +62,57 @@ pub async fn sign_in<P: SessionPolicy>(
         Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
         None => {}
     }
-    let apple_refresh_token = match request.authorization_code.filter(|c| !c.is_empty()) {
+    let name = PendingName {
+        given_name: given_name.map(str::to_owned),
+        family_name: family_name.map(str::to_owned),
+    };
+    let verified = Verified {
+        claims: &claims,
+        nonce_hash,
+        token_hash: &token_hash,
+        authorization_code: request.authorization_code,
+        flow: request.flow,
+        verifier,
+    };
+    match write_verified(state, verified, &name, policy).await {
+        Ok(signed_in) => Ok(signed_in),
+        Err(error) => {
+            keep_name_through(state, &claims.sub, &name, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// A sign-in whose identity token was verified and is no replay.
+struct Verified<'a> {
+    claims: &'a IdentityClaims,
+    nonce_hash: Option<&'a str>,
+    token_hash: &'a str,
+    authorization_code: Option<&'a str>,
+    flow: Flow,
+    verifier: &'a siwa_core::Verifier,
+}
+
+/// Exchanges the code and writes the user; a new user without a name of their own gets the
+/// one kept from a failed first sign-in ([`Store::adopt_pending_name`]).
+async fn write_verified<P: SessionPolicy>(
+    state: &AppState,
+    verified: Verified<'_>,
+    name: &PendingName,
+    policy: P,
+) -> Result<SignedIn<P::Granted>, ApiError> {
+    let Verified {
+        claims,
+        nonce_hash,
+        token_hash,
+        authorization_code,
+        flow,
+        verifier,
+    } = verified;
+    let apple_refresh_token = match authorization_code.filter(|c| !c.is_empty()) {
         Some(code) if state.apple.configured() => {
-            let redirect_uri = state.redirect_uri_for(request.flow);
-            Some(exchange(state, verifier, &claims, code, redirect_uri).await?)
+            let redirect_uri = state.redirect_uri_for(flow);
+            Some(exchange(state, verifier, claims, code, redirect_uri).await?)
         }
         Some(_) => {
             tracing::debug!("authorization code ignored: no Apple credentials configured");
@@ -73,20 +120,69 @@ pub async fn sign_in<P: SessionPolicy>(
         }
         None => None,
     };
+    let now = SystemClock.now();
     let record = SignInRecord {
-        claims: &claims,
+        claims,
         nonce_hash,
-        identity_token_hash: Some(&token_hash),
-        given_name,
-        family_name,
+        identity_token_hash: Some(token_hash),
+        given_name: name.given_name.as_deref(),
+        family_name: name.family_name.as_deref(),
         apple_refresh_token: apple_refresh_token.as_deref(),
-        now: SystemClock.now(),
+        now,
     };
     // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
     // request, the database refusing the write) is dropped, not revoked: it is a token of the
     // user's one authorization of the app, and revoking it would end every device's sign-in
     // (docs/apple-protocol.md, F11). Only account deletion revokes.
-    record_sign_in(state, record, policy).await
+    let mut signed_in = record_sign_in(state, record, policy).await?;
+    // Only a sign-in that made the account looks: the failed one that kept a name made none.
+    let nameless = name.given_name.is_none() && name.family_name.is_none();
+    if signed_in.is_new_user && nameless {
+        let user = &mut signed_in.user;
+        match state
+            .store
+            .adopt_pending_name(&user.id, &claims.sub, now)
+            .await
+        {
+            Ok(Some(kept)) => {
+                user.given_name = kept.given_name;
+                user.family_name = kept.family_name;
+            }
+            Ok(None) => {}
+            // The sign-in is done; the name waits for the next one.
+            Err(error) => tracing::warn!(%error, "a kept name could not be given to its new user"),
+        }
+    }
+    Ok(signed_in)
+}
+
+/// Keeps the name of a sign-in that failed after its identity token was verified for a passing
+/// reason (Apple, the database), for the user's next one: Apple sends it once. A refusal of
+/// the request itself keeps nothing: it would fail again, and a replay's name is not the
+/// user's first authorization's (a sign-in that lost a race to its twin left the name with
+/// the twin).
+async fn keep_name_through(
+    state: &AppState,
+    apple_sub: &str,
+    name: &PendingName,
+    error: &ApiError,
+) {
+    if name.given_name.is_none() && name.family_name.is_none() {
+        return;
+    }
+    if error.code().meaning() != siwa_core::api::ErrorMeaning::RetryLater {
+        return;
+    }
+    if let Err(kept) = state
+        .store
+        .keep_pending_name(apple_sub, name, SystemClock.now())
+        .await
+        // While the database is known to be down, its watch has said so.
+        && !crate::store::KnownDown::is(&kept)
+    {
+        // Never the name itself: only that it could not be kept.
+        tracing::warn!(error = %kept, "the name of a failed first sign-in could not be kept");
+    }
 }
 
 /// Apple's form post signs a user in, but no one is signed in yet: anyone can make a browser

@@ -81,6 +81,7 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         crate::routes::auth::refresh,
         crate::routes::auth::logout,
         crate::routes::web::exchange,
+        crate::routes::web::check_app_redirect,
         crate::routes::account::me,
         crate::routes::account::delete_me,
         crate::routes::notifications::receive,

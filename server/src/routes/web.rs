@@ -17,7 +17,9 @@ use siwa_core::{
 use super::JsonBody;
 use super::auth::signed_in_answer;
 use crate::accounts::{self, Flow, SignIn};
-use crate::api::{AppCallback, BrowserSignInQuery, ExchangeRequest, SignInResponse};
+use crate::api::{
+    AppCallback, AppRedirectQuery, BrowserSignInQuery, ExchangeRequest, SignInResponse,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
@@ -71,6 +73,25 @@ pub async fn start(
     }
     .url(&Endpoints::new(state.config.apple_base_url.clone()));
     see_other(&url, &[&cookie])
+}
+
+/// Whether a native app's start would take its redirect URI: the clients ask before they open
+/// the browser, so that a URI the server does not list fails in the app at once rather than on
+/// a page only the user sees. Writes nothing; the list is no secret (the start says as much).
+#[utoipa::path(get, path = "/v1/web/app-redirect-uri", tag = "sign-in", params(AppRedirectQuery),
+    responses((status = 204, description = "the start takes this redirect URI"),
+              (status = 400, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn check_app_redirect(
+    State(state): State<Arc<AppState>>,
+    query: QueryOf<AppRedirectQuery>,
+) -> Result<StatusCode, ApiError> {
+    let web = configured(&state)?;
+    let Query(query) = query.map_err(|_| ApiError::bad_request(UNREADABLE_QUERY))?;
+    if web.allows_app_redirect(&query.app_redirect_uri) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::AppRedirectUriNotAllowed)
+    }
 }
 
 /// The native app's part of a start, if any: its redirect URI, checked exactly, and its

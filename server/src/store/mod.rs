@@ -15,6 +15,7 @@ mod group_commit;
 mod health;
 mod keys;
 mod notifications;
+mod pending_names;
 mod queue;
 mod revocations;
 mod sessions;
@@ -35,6 +36,7 @@ use group_commit::GroupCommit;
 pub use events::DueEvent;
 pub use health::{DatabaseFile, Down, KnownDown, NOTICED_WITHIN};
 pub use notifications::AccountChange;
+pub use pending_names::PendingName;
 pub use queue::Queue;
 pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
 pub use sessions::{NewSession, Rotation};
@@ -170,6 +172,7 @@ impl Store {
             "web_sign_ins",
             "web_exchange_codes",
             "web_completions",
+            "pending_names",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now)

@@ -73,6 +73,43 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(reborn.givenName, "Jane")
     }
 
+    func testABrowserSignInStartsAtTheServerAndReadsWhatTheBrowserBringsBack() async throws {
+        let client = try client(inMemorySessionStore())
+        let app = Stack.appRedirectURI
+        let url = try await client.startBrowserSignIn(appRedirectUri: app)
+        XCTAssertTrue(url.hasPrefix("\(stack.serverURL)/v1/web/sign-in?"), url)
+        XCTAssertTrue(url.contains("code_challenge_method=S256"), url)
+        do {
+            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=user_cancelled_authorize")
+            XCTFail("accepted")
+        } catch SiwaError.Cancelled {}
+        _ = try await client.startBrowserSignIn(appRedirectUri: app)
+        do {
+            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=invalid_state")
+            XCTFail("accepted")
+        } catch let SiwaError.BrowserSignInFailed(code) {
+            XCTAssertEqual(code, "invalid_state")
+        }
+        // Apple or the database down, as the browser brings it back: retry later.
+        _ = try await client.startBrowserSignIn(appRedirectUri: app)
+        do {
+            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=apple_unavailable")
+            XCTFail("accepted")
+        } catch let SiwaError.Unavailable(code) {
+            XCTAssertEqual(code, "apple_unavailable")
+        }
+    }
+
+    func testARedirectTheServerDoesNotListFailsBeforeTheBrowserOpens() async throws {
+        let client = try client(inMemorySessionStore())
+        do {
+            _ = try await client.startBrowserSignIn(appRedirectUri: "com.example.other://signed-in")
+            XCTFail("accepted")
+        } catch let SiwaError.Server(code, _) {
+            XCTAssertEqual(code, "app_redirect_uri_not_allowed")
+        }
+    }
+
     func testANonceMismatchIsCaughtBeforeTheServer() async throws {
         let client = try client(inMemorySessionStore())
         let attempt = client.startSignIn()

@@ -81,26 +81,12 @@ final class SiwaClientTests: XCTestCase {
         }
     }
 
-    func testABrowserSignInStartsAtTheServerAndReadsWhatTheBrowserBringsBack() async throws {
+    func testABrowserSignInRefusesARedirectThatIsNoURLBeforeAnyRequest() async throws {
         let client = try SiwaClient(serverUrl: unreachable, store: inMemorySessionStore())
-        let app = "com.example.app://signed-in"
-        let url = try client.startBrowserSignIn(appRedirectUri: app)
-        XCTAssertTrue(url.hasPrefix("\(unreachable)/v1/web/sign-in?"), url)
-        XCTAssertTrue(url.contains("code_challenge_method=S256"), url)
         do {
-            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=user_cancelled_authorize")
+            _ = try await client.startBrowserSignIn(appRedirectUri: "not a url")
             XCTFail("accepted")
-        } catch SiwaError.Cancelled {}
-        _ = try client.startBrowserSignIn(appRedirectUri: app)
-        do {
-            _ = try await client.completeBrowserSignIn(callbackUrl: "\(app)?error=invalid_state")
-            XCTFail("accepted")
-        } catch let SiwaError.BrowserSignInFailed(code) {
-            XCTAssertEqual(code, "invalid_state")
-        }
-        XCTAssertThrowsError(try client.startBrowserSignIn(appRedirectUri: "not a url")) { error in
-            guard case SiwaError.InvalidConfiguration = error else { return XCTFail("\(error)") }
-        }
+        } catch SiwaError.InvalidConfiguration {}
     }
 
     func testCredentialRevokedWhileSignedOutIsHarmless() throws {

@@ -14,6 +14,9 @@ final class Stack: @unchecked Sendable {
     private let processes: [Process]
     private let dataDirectory: URL
 
+    /// The one redirect URI the server lists for browser sign-ins.
+    static let appRedirectURI = "com.example.app://signed-in"
+
     static func start() async throws -> Stack {
         let environment = ProcessInfo.processInfo.environment
         guard let binaries = environment["SIWA_TEST_BIN_DIR"] else {
@@ -46,6 +49,10 @@ final class Stack: @unchecked Sendable {
             "SIWA_LOG_FORMAT": "text",
             // A short reuse grace, so that a test can step past it.
             "SIWA_REFRESH_REUSE_GRACE_SECS": "1",
+            // The browser flow, for a native app's start (a macOS app without the entitlement).
+            "SIWA_APPLE_SERVICES_ID": "com.example.web",
+            "SIWA_PUBLIC_URL": "http://127.0.0.1",
+            "SIWA_APP_REDIRECT_URIS": Stack.appRedirectURI,
             "RUST_LOG": "siwa_server=info",
         ])
         let listening = try await server.line(containing: "siwa-server listening")

@@ -909,9 +909,10 @@ public protocol SiwaClientProtocol: AnyObject, Sendable {
      * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
      * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
      * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
-     * again replaces the attempt.
+     * again replaces the attempt. The server is asked first: a redirect URI it does not list
+     * throws `Server` with `app_redirect_uri_not_allowed` before any browser opens.
      */
-    func startBrowserSignIn(appRedirectUri: String) throws  -> String
+    func startBrowserSignIn(appRedirectUri: String) async throws  -> String
     
     /**
      * Starts a sign-in: put `attempt.hashedNonce` in Apple's request, then pass the attempt
@@ -1175,16 +1176,23 @@ open func signOut()async throws   {
      * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
      * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
      * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
-     * again replaces the attempt.
+     * again replaces the attempt. The server is asked first: a redirect URI it does not list
+     * throws `Server` with `app_redirect_uri_not_allowed` before any browser opens.
      */
-open func startBrowserSignIn(appRedirectUri: String)throws  -> String  {
-    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSiwaError_lift) {
-        uniffiCallStatus in
-    uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(appRedirectUri),uniffiCallStatus
-    )
-})
+open func startBrowserSignIn(appRedirectUri: String)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(appRedirectUri)
+                )
+            },
+            pollFunc: ffi_siwa_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_siwa_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_siwa_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeSiwaError_lift
+        )
 }
     
     /**
@@ -1902,7 +1910,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_siwa_ffi_checksum_method_siwaclient_sign_out() != 13340) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in() != 57648) {
+    if (uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in() != 21726) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_siwa_ffi_checksum_method_siwaclient_start_sign_in() != 45810) {

@@ -4,6 +4,7 @@ import com.sun.net.httpserver.HttpServer
 import java.net.InetAddress
 import java.net.InetSocketAddress
 import java.net.URI
+import java.util.concurrent.Executors
 import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.withTimeout
 import kotlinx.coroutines.TimeoutCancellationException
@@ -15,8 +16,13 @@ import kotlinx.coroutines.TimeoutCancellationException
  * `http://127.0.0.1/callback`, which takes any port), waits for the browser to come back,
  * answers it with a page saying the window can be closed, and completes the sign-in.
  *
- * The PKCE verifier never leaves the client, and the listener takes the one callback of its
- * attempt and stops, so another local process gains nothing by calling the port.
+ * Another local process can reach the port too. It cannot take the user's account: the PKCE
+ * verifier never leaves the client, so a code it saw is useless to it. What it could do is end
+ * or stall the user's sign-in, so the listener takes only a GET of exactly [path] that carries
+ * a `code` or an `error` (anything else is answered 404 and the wait goes on), and serves each
+ * request on a thread of its own, so that one sent half-way blocks nothing. Before the browser
+ * opens, the server is asked whether it lists the redirect URI: one it does not fails at once
+ * (`SiwaException.Server`, `app_redirect_uri_not_allowed`) instead of after the timeout.
  *
  * @param openBrowser opens a URL in the user's browser (by default the desktop's browser).
  * @param timeoutMillis how long the user may take at Apple (the server's own limit is ten
@@ -35,14 +41,21 @@ class LoopbackBrowserSignIn(
      */
     suspend fun signIn(): SiwaUser {
         val server = HttpServer.create(InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0)
+        // A thread per request (the JDK's default is the one dispatcher thread, which a request
+        // sent half-way holds until it completes); daemon threads, stopped with the listener.
+        val threads = Executors.newCachedThreadPool { task -> Thread(task).apply { isDaemon = true } }
+        server.executor = threads
         val callback = CompletableDeferred<String>()
-        server.createContext(path) { exchange ->
+        server.createContext("/") { exchange ->
             val uri = exchange.requestURI
-            // Only the server's answer (a code or an error) ends the wait: a stray request to
-            // the port (another local process, a browser's prefetch) does not spend the attempt.
             val params = uri.rawQuery.orEmpty().split('&').map { it.substringBefore('=') }
-            if ("code" !in params && "error" !in params) {
-                exchange.sendResponseHeaders(400, -1)
+            // Only the server's answer, at exactly the redirect's path, ends the wait: a stray
+            // request (another local process, a browser's prefetch, `/callbackX?error=...`)
+            // does not spend the attempt.
+            val isCallback = exchange.requestMethod == "GET" && uri.rawPath == path &&
+                ("code" in params || "error" in params)
+            if (!isCallback) {
+                exchange.sendResponseHeaders(404, -1)
                 exchange.close()
                 return@createContext
             }
@@ -66,6 +79,7 @@ class LoopbackBrowserSignIn(
             return client.completeBrowserSignIn(url)
         } finally {
             server.stop(0)
+            threads.shutdownNow()
         }
     }
 

@@ -811,8 +811,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_siwa_ffi_fn_method_siwaclient_sign_out(`ptr`: Long,
     ): Long
-    external fun uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(`ptr`: Long,`appRedirectUri`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
+    external fun uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(`ptr`: Long,`appRedirectUri`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_siwa_ffi_fn_method_siwaclient_start_sign_in(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_siwa_ffi_fn_func_file_session_store(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -983,7 +983,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_siwa_ffi_checksum_method_siwaclient_sign_out() and 0xFFFF) != 13340) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in() and 0xFFFF) != 57648) {
+    if ((lib.uniffi_siwa_ffi_checksum_method_siwaclient_start_browser_sign_in() and 0xFFFF) != 21726) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_siwa_ffi_checksum_method_siwaclient_start_sign_in() and 0xFFFF) != 45810) {
@@ -1880,9 +1880,10 @@ public interface SiwaClientInterface {
      * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
      * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
      * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
-     * again replaces the attempt.
+     * again replaces the attempt. The server is asked first: a redirect URI it does not list
+     * throws `Server` with `app_redirect_uri_not_allowed` before any browser opens.
      */
-    fun `startBrowserSignIn`(`appRedirectUri`: kotlin.String): kotlin.String
+    suspend fun `startBrowserSignIn`(`appRedirectUri`: kotlin.String): kotlin.String
     
     /**
      * Starts a sign-in: put `attempt.hashedNonce` in Apple's request, then pass the attempt
@@ -2250,21 +2251,29 @@ open class SiwaClient: Disposable, AutoCloseable, SiwaClientInterface
      * JVM apps, macOS apps without the entitlement): returns the URL to open (the server's
      * `GET /v1/web/sign-in`). The browser comes back to `app_redirect_uri` (one of the
      * server's `SIWA_APP_REDIRECT_URIS`); pass that URL to `completeBrowserSignIn`. Starting
-     * again replaces the attempt.
+     * again replaces the attempt. The server is asked first: a redirect URI it does not list
+     * throws `Server` with `app_redirect_uri_not_allowed` before any browser opens.
      */
-    @Throws(SiwaException::class)override fun `startBrowserSignIn`(`appRedirectUri`: kotlin.String): kotlin.String {
-            return FfiConverterString.lift(
-    callWithHandle {
-    uniffiRustCallWithError(SiwaException) { _status ->
-    UniffiLib.uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(
-        it,
-        
-        FfiConverterString.lower(`appRedirectUri`),_status)
-}
-    }
+    @Throws(SiwaException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `startBrowserSignIn`(`appRedirectUri`: kotlin.String) : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_siwa_ffi_fn_method_siwaclient_start_browser_sign_in(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`appRedirectUri`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_siwa_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_siwa_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_siwa_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        SiwaException.ErrorHandler,
     )
     }
-    
 
     
     /**

@@ -42,6 +42,13 @@ fun post(url: String, json: String): Pair<Int, String> {
     return response.statusCode() to response.body()
 }
 
+fun put(url: String, json: String): Pair<Int, String> {
+    val request = HttpRequest.newBuilder(URI(url)).header("content-type", "application/json")
+        .PUT(HttpRequest.BodyPublishers.ofString(json)).build()
+    val response = http.send(request, HttpResponse.BodyHandlers.ofString())
+    return response.statusCode() to response.body()
+}
+
 fun get(url: String): Pair<Int, String> {
     val response = http.send(HttpRequest.newBuilder(URI(url)).GET().build(), HttpResponse.BodyHandlers.ofString())
     return response.statusCode() to response.body()
@@ -99,14 +106,18 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
         check(restarted.currentUser() == user) { "restored ${restarted.currentUser()}" }
         check(restarted.refreshUser().id == user.id) { "refreshed another user" }
     },
-    "twenty concurrent callers share one refresh" to {
+    "a fresh short-lived token is not refreshed, and concurrent refreshes are one" to {
         val client = SiwaClient(server, inMemorySessionStore())
         signIn(client, sub = "001.kotlin.concurrent")
-        // The server's access tokens live 30 s, inside the client's refresh margin: each call
-        // wants a refresh, and concurrent ones must share it (two rotations of one refresh
-        // token would end the session).
-        val tokens = coroutineScope { (1..20).map { async { client.accessToken() } }.awaitAll() }
-        check(tokens.toSet().size == 1) { "${tokens.toSet().size} different tokens" }
+        // The server's access tokens live 30 s, less than the 60 s margin: the margin is a
+        // quarter of the lifetime, so the fresh token is served as it is.
+        val first = coroutineScope { (1..20).map { async { client.accessToken() } }.awaitAll() }
+        check(first.toSet().size == 1) { "${first.toSet().size} different tokens" }
+        // Twenty refreshes at once are one rotation (two rotations of one refresh token
+        // would end the session).
+        coroutineScope { (1..20).map { async { client.refreshSession() } }.awaitAll() }
+        val after = coroutineScope { (1..20).map { async { client.accessToken() } }.awaitAll() }
+        check(after.toSet().size == 1 && after[0] != first[0]) { "${after.toSet().size} tokens" }
         client.refreshUser()
     },
     "signing out ends the session here and at the server" to {
@@ -181,11 +192,63 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
             "{\"code\":\"$code\",\"codeVerifier\":\"${"a".repeat(43)}\"}")
         check(status == 400 && body.contains("invalid_exchange_code")) { "$status $body" }
     },
-    "a redirect URI the server does not list is refused" to {
+    "a redirect URI the server does not list fails before the browser opens" to {
         val client = SiwaClient(server, inMemorySessionStore())
-        val url = client.startBrowserSignIn("http://localhost:4321/callback")
-        val (status, body) = get(url)
-        check(status == 400 && body.contains("app_redirect_uri_not_allowed")) { "$status" }
+        val refused = expect<SiwaException.Server> {
+            runBlocking { client.startBrowserSignIn("http://localhost:4321/callback") }
+        }
+        check(refused.code == "app_redirect_uri_not_allowed") { refused.code }
+        var opened = false
+        val started = System.nanoTime()
+        expect<SiwaException.Server> {
+            runBlocking {
+                LoopbackBrowserSignIn(client, { opened = true }, timeoutMillis = 60_000,
+                    path = "/not-listed").signIn()
+            }
+        }
+        check(!opened) { "the browser was opened" }
+        check(System.nanoTime() - started < 10_000_000_000L) { "the app waited" }
+    },
+    "strays on the loopback port neither end nor block the sign-in" to {
+        val client = SiwaClient(server, inMemorySessionStore())
+        val browser = chromium("continue")
+        val held = mutableListOf<java.net.Socket>()
+        val user = LoopbackBrowserSignIn(client, { url ->
+            val redirect = java.net.URLDecoder.decode(
+                Regex("app_redirect_uri=([^&]+)").find(url)!!.groupValues[1], "UTF-8")
+            val port = URI(redirect).port
+            // A local process sends half a request and keeps it open...
+            held += java.net.Socket("127.0.0.1", port).apply {
+                getOutputStream().write("GET /callback?code=x HTTP/1.1\r\nHost: 127".toByteArray())
+                getOutputStream().flush()
+            }
+            // ...and tries to end the sign-in on paths next to the callback's.
+            for (stray in listOf("/callbackX?error=access_denied", "/callback/x?error=x",
+                    "/other?code=x", "/callback")) {
+                val (status, _) = get("http://127.0.0.1:$port$stray")
+                check(status == 404) { "$stray: $status" }
+            }
+            browser(url)
+        }, timeoutMillis = 60_000).signIn()
+        held.forEach { it.close() }
+        check(client.currentUser() == user) { "not signed in" }
+    },
+    "Apple down during a browser sign-in is Unavailable, and the name comes back on the retry" to {
+        val client = SiwaClient(server, inMemorySessionStore())
+        // A user of their own: the name comes with a user's first authorization only.
+        post("$mock/mock/users", "{\"sub\":\"001.kotlin.retried\"}")
+        val (status, _) = put("$mock/mock/faults/token", "{\"status\":503,\"count\":1}")
+        check(status in 200..299) { "the fault was not set: $status" }
+        val down = expect<SiwaException.Unavailable> {
+            runBlocking {
+                LoopbackBrowserSignIn(client, chromium("continue-as:001.kotlin.retried"),
+                    timeoutMillis = 60_000).signIn()
+            }
+        }
+        check(down.code == "apple_unavailable") { down.code }
+        val user = LoopbackBrowserSignIn(client, chromium("continue-as:001.kotlin.retried"),
+            timeoutMillis = 60_000).signIn()
+        check(user.givenName != null && user.familyName != null) { "the first authorization's name was lost" }
     },
 )
 
