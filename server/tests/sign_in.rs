@@ -21,6 +21,7 @@ on_both_databases!(
     a_refused_code_leaves_no_account_behind,
     apple_down_during_the_exchange_leaves_no_account_behind,
     a_first_authorizations_name_survives_a_failed_sign_in,
+    a_code_of_another_user_is_refused_as_an_injection,
     a_hundred_concurrent_first_sign_ins_make_one_user,
     sign_in_keeps_working_when_the_jwks_endpoint_goes_down,
     a_token_for_another_app_is_refused,
@@ -314,6 +315,27 @@ async fn a_first_authorizations_name_survives_a_failed_sign_in(h: Harness) {
             .await
             .is_empty()
     );
+}
+
+/// Authorization code injection (RFC 9700, 4.5): a victim's identity token with the attacker's
+/// code (or the reverse) is refused, and no account is made.
+async fn a_code_of_another_user_is_refused_as_an_injection(h: Harness) {
+    let victim = h.mint(IdentityTokenRequest {
+        sub: Some("001.victim".into()),
+        ..default()
+    });
+    let attacker = h.mint(IdentityTokenRequest {
+        sub: Some("001.attacker".into()),
+        ..default()
+    });
+    let body = json!({"identityToken": victim.identity_token,
+        "authorizationCode": attacker.authorization_code});
+    let (status, refused) = h.post("/v1/auth/apple", &body).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("authorization_code_mismatch"))
+    );
+    assert_eq!(h.users().await, 0);
 }
 
 async fn a_hundred_concurrent_first_sign_ins_make_one_user(h: Harness) {

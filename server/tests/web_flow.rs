@@ -248,6 +248,11 @@ async fn page(h: &Harness, cookie: Option<&str>) -> String {
         .unwrap()
         .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "no framing (clickjacking): {csp}"
+    );
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
     response.text().await.unwrap()
 }
 

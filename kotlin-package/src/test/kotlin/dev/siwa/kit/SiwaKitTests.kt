@@ -151,6 +151,9 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
         val client = SiwaClient(server, fileSessionStore(original))
         signIn(client, sub = "001.kotlin.ended")
         File(original).copyTo(File(copy))
+        // The file store reads only a file that is its user's alone (mode 0600).
+        java.nio.file.Files.setPosixFilePermissions(File(copy).toPath(),
+            java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"))
         SiwaClient(server, fileSessionStore(copy)).signOut()
         expect<SiwaException.SessionExpired> { runBlocking { client.refreshSession() } }
         check(client.currentUser() == null) { "the ended session was kept" }
