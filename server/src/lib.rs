@@ -9,14 +9,37 @@
 //! A map, from the outside in:
 //! - `app` starts everything (`start`) and wires the router; `serve` accepts connections;
 //!   `config` reads the environment, with every default.
-//! - `routes` (and `web` for the browser flow's page, cookies and checks) keep HTTP;
-//!   `response_policy`, `request_body` and `error` are what every answer shares.
-//! - `accounts` holds the rules: signing in, deleting an account, Apple's notifications.
-//! - `store` is the SQL and the transactions, over `db`'s pool; `sealing` seals secrets at
+//! - `routes` keep HTTP: they parse, call `accounts`, and answer; `web` is the browser flow's
+//!   HTTP (cookies, the checks of where a request came from, the page); `response_policy`,
+//!   `request_body` and `error` are what every answer shares.
+//! - `accounts` holds the rules: signing in (app, browser, the seed's route), completing in
+//!   the browser, one-time codes, refresh, sign-out, deletion, Apple's notifications.
+//! - `store` is the SQL: rows and transactions, over `db`'s pool; `sealing` seals secrets at
 //!   rest; `tokens` makes the random ids and opaque tokens; `sessions` signs access tokens.
 //! - `apple` calls Apple; `revocation` and `webhooks` work their durable queues (`retry`), and
 //!   `housekeeping` and `telemetry` keep the server observable and tidy; the store's watch
 //!   (`store::health`) knows whether the database is up, so requests need not find out.
+//!
+//! The layers, from the top: a module imports only from the layers below its own
+//! (`server/tests/layers.rs` reads this list and keeps the code to it).
+//! - `dev`
+//! - `app`
+//! - `routes`, `request_body`, `response_policy`
+//! - `state`
+//! - `web`
+//! - `accounts`
+//! - `revocation`, `housekeeping`
+//! - `doctor`
+//! - `config`
+//! - `webhooks`
+//! - `sessions`, `apple`
+//! - `error`
+//! - `api`
+//! - `retry`
+//! - `store`
+//! - `db`, `sealing`, `tasks`
+//! - `forwarded`
+//! - `serve`, `tokens`, `telemetry`
 
 mod accounts;
 mod api;
@@ -54,7 +77,7 @@ pub use state::AppState;
 pub use store::Store;
 pub use telemetry::init_logging;
 pub use tokens::new_token_base64;
-pub use web::WebConfig;
+pub use config::WebConfig;
 pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 
 /// What the integration tests reach past the HTTP API for: rows they plant and files they

@@ -7,7 +7,7 @@ use siwa_core::{EventType, NotificationEvent};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::AccountChange;
-use crate::webhooks::EmailForwarding;
+use crate::store::EmailForwarding;
 
 /// Verifies a notification's payload with Apple's keys (audience: a configured client id) and
 /// applies it once.

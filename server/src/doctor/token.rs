@@ -403,7 +403,7 @@ fn explain_claim(
 }
 
 fn timestamp(secs: i64) -> String {
-    Some(crate::webhooks::rfc3339(secs))
+    Some(crate::store::rfc3339(secs))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "not a time".into())
 }

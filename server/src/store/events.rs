@@ -1,4 +1,4 @@
-//! The webhook outbox (`crate::webhooks`): events written in the transaction of their change,
+//! The webhook outbox (`webhooks` delivers it): events written in the transaction of their change,
 //! and what the delivery task reads and updates.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::{Any, Transaction};
 
 use super::Store;
-use crate::webhooks::{WebhookEvent, WebhookEventType, new_event_id};
+use super::event::{WebhookEvent, WebhookEventType, new_event_id};
 
 /// An event waiting to be delivered.
 #[derive(Clone, sqlx::FromRow)]

@@ -41,7 +41,7 @@ use super::users::{
 };
 use crate::db::DatabaseKind;
 use crate::tasks::Tasks;
-use crate::webhooks::WebhookEvent;
+use super::event::WebhookEvent;
 
 /// The largest batch; bounds the latency a request can wait behind others.
 const MAX_BATCH: usize = 128;

@@ -10,6 +10,7 @@
 //! refresh-token rotations go through the `group_commit` writer, a task the store starts and
 //! owns.
 
+mod event;
 mod events;
 mod group_commit;
 mod health;
@@ -33,6 +34,7 @@ use crate::sealing::Sealer;
 use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
+pub use event::{EmailForwarding, new_event_id, rfc3339, test_payload};
 pub use events::DueEvent;
 pub use health::{DatabaseFile, Down, KnownDown, NOTICED_WITHIN};
 pub use notifications::AccountChange;

@@ -12,7 +12,7 @@ use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError, placeholders};
 use crate::sealing::Purpose;
 use crate::tokens;
-use crate::webhooks::{DeletionReason, WebhookEvent, WebhookEventType};
+use super::event::{DeletionReason, WebhookEvent, WebhookEventType};
 
 /// A user as stored. No `Debug`: it holds an email address.
 #[derive(Clone, sqlx::FromRow)]
@@ -549,7 +549,7 @@ pub async fn upsert_users_recording_created(
     Ok(users)
 }
 
-/// A new event's id made by PostgreSQL in the form of `webhooks::new_event_id`: `msg_` and 16
+/// A new event's id made by PostgreSQL in the form of `event::new_event_id`: `msg_` and 16
 /// random bytes (a random UUID's) in unpadded base64url.
 const CREATED_EVENT_ID: &str =
     "'msg_' || rtrim(translate(encode(uuid_send(gen_random_uuid()), 'base64'), '+/', '-_'), '=')";
@@ -729,7 +729,7 @@ mod tests {
             let random = id.strip_prefix("msg_").expect("msg_ and an id");
             assert_eq!(
                 random.len(),
-                crate::webhooks::new_event_id().len() - "msg_".len()
+                crate::store::new_event_id().len() - "msg_".len()
             );
             assert!(
                 random

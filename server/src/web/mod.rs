@@ -11,14 +11,13 @@
 //!   code (60 s, PKCE-bound) that it trades at `POST /v1/auth/exchange`.
 
 pub mod banner;
-pub mod config;
 pub mod guard;
 pub mod page;
 pub mod respond;
 
 use siwa_core::{KeySet, Verifier, VerifierConfig};
 
-pub use config::WebConfig;
+use crate::config::WebConfig;
 
 /// How long a browser may take at Apple's consent page.
 pub const STATE_TTL_SECS: i64 = 600;
@@ -60,7 +59,7 @@ impl WebFlow {
         verifier_config.issuers = issuers.to_vec();
         Ok(Some(Self {
             services_id: services_id.to_owned(),
-            callback_url: Self::callback_url(public_url),
+            callback_url: crate::config::web::callback_url(public_url),
             origin: public_url.origin().ascii_serialization(),
             verifier: Verifier::new(verifier_config, keys)?,
             app_redirect_uris: config.app_redirect_uris.clone(),

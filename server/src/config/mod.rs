@@ -2,6 +2,10 @@
 //!
 //! Invalid configuration stops start-up with a message naming the variable and the reason.
 
+
+pub mod web;
+
+pub use web::WebConfig;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -47,8 +51,8 @@ pub struct Config {
     /// With neither this nor an address of their own, metrics are not served at all: they
     /// count sign-ins and deletions, which are no one else's business.
     pub metrics_token: Option<String>,
-    /// The web flow (`crate::web`).
-    pub web: crate::web::WebConfig,
+    /// The web flow (the `web` module's).
+    pub web: WebConfig,
     /// Webhooks (`crate::webhooks`); none without `SIWA_WEBHOOK_URL`.
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
 }
@@ -253,7 +257,7 @@ impl Config {
                 "at least 32 characters (make one with `openssl rand -hex 32`)",
             ));
         }
-        let web = crate::web::WebConfig::read(get)
+        let web = WebConfig::read(get)
             .map_err(|(variable, reason)| invalid(variable, reason))?;
         let webhook_retry_base = number(
             "SIWA_WEBHOOK_RETRY_BASE_SECS",

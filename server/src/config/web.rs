@@ -1,8 +1,6 @@
 //! The web flow's configuration: `SIWA_APPLE_SERVICES_ID`, `SIWA_PUBLIC_URL` and
 //! `SIWA_APP_REDIRECT_URIS`.
 
-use super::WebFlow;
-
 /// As configured; the flow runs only when both the Services ID and the public URL are set.
 #[derive(Clone, Debug, Default)]
 pub struct WebConfig {
@@ -32,7 +30,7 @@ impl WebConfig {
             None => None,
             Some(value) => Some(public_url(&value).map_err(|why| ("SIWA_PUBLIC_URL", why))?),
         };
-        let app_redirect_uris = crate::config::comma_separated(get("SIWA_APP_REDIRECT_URIS"));
+        let app_redirect_uris = super::comma_separated(get("SIWA_APP_REDIRECT_URIS"));
         for uri in &app_redirect_uris {
             if url::Url::parse(uri).is_err() {
                 return Err((
@@ -107,7 +105,7 @@ impl WebConfig {
         }
     }
 
-    pub(super) fn flow_parts(&self) -> Option<(&str, &url::Url)> {
+    pub fn flow_parts(&self) -> Option<(&str, &url::Url)> {
         Some((self.services_id.as_deref()?, self.public_url.as_ref()?))
     }
 }
@@ -145,14 +143,12 @@ fn public_url(value: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
-impl WebFlow {
-    /// The callback Apple posts to, under the public URL.
-    pub fn callback_url(public_url: &url::Url) -> String {
-        format!(
-            "{}/v1/web/callback",
-            public_url.as_str().trim_end_matches('/')
-        )
-    }
+/// The callback Apple posts to, under the public URL.
+pub fn callback_url(public_url: &url::Url) -> String {
+    format!(
+        "{}/v1/web/callback",
+        public_url.as_str().trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -182,7 +178,7 @@ mod tests {
         .unwrap();
         assert_eq!(both.missing(), None);
         assert_eq!(
-            WebFlow::callback_url(both.public_url.as_ref().unwrap()),
+            callback_url(both.public_url.as_ref().unwrap()),
             "https://auth.example.com/v1/web/callback"
         );
     }
