@@ -19,14 +19,23 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
+use std::num::NonZeroU32;
+
+use governor::{Quota, RateLimiter};
+use siwa_core::{KeySet, KeySetOptions, Verifier, VerifierConfig};
+
+use crate::accounts::{Accounts, AccountsParts, BrowserFlow, SessionRules};
+use crate::apple::AppleGateway;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::revocation::Revocations;
 use crate::routes::{account, auth, notifications, ops, web};
 use crate::sealing::Sealer;
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::tasks::Tasks;
+use crate::web::WebFlow;
 use crate::{db, housekeeping, request_body, response_policy, revocation, serve, telemetry};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -197,13 +206,62 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
         tasks,
     );
     store.seal_secrets_at_rest().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sessions = SessionKeys::load(
         &store,
         config.access_token_ttl.as_secs() as i64,
-        SystemClock.now(),
+        clock.now(),
     )
     .await?;
-    AppState::new(config, store, sessions)
+    let endpoints = siwa_core::Endpoints::new(config.apple_base_url.clone());
+    let keys = KeySet::remote(endpoints.keys(), KeySetOptions::default())?;
+    let mut app_verifier = VerifierConfig::new(config.client_ids.clone());
+    app_verifier.issuers = config.issuers.clone();
+    let web = WebFlow::new(&config.web, &config.apple_base_url);
+    let browser = match config.web.flow_parts() {
+        Some((services_id, public_url)) => {
+            let mut verifier = VerifierConfig::new([services_id]);
+            verifier.issuers = config.issuers.clone();
+            Some(BrowserFlow {
+                verifier: Verifier::new(verifier, keys.clone())?,
+                callback_url: crate::config::web::callback_url(public_url),
+            })
+        }
+        None => None,
+    };
+    let apple = Arc::new(AppleGateway::new(
+        &config.apple_base_url,
+        config.apple_key.clone(),
+    )?);
+    let revocations = Revocations {
+        store: store.clone(),
+        apple: apple.clone(),
+        retry_base_secs: config.revocation_retry_base.as_secs() as i64,
+    };
+    let accounts = Accounts::new(AccountsParts {
+        store: store.clone(),
+        app_verifier: Verifier::new(app_verifier, keys)?,
+        browser,
+        apple,
+        sessions,
+        revocations,
+        rules: SessionRules {
+            refresh_ttl_secs: config.refresh_token_ttl.as_secs() as i64,
+            refresh_reuse_grace_secs: config.refresh_reuse_grace.as_secs() as i64,
+        },
+        clock,
+    });
+    let client_limiter = config
+        .rate_limit_per_minute
+        .and_then(NonZeroU32::new)
+        .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
+    Ok(Arc::new(AppState {
+        config,
+        accounts,
+        web,
+        client_limiter,
+        store,
+    }))
 }
 
 /// The keys that seal secrets at rest: `SIWA_ENCRYPTION_KEY`'s or, on SQLite, those of a key
@@ -297,12 +355,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             return Err(error);
         }
     };
-    let worked = state.clone();
-    tasks.spawn("revocation-worker", |stop| {
-        revocation::work_queue(worked, stop)
+    let revocations = Revocations {
+        store: state.store.clone(),
+        apple: state.accounts.apple(),
+        retry_base_secs: state.config.revocation_retry_base.as_secs() as i64,
+    };
+    let poll = state.config.revocation_poll_interval;
+    tasks.spawn("revocation-worker", move |stop| {
+        revocation::work_queue(revocations, poll, Arc::new(SystemClock), stop)
     });
-    let kept = state.clone();
-    tasks.spawn("housekeeping", |stop| housekeeping::run(kept, stop));
+    let tidied = housekeeping::Housekeeping {
+        store: state.store.clone(),
+        limiter: state.client_limiter.clone(),
+        refresh_reuse_grace_secs: state.config.refresh_reuse_grace.as_secs() as i64,
+        clock: Arc::new(SystemClock),
+    };
+    tasks.spawn("housekeeping", |stop| housekeeping::run(tidied, stop));
     tasks.spawn("metrics-upkeep", telemetry::upkeep);
     if let Some(webhooks) = state.config.webhooks.clone() {
         let store = state.store.clone();

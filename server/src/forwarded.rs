@@ -21,6 +21,9 @@ pub enum ClientKey {
     Unparsed(Box<str>),
 }
 
+/// The per-client rate limit's buckets, one per [`ClientKey`].
+pub type ClientLimiter = governor::DefaultKeyedRateLimiter<ClientKey>;
+
 /// The longest unparsed entry kept as a key: a proxy's text, never a client's, but bounded all
 /// the same.
 const MAX_UNPARSED: usize = 64;

@@ -70,6 +70,7 @@ mod web;
 mod webhooks;
 
 pub use app::{RunningServer, StartError, router, start};
+pub use config::WebConfig;
 pub use config::{Config, ConfigError, DEFAULT_PORT};
 pub use sealing::{Purpose, Sealer};
 pub use serve::ConnectionLimits;
@@ -77,7 +78,6 @@ pub use state::AppState;
 pub use store::Store;
 pub use telemetry::init_logging;
 pub use tokens::new_token_base64;
-pub use config::WebConfig;
 pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 
 /// What the integration tests reach past the HTTP API for: rows they plant and files they
@@ -86,6 +86,6 @@ pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 pub mod testing {
     pub use crate::db::{fresh_test_postgres, sqlite_file};
     pub use crate::store::NOTICED_WITHIN as READINESS_INTERVAL;
-    pub use crate::store::{NativeApp, NewExchangeCode, Rotation, WebCompletion, WebSignIn};
+    pub use crate::store::{NewExchangeCode, Rotation, WebCompletion, WebSignIn};
     pub use crate::tokens::token_hash;
 }

@@ -48,7 +48,10 @@ fn files(dir: &Path, module: Option<&str>, found: &mut Vec<(String, PathBuf)>) {
 
 /// The top-level modules a file's code (its tests left out) names through `crate::`.
 fn imports(code: &str) -> Vec<String> {
-    let code = code.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    let code = code
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default();
     code.match_indices("crate::")
         .map(|(at, _)| {
             code[at + 7..]
@@ -58,6 +61,23 @@ fn imports(code: &str) -> Vec<String> {
         })
         .filter(|module| !module.is_empty())
         .collect()
+}
+
+/// Routes parse and answer: every rule, and so every row, is reached through `accounts`.
+#[test]
+fn no_route_reaches_the_store() {
+    let mut found = Vec::new();
+    files(&source(), None, &mut found);
+    let reaching: Vec<String> = found
+        .iter()
+        .filter(|(module, _)| module == "routes")
+        .filter(|(_, path)| {
+            let code = std::fs::read_to_string(path).unwrap();
+            imports(&code).iter().any(|m| m == "store") || code.contains(".store")
+        })
+        .map(|(_, path)| path.display().to_string())
+        .collect();
+    assert!(reaching.is_empty(), "{reaching:?}");
 }
 
 #[test]

@@ -739,9 +739,10 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
     let store = &h.server.state.store;
     let now = SystemClock.now();
     let pending = siwa_server::testing::WebSignIn {
-        nonce: siwa_core::RawNonce::new("n"),
-        app: None,
-        binding_hash: Some("b".into()),
+        nonce: "n",
+        app_redirect_uri: None,
+        code_challenge: None,
+        binding_hash: "b",
     };
     store
         .start_web_sign_in("old-state", &pending, now - 700, now - 100)
@@ -782,7 +783,8 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         binding_hash: &siwa_server::testing::token_hash(binding),
         user_id,
         is_new_user: false,
-        app: None,
+        app_redirect_uri: None,
+        code_challenge: None,
     };
     let late = store
         .record_web_completion(&completion, now - 120, now - 60)

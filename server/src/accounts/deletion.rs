@@ -5,17 +5,15 @@
 
 use siwa_core::api::AppleRevocation;
 
+use super::Accounts;
 use crate::error::ApiError;
-use crate::revocation;
-use crate::state::AppState;
 
-/// Deletes the user and everything of theirs; says what became of Apple's grants.
-pub async fn delete(
-    state: &AppState,
-    user_id: &str,
-    now: i64,
-) -> Result<AppleRevocation, ApiError> {
-    let pending = state.store.delete_user(user_id, now).await?;
-    metrics::counter!("siwa_account_deletions_total").increment(1);
-    Ok(revocation::attempt_all(state, &pending, now).await)
+impl Accounts {
+    /// Deletes the user and everything of theirs; says what became of Apple's grants.
+    pub async fn delete(&self, user_id: &str) -> Result<AppleRevocation, ApiError> {
+        let now = self.now();
+        let pending = self.store.delete_user(user_id, now).await?;
+        metrics::counter!("siwa_account_deletions_total").increment(1);
+        Ok(self.revocations.attempt_all(&pending, now).await)
+    }
 }

@@ -4,32 +4,29 @@
 use siwa_core::api::NotificationStatus;
 use siwa_core::{EventType, NotificationEvent};
 
+use super::Accounts;
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::store::AccountChange;
-use crate::store::EmailForwarding;
+use crate::store::{AccountChange, EmailForwarding};
 
-/// Verifies a notification's payload with Apple's keys (audience: a configured client id) and
-/// applies it once.
-pub async fn apply(
-    state: &AppState,
-    payload: &str,
-    now: i64,
-) -> Result<NotificationStatus, ApiError> {
-    let notification = state
-        .verifier
-        .verify_notification(payload)
-        .await
-        .map_err(ApiError::Notification)?;
-    let event = &notification.event;
-    let status = state
-        .store
-        .apply_notification(&notification.jti, event, change_for(event), now)
-        .await?;
-    let kind = event.kind.as_str();
-    metrics::counter!("siwa_notifications_total", "type" => kind.to_owned(), "status" => status.as_str()).increment(1);
-    tracing::info!(event = kind, status = status.as_str(), "Apple notification");
-    Ok(status)
+impl Accounts {
+    /// Verifies a notification's payload with Apple's keys (audience: a configured client id)
+    /// and applies it once.
+    pub async fn apply_notification(&self, payload: &str) -> Result<NotificationStatus, ApiError> {
+        let notification = self
+            .app_verifier
+            .verify_notification(payload)
+            .await
+            .map_err(ApiError::Notification)?;
+        let event = &notification.event;
+        let status = self
+            .store
+            .apply_notification(&notification.jti, event, change_for(event), self.now())
+            .await?;
+        let kind = event.kind.as_str();
+        metrics::counter!("siwa_notifications_total", "type" => kind.to_owned(), "status" => status.as_str()).increment(1);
+        tracing::info!(event = kind, status = status.as_str(), "Apple notification");
+        Ok(status)
+    }
 }
 
 /// What a notification does to its user's account, if anything.

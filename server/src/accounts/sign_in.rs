@@ -4,13 +4,14 @@
 //! transaction. Nothing is written before Apple has answered, so a failed exchange leaves no
 //! half-made account.
 
-use siwa_core::{AppleApiError, Clock, IdentityClaims, OAuthErrorCode, RawNonce, SystemClock};
+use siwa_core::api::SignInResponse;
+use siwa_core::{AppleApiError, IdentityClaims, OAuthErrorCode, RawNonce};
 
+use super::Accounts;
 use crate::apple::GatewayError;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::{
-    NativeApp, NoSession, PendingName, Replay, SessionPolicy, SignInRecord, SignedIn, WebCompletion,
+    NoSession, PendingName, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession,
 };
 
 /// A sign-in as a route received it.
@@ -26,7 +27,7 @@ pub struct SignIn<'a> {
 }
 
 /// Where the identity token and code come from: it decides the verifier (which audiences) and
-/// how the code is exchanged ([`AppState::verifier_for`], [`AppState::redirect_uri_for`]).
+/// how the code is exchanged ([`Accounts::verifier_for`], [`Accounts::redirect_uri_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     /// From an app: the token's audience is a bundle ID of `SIWA_APPLE_CLIENT_IDS`.
@@ -36,50 +37,225 @@ pub enum Flow {
     Web,
 }
 
-/// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges the
-/// authorization code, then writes the user with what `policy` grants in one transaction.
-pub async fn sign_in<P: SessionPolicy>(
-    state: &AppState,
-    request: SignIn<'_>,
-    policy: P,
-) -> Result<SignedIn<P::Granted>, ApiError> {
-    let given_name = name_part("givenName", request.given_name)?;
-    let family_name = name_part("familyName", request.family_name)?;
-    let verifier = state.verifier_for(request.flow)?;
-    let nonce = request.raw_nonce.as_ref();
-    let claims = verifier.verify(request.identity_token, nonce).await?;
-    // A token that carries a nonce is single-use only if its raw nonce comes with it: without
-    // this, replaying it without `rawNonce` would sign in again (docs/apple-protocol.md, P4).
-    if nonce.is_none() && claims.nonce.is_some() {
-        return Err(ApiError::NonceMissing);
+impl Accounts {
+    /// Signs in from an app (`POST /v1/auth/apple`): the user and a new session.
+    pub async fn sign_in(&self, request: SignIn<'_>) -> Result<SignInResponse, ApiError> {
+        let policy = StartSession {
+            ttl_secs: self.rules.refresh_ttl_secs,
+        };
+        let signed_in = self.sign_in_with(request, policy).await?;
+        Ok(self.signed_in_answer(&signed_in.user, signed_in.is_new_user, signed_in.granted))
     }
-    let nonce_hash = nonce.and(claims.nonce.as_deref());
-    // Each identity token opens at most one session, nonce or not: a token without a nonce
-    // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
-    let token_hash = crate::tokens::token_hash(request.identity_token);
-    match state.store.replayed(nonce_hash, &token_hash).await? {
-        Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
-        Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
-        None => {}
-    }
-    let name = PendingName {
-        given_name: given_name.map(str::to_owned),
-        family_name: family_name.map(str::to_owned),
-    };
-    let verified = Verified {
-        claims: &claims,
-        nonce_hash,
-        token_hash: &token_hash,
-        authorization_code: request.authorization_code,
-        flow: request.flow,
-        verifier,
-    };
-    match write_verified(state, verified, &name, policy).await {
-        Ok(signed_in) => Ok(signed_in),
-        Err(error) => {
-            keep_name_through(state, &claims.sub, &name, &error).await;
-            Err(error)
+
+    /// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges the
+    /// authorization code, then writes the user with what `policy` grants in one transaction.
+    pub(super) async fn sign_in_with<P: SessionPolicy>(
+        &self,
+        request: SignIn<'_>,
+        policy: P,
+    ) -> Result<SignedIn<P::Granted>, ApiError> {
+        let given_name = name_part("givenName", request.given_name)?;
+        let family_name = name_part("familyName", request.family_name)?;
+        let verifier = self.verifier_for(request.flow)?;
+        let nonce = request.raw_nonce.as_ref();
+        let claims = verifier.verify(request.identity_token, nonce).await?;
+        // A token that carries a nonce is single-use only if its raw nonce comes with it: without
+        // this, replaying it without `rawNonce` would sign in again (docs/apple-protocol.md, P4).
+        if nonce.is_none() && claims.nonce.is_some() {
+            return Err(ApiError::NonceMissing);
         }
+        let nonce_hash = nonce.and(claims.nonce.as_deref());
+        // Each identity token opens at most one session, nonce or not: a token without a nonce
+        // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
+        let token_hash = crate::tokens::token_hash(request.identity_token);
+        match self.store.replayed(nonce_hash, &token_hash).await? {
+            Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
+            Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
+            None => {}
+        }
+        let name = PendingName {
+            given_name: given_name.map(str::to_owned),
+            family_name: family_name.map(str::to_owned),
+        };
+        let verified = Verified {
+            claims: &claims,
+            nonce_hash,
+            token_hash: &token_hash,
+            authorization_code: request.authorization_code,
+            flow: request.flow,
+            verifier,
+        };
+        match self.write_verified(verified, &name, policy).await {
+            Ok(signed_in) => Ok(signed_in),
+            Err(error) => {
+                self.keep_name_through(&claims.sub, &name, &error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Exchanges the code and writes the user; a new user without a name of their own gets the
+    /// one kept from a failed first sign-in ([`Store::adopt_pending_name`]).
+    async fn write_verified<P: SessionPolicy>(
+        &self,
+        verified: Verified<'_>,
+        name: &PendingName,
+        policy: P,
+    ) -> Result<SignedIn<P::Granted>, ApiError> {
+        let Verified {
+            claims,
+            nonce_hash,
+            token_hash,
+            authorization_code,
+            flow,
+            verifier,
+        } = verified;
+        let apple_refresh_token = match authorization_code.filter(|c| !c.is_empty()) {
+            Some(code) if self.apple.configured() => {
+                let redirect_uri = self.redirect_uri_for(flow);
+                Some(self.exchange(verifier, claims, code, redirect_uri).await?)
+            }
+            Some(_) => {
+                tracing::debug!("authorization code ignored: no Apple credentials configured");
+                None
+            }
+            None => None,
+        };
+        let now = self.now();
+        let record = SignInRecord {
+            claims,
+            nonce_hash,
+            identity_token_hash: Some(token_hash),
+            given_name: name.given_name.as_deref(),
+            family_name: name.family_name.as_deref(),
+            apple_refresh_token: apple_refresh_token.as_deref(),
+            now,
+        };
+        // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
+        // request, the database refusing the write) is dropped, not revoked: it is a token of the
+        // user's one authorization of the app, and revoking it would end every device's sign-in
+        // (docs/apple-protocol.md, F11). Only account deletion revokes.
+        let mut signed_in = self.record_sign_in(record, policy).await?;
+        // Only a sign-in that made the account looks: the failed one that kept a name made none.
+        let nameless = name.given_name.is_none() && name.family_name.is_none();
+        if signed_in.is_new_user && nameless {
+            let user = &mut signed_in.user;
+            match self
+                .store
+                .adopt_pending_name(&user.id, &claims.sub, now)
+                .await
+            {
+                Ok(Some(kept)) => {
+                    user.given_name = kept.given_name;
+                    user.family_name = kept.family_name;
+                }
+                Ok(None) => {}
+                // The sign-in is done; the name waits for the next one.
+                Err(error) => {
+                    tracing::warn!(%error, "a kept name could not be given to its new user")
+                }
+            }
+        }
+        Ok(signed_in)
+    }
+
+    /// Keeps the name of a sign-in that failed after its identity token was verified for a passing
+    /// reason (Apple, the database), for the user's next one: Apple sends it once. A refusal of
+    /// the request itself keeps nothing: it would fail again, and a replay's name is not the
+    /// user's first authorization's (a sign-in that lost a race to its twin left the name with
+    /// the twin).
+    async fn keep_name_through(&self, apple_sub: &str, name: &PendingName, error: &ApiError) {
+        if name.given_name.is_none() && name.family_name.is_none() {
+            return;
+        }
+        if error.code().meaning() != siwa_core::api::ErrorMeaning::RetryLater {
+            return;
+        }
+        if let Err(kept) = self
+            .store
+            .keep_pending_name(apple_sub, name, self.now())
+            .await
+            // While the database is known to be down, its watch has said so.
+            && !crate::store::KnownDown::is(&kept)
+        {
+            // Never the name itself: only that it could not be kept.
+            tracing::warn!(error = %kept, "the name of a failed first sign-in could not be kept");
+        }
+    }
+
+    /// Writes a sign-in and counts it, for every route.
+    async fn record_sign_in<P: SessionPolicy>(
+        &self,
+        record: SignInRecord<'_>,
+        policy: P,
+    ) -> Result<SignedIn<P::Granted>, ApiError> {
+        let signed_in = self.store.sign_in(record, policy).await?;
+        let new_user = if signed_in.is_new_user {
+            "true"
+        } else {
+            "false"
+        };
+        metrics::counter!("siwa_sign_ins_total", "new_user" => new_user).increment(1);
+        Ok(signed_in)
+    }
+
+    /// Exchanges the code for Apple's refresh token, with the token's audience as client id (an
+    /// app's code is exchanged with its bundle ID: pitfall 2), and checks that the code belongs to
+    /// the same user as the identity token.
+    async fn exchange(
+        &self,
+        verifier: &siwa_core::Verifier,
+        claims: &IdentityClaims,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let tokens = self
+            .apple
+            .exchange_code(&claims.aud, code, redirect_uri)
+            .await
+            .map_err(|e| match e {
+                GatewayError::Apple(AppleApiError::Rejected(r))
+                    if r.error == OAuthErrorCode::InvalidGrant =>
+                {
+                    ApiError::AuthorizationCodeRejected
+                }
+                GatewayError::Apple(AppleApiError::Unavailable(_)) => ApiError::AppleUnavailable,
+                other => ApiError::AppleExchangeFailed {
+                    message: "Apple refused the server's credentials or answered unexpectedly",
+                    detail: Some(other.to_string()),
+                },
+            })?;
+        // This token comes straight from Apple over TLS, which OpenID Connect accepts in place of
+        // its signature (docs/apple-protocol.md, F10). Checking the signature would tie a spent
+        // code to the key set: a key rotation inside a refetch cooldown would refuse it.
+        let from_code = siwa_core::decode_unverified(&tokens.id_token)
+            .map_err(|_| unexpected_answer("Apple's id_token could not be read"))?
+            .claims;
+        verifier.check_issuer_and_audience(&from_code.iss, &from_code.aud)?;
+        if from_code.aud != claims.aud {
+            return Err(siwa_core::VerifyError::WrongAudience.into());
+        }
+        if from_code.sub != claims.sub {
+            return Err(ApiError::AuthorizationCodeMismatch);
+        }
+        tokens
+            .refresh_token
+            .ok_or_else(|| unexpected_answer("Apple's answer had no refresh token"))
+    }
+
+    /// The seed's sign-in: the same verification and user record, for the seed's profile only
+    /// (its clients have no use for a session). As the seed did, it takes a token more than once.
+    pub async fn sign_in_compat(
+        &self,
+        identity_token: &str,
+    ) -> Result<(IdentityClaims, bool), ApiError> {
+        let claims = self
+            .verifier_for(Flow::App)?
+            .verify(identity_token, None)
+            .await?;
+        let record = SignInRecord::user_only(&claims, self.now());
+        let signed_in = self.record_sign_in(record, NoSession).await?;
+        Ok((claims, signed_in.is_new_user))
     }
 }
 
@@ -91,123 +267,6 @@ struct Verified<'a> {
     authorization_code: Option<&'a str>,
     flow: Flow,
     verifier: &'a siwa_core::Verifier,
-}
-
-/// Exchanges the code and writes the user; a new user without a name of their own gets the
-/// one kept from a failed first sign-in ([`Store::adopt_pending_name`]).
-async fn write_verified<P: SessionPolicy>(
-    state: &AppState,
-    verified: Verified<'_>,
-    name: &PendingName,
-    policy: P,
-) -> Result<SignedIn<P::Granted>, ApiError> {
-    let Verified {
-        claims,
-        nonce_hash,
-        token_hash,
-        authorization_code,
-        flow,
-        verifier,
-    } = verified;
-    let apple_refresh_token = match authorization_code.filter(|c| !c.is_empty()) {
-        Some(code) if state.apple.configured() => {
-            let redirect_uri = state.redirect_uri_for(flow);
-            Some(exchange(state, verifier, claims, code, redirect_uri).await?)
-        }
-        Some(_) => {
-            tracing::debug!("authorization code ignored: no Apple credentials configured");
-            None
-        }
-        None => None,
-    };
-    let now = SystemClock.now();
-    let record = SignInRecord {
-        claims,
-        nonce_hash,
-        identity_token_hash: Some(token_hash),
-        given_name: name.given_name.as_deref(),
-        family_name: name.family_name.as_deref(),
-        apple_refresh_token: apple_refresh_token.as_deref(),
-        now,
-    };
-    // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
-    // request, the database refusing the write) is dropped, not revoked: it is a token of the
-    // user's one authorization of the app, and revoking it would end every device's sign-in
-    // (docs/apple-protocol.md, F11). Only account deletion revokes.
-    let mut signed_in = record_sign_in(state, record, policy).await?;
-    // Only a sign-in that made the account looks: the failed one that kept a name made none.
-    let nameless = name.given_name.is_none() && name.family_name.is_none();
-    if signed_in.is_new_user && nameless {
-        let user = &mut signed_in.user;
-        match state
-            .store
-            .adopt_pending_name(&user.id, &claims.sub, now)
-            .await
-        {
-            Ok(Some(kept)) => {
-                user.given_name = kept.given_name;
-                user.family_name = kept.family_name;
-            }
-            Ok(None) => {}
-            // The sign-in is done; the name waits for the next one.
-            Err(error) => tracing::warn!(%error, "a kept name could not be given to its new user"),
-        }
-    }
-    Ok(signed_in)
-}
-
-/// Keeps the name of a sign-in that failed after its identity token was verified for a passing
-/// reason (Apple, the database), for the user's next one: Apple sends it once. A refusal of
-/// the request itself keeps nothing: it would fail again, and a replay's name is not the
-/// user's first authorization's (a sign-in that lost a race to its twin left the name with
-/// the twin).
-async fn keep_name_through(
-    state: &AppState,
-    apple_sub: &str,
-    name: &PendingName,
-    error: &ApiError,
-) {
-    if name.given_name.is_none() && name.family_name.is_none() {
-        return;
-    }
-    if error.code().meaning() != siwa_core::api::ErrorMeaning::RetryLater {
-        return;
-    }
-    if let Err(kept) = state
-        .store
-        .keep_pending_name(apple_sub, name, SystemClock.now())
-        .await
-        // While the database is known to be down, its watch has said so.
-        && !crate::store::KnownDown::is(&kept)
-    {
-        // Never the name itself: only that it could not be kept.
-        tracing::warn!(error = %kept, "the name of a failed first sign-in could not be kept");
-    }
-}
-
-/// Apple's form post signs a user in, but no one is signed in yet: anyone can make a browser
-/// post these fields (login CSRF). The outcome waits under a one-time handle, returned, for
-/// the browser holding the binding cookie (`binding_hash`) to finish it: the page with a
-/// session cookie, a native app with a one-time code.
-pub async fn sign_in_from_browser(
-    state: &AppState,
-    request: SignIn<'_>,
-    binding_hash: &str,
-    app: Option<&NativeApp>,
-) -> Result<String, ApiError> {
-    let signed_in = sign_in(state, request, NoSession).await?;
-    let completion = WebCompletion {
-        binding_hash,
-        user_id: &signed_in.user.id,
-        is_new_user: signed_in.is_new_user,
-        app,
-    };
-    let now = SystemClock.now();
-    let handle = state
-        .store
-        .record_web_completion(&completion, now, now + crate::web::COMPLETION_TTL_SECS)
-        .await?;
-    Ok(handle)
 }
 
 /// The longest name part kept, in characters: Apple's own fields are far shorter.
@@ -232,84 +291,9 @@ fn name_part<'a>(field: &str, part: Option<&'a str>) -> Result<Option<&'a str>, 
     Ok(Some(part))
 }
 
-/// Writes a sign-in and counts it, for every route.
-async fn record_sign_in<P: SessionPolicy>(
-    state: &AppState,
-    record: SignInRecord<'_>,
-    policy: P,
-) -> Result<SignedIn<P::Granted>, ApiError> {
-    let signed_in = state.store.sign_in(record, policy).await?;
-    let new_user = if signed_in.is_new_user {
-        "true"
-    } else {
-        "false"
-    };
-    metrics::counter!("siwa_sign_ins_total", "new_user" => new_user).increment(1);
-    Ok(signed_in)
-}
-
-/// Exchanges the code for Apple's refresh token, with the token's audience as client id (an
-/// app's code is exchanged with its bundle ID: pitfall 2), and checks that the code belongs to
-/// the same user as the identity token.
-async fn exchange(
-    state: &AppState,
-    verifier: &siwa_core::Verifier,
-    claims: &IdentityClaims,
-    code: &str,
-    redirect_uri: Option<&str>,
-) -> Result<String, ApiError> {
-    let tokens = state
-        .apple
-        .exchange_code(&claims.aud, code, redirect_uri)
-        .await
-        .map_err(|e| match e {
-            GatewayError::Apple(AppleApiError::Rejected(r))
-                if r.error == OAuthErrorCode::InvalidGrant =>
-            {
-                ApiError::AuthorizationCodeRejected
-            }
-            GatewayError::Apple(AppleApiError::Unavailable(_)) => ApiError::AppleUnavailable,
-            other => ApiError::AppleExchangeFailed {
-                message: "Apple refused the server's credentials or answered unexpectedly",
-                detail: Some(other.to_string()),
-            },
-        })?;
-    // This token comes straight from Apple over TLS, which OpenID Connect accepts in place of
-    // its signature (docs/apple-protocol.md, F10). Checking the signature would tie a spent
-    // code to the key set: a key rotation inside a refetch cooldown would refuse it.
-    let from_code = siwa_core::decode_unverified(&tokens.id_token)
-        .map_err(|_| unexpected_answer("Apple's id_token could not be read"))?
-        .claims;
-    verifier.check_issuer_and_audience(&from_code.iss, &from_code.aud)?;
-    if from_code.aud != claims.aud {
-        return Err(siwa_core::VerifyError::WrongAudience.into());
-    }
-    if from_code.sub != claims.sub {
-        return Err(ApiError::AuthorizationCodeMismatch);
-    }
-    tokens
-        .refresh_token
-        .ok_or_else(|| unexpected_answer("Apple's answer had no refresh token"))
-}
-
 fn unexpected_answer(message: &'static str) -> ApiError {
     ApiError::AppleExchangeFailed {
         message,
         detail: None,
     }
-}
-
-/// The seed's sign-in: the same verification and user record, for the seed's profile only
-/// (its clients have no use for a session). As the seed did, it takes a token more than once.
-pub async fn sign_in_compat(
-    state: &AppState,
-    identity_token: &str,
-) -> Result<(IdentityClaims, bool), ApiError> {
-    let claims = state
-        .verifier_for(Flow::App)?
-        .verify(identity_token, None)
-        .await?;
-    let record = SignInRecord::user_only(&claims, SystemClock.now());
-    let signed_in = record_sign_in(state, record, NoSession).await?;
-    Ok((claims, signed_in.is_new_user))
 }

@@ -2,12 +2,11 @@
 //!
 //! Invalid configuration stops start-up with a message naming the variable and the reason.
 
-
 pub mod web;
 
-pub use web::WebConfig;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+pub use web::WebConfig;
 
 use siwa_core::DeveloperKey;
 
@@ -257,8 +256,7 @@ impl Config {
                 "at least 32 characters (make one with `openssl rand -hex 32`)",
             ));
         }
-        let web = WebConfig::read(get)
-            .map_err(|(variable, reason)| invalid(variable, reason))?;
+        let web = WebConfig::read(get).map_err(|(variable, reason)| invalid(variable, reason))?;
         let webhook_retry_base = number(
             "SIWA_WEBHOOK_RETRY_BASE_SECS",
             crate::webhooks::config::DEFAULT_RETRY_BASE_SECS,

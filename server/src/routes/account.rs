@@ -3,15 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
-use siwa_core::{Clock, SystemClock};
-
 use super::Authenticated;
-use crate::accounts;
 use crate::api::{DeletionResponse, UserView};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
 
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
@@ -20,11 +17,10 @@ pub async fn me(
     auth: Authenticated,
 ) -> Result<Json<UserView>, ApiError> {
     let user = state
-        .store
-        .user_in_session(&auth.user_id, &auth.session_id, SystemClock.now())
+        .accounts
+        .user_in_session(&auth.user_id, &auth.session_id)
         .await?;
-    let user = user.ok_or(ApiError::SessionEnded)?;
-    Ok(Json(UserView::from(&user)))
+    Ok(Json(user))
 }
 
 /// Deletes the account and all its data, and revokes Apple's token. If Apple cannot be
@@ -35,16 +31,10 @@ pub async fn delete_me(
     State(state): State<Arc<AppState>>,
     auth: Authenticated,
 ) -> Result<Json<DeletionResponse>, ApiError> {
-    let now = SystemClock.now();
-    if state
-        .store
-        .user_in_session(&auth.user_id, &auth.session_id, now)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::SessionEnded);
-    }
-    let apple_revocation = accounts::delete(&state, &auth.user_id, now).await?;
+    let apple_revocation = state
+        .accounts
+        .delete_in_session(&auth.user_id, &auth.session_id)
+        .await?;
     Ok(Json(DeletionResponse {
         deleted: true,
         apple_revocation,

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, http::HeaderMap};
-use siwa_core::{Clock, RawNonce, SystemClock};
+use siwa_core::RawNonce;
 
 use super::JsonBody;
-use crate::accounts::{self, Flow, SignIn};
+use crate::accounts::{Flow, SignIn};
 use crate::api::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{NewSession, Rotation, StartSession, User};
 
 /// The seed's route: verify the token, sign the user in, answer what the seed's client reads.
 #[utoipa::path(post, path = "/auth/apple", tag = "sign-in", request_body = CompatSignInRequest,
@@ -22,7 +21,10 @@ pub async fn compat_sign_in(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<CompatSignInRequest>,
 ) -> Result<Json<CompatSignInResponse>, ApiError> {
-    let (claims, is_new_user) = accounts::sign_in_compat(&state, &request.identity_token).await?;
+    let (claims, is_new_user) = state
+        .accounts
+        .sign_in_compat(&request.identity_token)
+        .await?;
     Ok(Json(CompatSignInResponse {
         success: true,
         user: CompatUser {
@@ -57,38 +59,7 @@ pub async fn sign_in(
         given_name: name.and_then(|n| n.given_name.as_deref()),
         family_name: name.and_then(|n| n.family_name.as_deref()),
     };
-    let policy = StartSession {
-        ttl_secs: state.config.refresh_token_ttl.as_secs() as i64,
-    };
-    let signed_in = accounts::sign_in(&state, request, policy).await?;
-    Ok(Json(signed_in_answer(
-        &state,
-        &signed_in.user,
-        signed_in.is_new_user,
-        signed_in.granted,
-    )))
-}
-
-/// The answer of a sign-in that started a session: `/v1/auth/apple`'s, and
-/// `/v1/auth/exchange`'s, which is the same.
-pub(super) fn signed_in_answer(
-    state: &AppState,
-    user: &User,
-    is_new_user: bool,
-    session: NewSession,
-) -> SignInResponse {
-    SignInResponse {
-        user: UserView::from(user),
-        session: SessionView {
-            access_token: state
-                .sessions
-                .issue(&user.id, &session.id, SystemClock.now()),
-            refresh_token: session.refresh_token,
-            expires_in: state.sessions.ttl_secs(),
-            token_type: TokenType::Bearer,
-        },
-        is_new_user,
-    }
+    Ok(Json(state.accounts.sign_in(request).await?))
 }
 
 /// Trades a refresh token for a new access token and a new refresh token. Presenting a
@@ -99,29 +70,7 @@ pub async fn refresh(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<RefreshRequest>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let now = SystemClock.now();
-    match state
-        .store
-        .rotate_refresh_token(
-            &request.refresh_token,
-            now,
-            state.config.refresh_reuse_grace.as_secs() as i64,
-        )
-        .await?
-    {
-        Rotation::Rotated {
-            user_id,
-            session_id,
-            refresh_token,
-        } => Ok(Json(SessionView {
-            access_token: state.sessions.issue(&user_id, &session_id, now),
-            refresh_token,
-            expires_in: state.sessions.ttl_secs(),
-            token_type: TokenType::Bearer,
-        })),
-        Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
-        Rotation::Reused => Err(ApiError::RefreshTokenReused),
-    }
+    Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
 }
 
 /// Ends a session: the refresh token's if one is given, otherwise the bearer token's.
@@ -132,7 +81,6 @@ pub async fn logout(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let now = SystemClock.now();
     // The body is optional: a bearer token alone is enough.
     let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
@@ -141,12 +89,12 @@ pub async fn logout(
             .map_err(|_| ApiError::bad_request("the body is not a logout request"))?
     };
     if let Some(token) = request.refresh_token {
-        state.store.logout(&token, now).await?;
+        state.accounts.sign_out(&token).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
     let claims = crate::sessions::bearer_token(&headers)
-        .and_then(|t| state.sessions.verify(t))
+        .and_then(|t| state.accounts.sessions().verify(t))
         .ok_or(ApiError::MissingAccessToken)?;
-    state.store.end_session(&claims.sid, now).await?;
+    state.accounts.end_session(&claims.sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

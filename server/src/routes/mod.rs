@@ -52,7 +52,8 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         let token =
             crate::sessions::bearer_token(&parts.headers).ok_or(ApiError::MissingAccessToken)?;
         let claims = state
-            .sessions
+            .accounts
+            .sessions()
             .verify(token)
             .ok_or(ApiError::InvalidAccessToken)?;
         Ok(Self {

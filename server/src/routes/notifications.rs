@@ -2,15 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
-use siwa_core::{Clock, SystemClock};
-
 use super::JsonBody;
-use crate::accounts;
 use crate::api::{NotificationRequest, NotificationResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
 
 /// Verifies the payload with Apple's keys (audience: a configured client id), then applies it
 /// once per `jti`. 200 tells Apple not to retry; 400 means the payload is invalid.
@@ -21,6 +18,6 @@ pub async fn receive(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<NotificationRequest>,
 ) -> Result<Json<NotificationResponse>, ApiError> {
-    let status = accounts::apply_notification(&state, &request.payload, SystemClock.now()).await?;
+    let status = state.accounts.apply_notification(&request.payload).await?;
     Ok(Json(NotificationResponse { status }))
 }

@@ -20,8 +20,11 @@ pub async fn healthz() -> &'static str {
 /// otherwise, with the failing check named. The database's state is its watch's (`store::health`),
 /// so a probe anyone can call never waits for the database nor drives its write rate.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = state.store.health().map_err(|down| down.as_str());
-    let apple_keys = if state.verifier.key_set().usable().await {
+    let database = state
+        .accounts
+        .database_health()
+        .map_err(|down| down.as_str());
+    let apple_keys = if state.accounts.app_verifier().key_set().usable().await {
         Ok(())
     } else {
         Err("Apple's keys are not known and cannot be fetched")
@@ -42,34 +45,20 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let stats = state.verifier.key_set().stats();
+    let stats = state.accounts.app_verifier().key_set().stats();
     metrics::gauge!("siwa_jwks_fetches").set(stats.fetches as f64);
     metrics::gauge!("siwa_jwks_fetch_failures").set(stats.fetch_failures as f64);
-    match state.store.pending_revocations().await {
-        Ok(n) => metrics::gauge!("siwa_apple_revocations_pending").set(n as f64),
-        Err(error) => tracing::warn!(%error, "could not count queued revocations"),
-    }
-    if state.config.webhooks.is_some() {
-        match state.store.event_counts().await {
-            Ok(counts) => {
-                for (status, n) in [
-                    ("pending", counts.pending),
-                    ("delivered", counts.delivered),
-                    ("failed", counts.failed),
-                ] {
-                    metrics::gauge!("siwa_webhook_events", "status" => status).set(n as f64);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not count webhook events"),
-        }
-    }
+    state
+        .accounts
+        .record_queue_gauges(state.config.webhooks.is_some())
+        .await;
     let body = crate::telemetry::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// The public key that verifies our access tokens.
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(state.sessions.jwks().clone())
+    Json(state.accounts.sessions().jwks().clone())
 }
 
 #[derive(OpenApi)]

@@ -10,20 +10,17 @@ use axum::response::Response;
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
-    AuthorizationRequest, AuthorizationResponse, AuthorizeError, Clock, CodeChallengeMethod,
-    CodeVerifier, Endpoints, FormPostUser, RawNonce, SystemClock,
+    AuthorizationRequest, AuthorizationResponse, AuthorizeError, CodeChallengeMethod, CodeVerifier,
+    Endpoints, FormPostUser,
 };
 
 use super::JsonBody;
-use super::auth::signed_in_answer;
-use crate::accounts::{self, Flow, SignIn};
+use crate::accounts::{self, Completion, Flow, NativeApp, SignIn};
 use crate::api::{
-    AppCallback, AppRedirectQuery, BrowserSignInQuery, ExchangeRequest, SignInResponse,
+    AppCallback, AppRedirectQuery, BrowserSignInQuery, ExchangeRequest, SignInResponse, UserView,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{Completion, Exchange, NativeApp, User, WebSignIn};
-use crate::tokens;
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
 pub use crate::web::respond::{favicon, stylesheet};
@@ -45,31 +42,20 @@ pub async fn start(
         Ok(app) => app,
         Err(error) => return error_page(&state, error),
     };
-    let state_value = tokens::new_token();
-    let nonce = RawNonce::generate();
-    // Login CSRF: the sign-in completes only in the browser that holds this cookie.
-    let binding = tokens::new_token();
-    let binding_hash = tokens::token_hash(&binding);
-    let now = SystemClock.now();
-    let hashed_nonce = nonce.hashed();
-    let cookie = web.binding_cookie(&binding_hash, &binding, flow::STATE_TTL_SECS);
-    let record = WebSignIn {
-        nonce,
-        app,
-        binding_hash: Some(binding_hash),
+    let started = match state.accounts.start_in_browser(app.as_ref()).await {
+        Ok(started) => started,
+        Err(error) => return error_page(&state, error),
     };
-    if let Err(error) = state
-        .store
-        .start_web_sign_in(&state_value, &record, now, now + flow::STATE_TTL_SECS)
-        .await
-    {
-        return error_page(&state, error.into());
-    }
+    let cookie = web.binding_cookie(
+        &started.binding_hash,
+        &started.binding,
+        accounts::STATE_TTL_SECS,
+    );
     let url = AuthorizationRequest {
         client_id: &web.services_id,
         redirect_uri: &web.callback_url,
-        state: &state_value,
-        nonce: &hashed_nonce,
+        state: &started.state,
+        nonce: &started.hashed_nonce,
     }
     .url(&Endpoints::new(state.config.apple_base_url.clone()));
     see_other(&url, &[&cookie])
@@ -141,7 +127,6 @@ pub async fn callback(
         guard::record_refused_origin(refused);
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
-    let now = SystemClock.now();
     let cancelled =
         form.error.as_deref().map(str::parse) == Some(Ok(AuthorizeError::UserCancelledAuthorize));
     let Some(state_value) = form.state.as_deref().filter(|s| !s.is_empty()) else {
@@ -150,10 +135,10 @@ pub async fn callback(
         }
         return error_page(&state, ApiError::InvalidState);
     };
-    let pending = match state.store.take_web_sign_in(state_value, now).await {
+    let pending = match state.accounts.take_browser_sign_in(state_value).await {
         Ok(Some(pending)) => pending,
         Ok(None) => return error_page(&state, ApiError::InvalidState),
-        Err(error) => return error_page(&state, error.into()),
+        Err(error) => return error_page(&state, error),
     };
     if let Some(error) = form.error.as_deref() {
         let refusal = if cancelled {
@@ -197,7 +182,11 @@ pub async fn callback(
         family_name: name.and_then(|n| n.last_name.as_deref()),
     };
     let tag = flow::binding_tag(binding_hash);
-    match accounts::sign_in_from_browser(&state, request, binding_hash, back).await {
+    match state
+        .accounts
+        .sign_in_from_browser(request, binding_hash, back)
+        .await
+    {
         Ok(handle) => see_other(
             &format!("/v1/web/complete?handle={handle}&binding={tag}"),
             &[],
@@ -235,8 +224,8 @@ pub async fn complete(
     let binding = web.binding_from(&headers, &tag);
     let ttl = state.config.refresh_token_ttl.as_secs() as i64;
     let completion = state
-        .store
-        .complete_web_sign_in(&handle, binding.as_deref(), SystemClock.now(), ttl)
+        .accounts
+        .complete_in_browser(&handle, binding.as_deref())
         .await;
     let done = web.cleared_binding_cookie(&tag);
     match completion {
@@ -255,7 +244,7 @@ pub async fn complete(
             with_cookie(to_app(&app_redirect_uri, &callback), &done)
         }
         Ok(Completion::Refused) => error_page(&state, ApiError::InvalidState),
-        Err(error) => error_page(&state, error.into()),
+        Err(error) => error_page(&state, error),
     }
 }
 
@@ -275,20 +264,9 @@ pub async fn exchange(
         ));
     }
     let verifier = CodeVerifier::new(request.code_verifier);
-    let ttl = state.config.refresh_token_ttl.as_secs() as i64;
-    match state
-        .store
-        .redeem_exchange_code(&request.code, &verifier, SystemClock.now(), ttl)
-        .await?
-    {
-        Exchange::SignedIn {
-            user,
-            is_new_user,
-            session,
-        } => Ok(Json(signed_in_answer(&state, &user, is_new_user, session))),
-        Exchange::InvalidCode => Err(ApiError::InvalidExchangeCode),
-        Exchange::WrongVerifier => Err(ApiError::CodeVerifierMismatch),
-    }
+    Ok(Json(
+        state.accounts.redeem_code(&request.code, &verifier).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -372,10 +350,7 @@ pub async fn sign_out(
         let Some((_, _, session_id)) = checked_session(&state, web, &headers, &form).await? else {
             return Ok(see_other("/", &[&web.cleared_cookie()]));
         };
-        state
-            .store
-            .end_session(&session_id, SystemClock.now())
-            .await?;
+        state.accounts.end_session(&session_id).await?;
         Ok(see_other(
             &Notice::SignedOut.location(),
             &[&web.cleared_cookie()],
@@ -403,7 +378,7 @@ pub async fn delete_account(
         if form.as_ref().ok().and_then(|f| f.confirm.as_deref()) != Some("delete") {
             return Err(ApiError::bad_request("the deletion was not confirmed"));
         }
-        accounts::delete(&state, &user.id, SystemClock.now()).await?;
+        state.accounts.delete(&user.id).await?;
         Ok(see_other(
             &Notice::Deleted.location(),
             &[&web.cleared_cookie()],
@@ -446,13 +421,13 @@ async fn signed_in(
     state: &AppState,
     web: &WebFlow,
     headers: &HeaderMap,
-) -> Result<Option<(User, String, String)>, ApiError> {
+) -> Result<Option<(UserView, String, String)>, ApiError> {
     let Some(secret) = web.session_from(headers) else {
         return Ok(None);
     };
     Ok(state
-        .store
-        .web_session(&secret, SystemClock.now())
+        .accounts
+        .web_session(&secret)
         .await?
         .map(|(user, session_id)| (user, secret, session_id)))
 }
@@ -465,7 +440,7 @@ async fn checked_session(
     web: &WebFlow,
     headers: &HeaderMap,
     form: &FormOf<PageForm>,
-) -> Result<Option<(User, String, String)>, ApiError> {
+) -> Result<Option<(UserView, String, String)>, ApiError> {
     if !guard::posted_by_the_page(web, headers) {
         return Err(ApiError::CsrfTokenInvalid);
     }

@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-
 /// What happened to a user: the `type` of a webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookEventType {

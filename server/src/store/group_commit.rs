@@ -33,6 +33,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::event::WebhookEvent;
 use super::events::insert_event;
 use super::health::{Down, Health, KnownDown};
 use super::sessions::{Batched, Claim, rotate_batch};
@@ -41,7 +42,6 @@ use super::users::{
 };
 use crate::db::DatabaseKind;
 use crate::tasks::Tasks;
-use super::event::WebhookEvent;
 
 /// The largest batch; bounds the latency a request can wait behind others.
 const MAX_BATCH: usize = 128;

@@ -41,9 +41,12 @@ pub use notifications::AccountChange;
 pub use pending_names::PendingName;
 pub use queue::Queue;
 pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
-pub use sessions::{NewSession, Rotation};
+pub use sessions::{NewSession, Rotation, create_session, create_web_session};
 pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
-pub use web::{Completion, Exchange, NativeApp, NewExchangeCode, WebCompletion, WebSignIn};
+pub use web::{
+    NewExchangeCode, WebCompletion, WebSignIn, insert_exchange_code, take_exchange_code,
+    take_web_completion, user_by_id,
+};
 
 /// How long a session is kept after it expires, with its refresh tokens.
 const ENDED_SESSIONS_KEPT_SECS: i64 = 7 * 24 * 3600;
@@ -146,6 +149,12 @@ impl Store {
 
     /// The pool, unless the database is known to be down: then the operation is refused at
     /// once ([`KnownDown`]), rather than wait for a connection.
+    /// A transaction, for `accounts` to keep rows together with the row functions of the
+    /// store's modules (the same refusal as every operation while the database is down).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.pool()?.begin().await
+    }
+
     fn pool(&self) -> Result<&AnyPool, sqlx::Error> {
         self.health.admit()?;
         Ok(&self.unchecked_pool)

@@ -5,9 +5,9 @@ use siwa_core::NotificationEvent;
 use siwa_core::api::NotificationStatus;
 
 use super::Store;
+use super::event::{DeletionReason, EmailForwarding, WebhookEvent};
 use super::sessions::{RevocationReason, Sessions, revoke_sessions};
 use super::users::delete_user_rows;
-use super::event::{DeletionReason, EmailForwarding, WebhookEvent};
 
 /// A change Apple's notification makes to a user's account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use crate::tokens;
 pub struct NewSession {
     pub id: String,
     pub refresh_token: String,
-    pub expires_at: i64,
 }
 
 /// The outcome of presenting a refresh token.
@@ -174,7 +173,7 @@ impl Store {
     }
 }
 
-pub(super) async fn create_session(
+pub async fn create_session(
     tx: &mut Transaction<'_, Any>,
     user_id: &str,
     now: i64,
@@ -192,16 +191,12 @@ pub(super) async fn create_session(
     .execute(&mut **tx)
     .await?;
     let refresh_token = insert_refresh_token(tx, &id, now).await?;
-    Ok(NewSession {
-        id,
-        refresh_token,
-        expires_at,
-    })
+    Ok(NewSession { id, refresh_token })
 }
 
 /// A session of the web page: no refresh token, a secret of its own for the cookie (stored
 /// hashed), which no API route accepts. Returns the secret.
-pub(super) async fn create_web_session(
+pub async fn create_web_session(
     tx: &mut Transaction<'_, Any>,
     user_id: &str,
     now: i64,

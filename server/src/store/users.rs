@@ -6,13 +6,13 @@ use std::sync::LazyLock;
 use siwa_core::IdentityClaims;
 use sqlx::{Any, Transaction};
 
+use super::event::{DeletionReason, WebhookEvent, WebhookEventType};
 use super::events::micros_now;
 use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError, placeholders};
 use crate::sealing::Purpose;
 use crate::tokens;
-use super::event::{DeletionReason, WebhookEvent, WebhookEventType};
 
 /// A user as stored. No `Debug`: it holds an email address.
 #[derive(Clone, sqlx::FromRow)]

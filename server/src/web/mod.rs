@@ -15,16 +15,7 @@ pub mod guard;
 pub mod page;
 pub mod respond;
 
-use siwa_core::{KeySet, Verifier, VerifierConfig};
-
 use crate::config::WebConfig;
-
-/// How long a browser may take at Apple's consent page.
-pub const STATE_TTL_SECS: i64 = 600;
-/// How long a native app's one-time code lives.
-pub const EXCHANGE_CODE_TTL_SECS: i64 = 60;
-/// How long a sign-in Apple's form post completed waits for its browser's redirect.
-pub const COMPLETION_TTL_SECS: i64 = 60;
 
 /// The web flow, when configured.
 pub struct WebFlow {
@@ -33,8 +24,6 @@ pub struct WebFlow {
     pub callback_url: String,
     /// The public URL's origin, which the page's own forms come from.
     pub origin: String,
-    /// Verifies identity tokens for the Services ID only: a web token is not an app token.
-    pub verifier: Verifier,
     pub app_redirect_uris: Vec<String>,
     /// Whether the public URL is https: the cookie is then `Secure` and `__Host-` prefixed.
     pub secure: bool,
@@ -44,30 +33,20 @@ pub struct WebFlow {
 }
 
 impl WebFlow {
-    /// The flow of `config`, verifying with `keys` (shared with the app verifier); `None` when
-    /// the Services ID or the public URL is missing.
-    pub fn new(
-        config: &WebConfig,
-        keys: KeySet,
-        issuers: &[String],
-        apple_base_url: &str,
-    ) -> Result<Option<Self>, siwa_core::ConfigError> {
-        let Some((services_id, public_url)) = config.flow_parts() else {
-            return Ok(None);
-        };
-        let mut verifier_config = VerifierConfig::new([services_id]);
-        verifier_config.issuers = issuers.to_vec();
-        Ok(Some(Self {
+    /// The flow of `config`; `None` when the Services ID or the public URL is missing. (Its
+    /// tokens' verifier is the accounts': `accounts::BrowserFlow`.)
+    pub fn new(config: &WebConfig, apple_base_url: &str) -> Option<Self> {
+        let (services_id, public_url) = config.flow_parts()?;
+        Some(Self {
             services_id: services_id.to_owned(),
             callback_url: crate::config::web::callback_url(public_url),
             origin: public_url.origin().ascii_serialization(),
-            verifier: Verifier::new(verifier_config, keys)?,
             app_redirect_uris: config.app_redirect_uris.clone(),
             secure: public_url.scheme() == "https",
             apple_origin: url::Url::parse(apple_base_url)
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_default(),
-        }))
+        })
     }
 
     /// The session cookie's name: `__Host-` prefixed on https, so that no subdomain and no

@@ -26,7 +26,7 @@ pub enum View<'a> {
         unavailable: Option<&'static str>,
     },
     SignedIn {
-        user: &'a crate::store::User,
+        user: &'a crate::api::UserView,
         csrf: &'a str,
     },
 }
@@ -72,7 +72,7 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
                             Some(email) => (breakable_email(email)),
                             None => "Not shared",
                         }
-                        @if user.is_private_email != 0 { span class="tag" { "Hide My Email" } }
+                        @if user.is_private_email { span class="tag" { "Hide My Email" } }
                     }
                 }
                 form method="post" action="/v1/web/sign-out" {
@@ -119,7 +119,7 @@ fn breakable_email(email: &str) -> Markup {
     }
 }
 
-fn display_name(user: &crate::store::User) -> String {
+fn display_name(user: &crate::api::UserView) -> String {
     let parts: Vec<&str> = [user.given_name.as_deref(), user.family_name.as_deref()]
         .into_iter()
         .flatten()

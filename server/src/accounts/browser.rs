@@ -1,0 +1,243 @@
+//! Signing in through a browser (docs/apple-protocol.md, F13, P5, P6): the web page's, and a
+//! native app's that can only open one (Android, Windows). The rules and time limits live
+//! here; the browser's HTTP (cookies, where a request came from, the page) is `web`'s.
+//!
+//! - The start records a fresh `state` and nonce (single use, [`STATE_TTL_SECS`]) and binds the
+//!   sign-in to its browser: the binding's hash is kept, the browser holds the binding.
+//! - Apple's form post verifies and records the user, but signs no one in: the outcome waits
+//!   under a one-time handle ([`COMPLETION_TTL_SECS`]) for the browser holding the binding.
+//! - The completion gives the page a web session, or a native app a one-time code
+//!   ([`EXCHANGE_CODE_TTL_SECS`], PKCE-bound) that it trades for a session.
+
+use siwa_core::api::{SignInResponse, UserView};
+use siwa_core::{CodeVerifier, HashedNonce, RawNonce, Verifier};
+use subtle::ConstantTimeEq;
+
+use super::Accounts;
+use super::sign_in::SignIn;
+use crate::error::ApiError;
+use crate::store::{self, NewExchangeCode, NoSession, WebCompletion, WebSignIn};
+use crate::tokens;
+
+/// How long a browser may take at Apple's consent page.
+pub const STATE_TTL_SECS: i64 = 600;
+/// How long a native app's one-time code lives.
+pub const EXCHANGE_CODE_TTL_SECS: i64 = 60;
+/// How long a sign-in Apple's form post completed waits for its browser's redirect.
+pub const COMPLETION_TTL_SECS: i64 = 60;
+
+/// The web flow, as the accounts use it: its tokens' verifier (the Services ID alone: a web
+/// token is not an app token) and the callback its codes are exchanged with.
+pub struct BrowserFlow {
+    pub verifier: Verifier,
+    /// `{SIWA_PUBLIC_URL}/v1/web/callback`.
+    pub callback_url: String,
+}
+
+/// A native app that opened the browser: where it is sent back, and the PKCE challenge its
+/// one-time code is bound to.
+#[derive(Clone)]
+pub struct NativeApp {
+    pub redirect_uri: String,
+    pub code_challenge: String,
+}
+
+impl NativeApp {
+    fn from_columns(redirect_uri: Option<String>, code_challenge: Option<String>) -> Option<Self> {
+        Some(Self {
+            redirect_uri: redirect_uri?,
+            code_challenge: code_challenge?,
+        })
+    }
+
+    fn columns(app: Option<&Self>) -> (Option<&str>, Option<&str>) {
+        app.map(|a| (a.redirect_uri.as_str(), a.code_challenge.as_str()))
+            .unzip()
+    }
+}
+
+/// A started sign-in: what the browser is sent to Apple with, and the binding it keeps.
+pub struct BrowserStart {
+    /// Apple's `state`.
+    pub state: String,
+    /// The nonce's hash, for Apple's request.
+    pub hashed_nonce: HashedNonce,
+    /// The binding cookie's value, and its hash (which names the cookie).
+    pub binding: String,
+    pub binding_hash: String,
+}
+
+/// A browser's sign-in, taken back at Apple's form post.
+pub struct WebSignInBack {
+    pub nonce: RawNonce,
+    pub app: Option<NativeApp>,
+    /// `None` only for a sign-in started before bindings existed, which cannot complete.
+    pub binding_hash: Option<String>,
+}
+
+/// The outcome of finishing a sign-in in its browser.
+pub enum Completion {
+    /// The page's sign-in: a new web session, whose secret goes in the cookie.
+    Page { session_secret: String },
+    /// A native app's: it is sent back to its URL with a one-time code.
+    App {
+        app_redirect_uri: String,
+        code: String,
+    },
+    /// Unknown, used, expired, its user deleted meanwhile, or not this browser's (the
+    /// binding cookie is missing or another's). The handle is spent all the same.
+    Refused,
+}
+
+impl Accounts {
+    /// Starts a browser's sign-in, for the page or for a native `app`.
+    pub async fn start_in_browser(
+        &self,
+        app: Option<&NativeApp>,
+    ) -> Result<BrowserStart, ApiError> {
+        let state = tokens::new_token();
+        let nonce = RawNonce::generate();
+        // Login CSRF: the sign-in completes only in the browser that holds the binding.
+        let binding = tokens::new_token();
+        let binding_hash = tokens::token_hash(&binding);
+        let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
+        let now = self.now();
+        let row = WebSignIn {
+            nonce: nonce.expose(),
+            app_redirect_uri,
+            code_challenge,
+            binding_hash: &binding_hash,
+        };
+        self.store
+            .start_web_sign_in(&state, &row, now, now + STATE_TTL_SECS)
+            .await?;
+        Ok(BrowserStart {
+            state,
+            hashed_nonce: nonce.hashed(),
+            binding,
+            binding_hash,
+        })
+    }
+
+    /// Takes back the sign-in of Apple's `state`, once; `None` if unknown, used or expired.
+    pub async fn take_browser_sign_in(
+        &self,
+        state: &str,
+    ) -> Result<Option<WebSignInBack>, ApiError> {
+        let row = self.store.take_web_sign_in(state, self.now()).await?;
+        Ok(row.map(|row| WebSignInBack {
+            nonce: RawNonce::new(row.nonce),
+            app: NativeApp::from_columns(row.app_redirect_uri, row.code_challenge),
+            binding_hash: row.binding_hash,
+        }))
+    }
+
+    /// Apple's form post signs a user in, but no one is signed in yet: anyone can make a
+    /// browser post these fields (login CSRF). The outcome waits under a one-time handle,
+    /// returned, for the browser holding the binding (`binding_hash`) to finish it.
+    pub async fn sign_in_from_browser(
+        &self,
+        request: SignIn<'_>,
+        binding_hash: &str,
+        app: Option<&NativeApp>,
+    ) -> Result<String, ApiError> {
+        let signed_in = self.sign_in_with(request, NoSession).await?;
+        let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
+        let completion = WebCompletion {
+            binding_hash,
+            user_id: &signed_in.user.id,
+            is_new_user: signed_in.is_new_user,
+            app_redirect_uri,
+            code_challenge,
+        };
+        let now = self.now();
+        Ok(self
+            .store
+            .record_web_completion(&completion, now, now + COMPLETION_TTL_SECS)
+            .await?)
+    }
+
+    /// Finishes a sign-in in the browser holding `binding` (the binding cookie's value),
+    /// once: a web session for the page, or a one-time code for a native app.
+    pub async fn complete_in_browser(
+        &self,
+        handle: &str,
+        binding: Option<&str>,
+    ) -> Result<Completion, ApiError> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let Some(row) = store::take_web_completion(&mut tx, handle, now).await? else {
+            tx.commit().await?;
+            return Ok(Completion::Refused);
+        };
+        let bound = binding.is_some_and(|binding| {
+            bool::from(
+                tokens::token_hash(binding)
+                    .as_bytes()
+                    .ct_eq(row.binding_hash.as_bytes()),
+            )
+        });
+        if !bound || store::user_by_id(&mut tx, &row.user_id).await?.is_none() {
+            tx.commit().await?;
+            return Ok(Completion::Refused);
+        }
+        let completion = match NativeApp::from_columns(row.app_redirect_uri, row.code_challenge) {
+            Some(app) => {
+                let new_code = NewExchangeCode {
+                    user_id: &row.user_id,
+                    is_new_user: row.is_new_user,
+                    code_challenge: &app.code_challenge,
+                    now,
+                    expires_at: now + EXCHANGE_CODE_TTL_SECS,
+                };
+                let code = store::insert_exchange_code(&mut tx, &new_code).await?;
+                Completion::App {
+                    app_redirect_uri: app.redirect_uri,
+                    code,
+                }
+            }
+            None => {
+                let ttl = self.rules.refresh_ttl_secs;
+                let session_secret =
+                    store::create_web_session(&mut tx, &row.user_id, now, ttl).await?;
+                Completion::Page { session_secret }
+            }
+        };
+        tx.commit().await?;
+        Ok(completion)
+    }
+
+    /// Trades a native app's one-time code and PKCE verifier for a session, once. A second
+    /// use of a code is refused and ends nothing: the session made by the first use lives on.
+    pub async fn redeem_code(
+        &self,
+        code: &str,
+        verifier: &CodeVerifier,
+    ) -> Result<SignInResponse, ApiError> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let Some(row) = store::take_exchange_code(&mut tx, code, now).await? else {
+            tx.commit().await?;
+            return Err(ApiError::InvalidExchangeCode);
+        };
+        if !verifier.answers(&row.code_challenge) {
+            // Spent: a code whose verifier was guessed at is not left for more guesses.
+            tx.commit().await?;
+            return Err(ApiError::CodeVerifierMismatch);
+        }
+        let Some(user) = store::user_by_id(&mut tx, &row.user_id).await? else {
+            tx.commit().await?;
+            return Err(ApiError::InvalidExchangeCode);
+        };
+        let ttl = self.rules.refresh_ttl_secs;
+        let session = store::create_session(&mut tx, &row.user_id, now, ttl).await?;
+        tx.commit().await?;
+        Ok(self.signed_in_answer(&user, row.is_new_user, session))
+    }
+
+    /// The user and session of the page's cookie (a web session's secret), if it is live.
+    pub async fn web_session(&self, secret: &str) -> Result<Option<(UserView, String)>, ApiError> {
+        let found = self.store.web_session(secret, self.now()).await?;
+        Ok(found.map(|(user, session_id)| (UserView::from(&user), session_id)))
+    }
+}
