@@ -150,6 +150,71 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The fixed text answered with this code, in `{"error", "message"}`: written once, here.
+    /// A refused identity token is answered with its `VerifyError`'s own, more precise text;
+    /// its codes have the general one.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType => "the body must be JSON (content-type: application/json)",
+            Self::NotFound => "no such route",
+            Self::MethodNotAllowed => "this route does not take this method",
+            Self::RequestTimeout => "the request took too long",
+            Self::BodyTooLarge => "the request body is too large",
+            Self::NonceMissing => "the token carries a nonce: send its rawNonce too",
+            Self::NonceReplayed => "this nonce was already used to sign in",
+            Self::TokenReplayed => {
+                "this identity token was already used to sign in; sign in again with Apple"
+            }
+            Self::AuthorizationCodeRejected => {
+                "Apple refused the authorization code (expired, used, or issued to another client)"
+            }
+            Self::AuthorizationCodeMismatch => {
+                "the authorization code belongs to another user than the identity token"
+            }
+            Self::AppleUnavailable => "Apple could not be reached; try again",
+            Self::MissingAccessToken => "an `Authorization: Bearer` access token is required",
+            Self::InvalidAccessToken => "the access token is invalid or expired",
+            Self::SessionEnded => "the session has ended or the account no longer exists",
+            Self::InvalidRefreshToken => {
+                "the refresh token is invalid, expired or its session ended"
+            }
+            Self::RefreshTokenReused => {
+                "the refresh token was already used; the session has been ended"
+            }
+            Self::WebFlowNotConfigured => {
+                "the web flow is not configured: set SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL"
+            }
+            Self::InvalidState => {
+                "this sign-in is unknown, expired (10 minutes) or already completed; start again"
+            }
+            Self::AppleAuthorizationFailed => "Apple did not complete the sign-in",
+            Self::AppRedirectUriNotAllowed => {
+                "app_redirect_uri is not one of SIWA_APP_REDIRECT_URIS"
+            }
+            Self::InvalidCodeChallenge => {
+                "a native sign-in needs an S256 code_challenge (43 base64url characters)"
+            }
+            Self::InvalidExchangeCode => "the code is unknown, expired (60 s) or already used",
+            Self::CodeVerifierMismatch => {
+                "the code verifier does not match the code challenge; the code is spent"
+            }
+            Self::CsrfTokenInvalid => "the form did not come from this site's page",
+            Self::CallbackOriginInvalid => {
+                "Apple's form post came from another origin than Apple's"
+            }
+            Self::InternalError => "an internal error occurred",
+            Self::RateLimited => "too many sign-in attempts from this address",
+            Self::DatabaseUnavailable => "the database could not be reached",
+            Self::InvalidRequest => "the request is malformed",
+            Self::AppleExchangeFailed => {
+                "Apple refused the server's credentials or answered unexpectedly"
+            }
+            _ => "the token was refused",
+        }
+    }
+}
+
 /// An error answer: `{"error": <code>, "message": <fixed text>}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -64,7 +64,8 @@ mod verifier;
 mod authorize;
 mod transport;
 mod web;
-mod word;
+#[doc(hidden)]
+pub mod word;
 
 pub mod api;
 pub mod client;

@@ -13,7 +13,9 @@ pub struct UnknownWord {
 }
 
 /// Declares a protocol word: an enum whose variants are spelled as the protocol spells them,
-/// with `as_str`, `ALL`, `Display`, `FromStr`, `TryFrom<String>` and serde.
+/// with `as_str`, `ALL`, `Display`, `FromStr`, `TryFrom<String>` and serde. Exported, so that
+/// the server's own words (a webhook's event type, a stored reason) are declared the same way.
+#[macro_export]
 macro_rules! protocol_word {
     ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -64,7 +66,7 @@ macro_rules! protocol_word {
     };
 }
 
-pub(crate) use protocol_word;
+pub(crate) use crate::protocol_word;
 
 /// A space-separated list of words (`scope=name email`, `response_type=code id_token`).
 pub fn join<W: Copy + Into<&'static str>>(words: &[W]) -> String {

@@ -232,6 +232,7 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
     let apple = Arc::new(AppleGateway::new(
         &config.apple_base_url,
         config.apple_key.clone(),
+        clock.clone(),
     )?);
     let revocations = Revocations {
         store: store.clone(),
@@ -361,21 +362,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         retry_base_secs: state.config.revocation_retry_base.as_secs() as i64,
     };
     let poll = state.config.revocation_poll_interval;
+    let clock = state.accounts.clock();
     tasks.spawn("revocation-worker", move |stop| {
-        revocation::work_queue(revocations, poll, Arc::new(SystemClock), stop)
+        revocation::work_queue(revocations, poll, clock, stop)
     });
     let tidied = housekeeping::Housekeeping {
         store: state.store.clone(),
         limiter: state.client_limiter.clone(),
         refresh_reuse_grace_secs: state.config.refresh_reuse_grace.as_secs() as i64,
-        clock: Arc::new(SystemClock),
+        clock: state.accounts.clock(),
     };
     tasks.spawn("housekeeping", |stop| housekeeping::run(tidied, stop));
     tasks.spawn("metrics-upkeep", telemetry::upkeep);
     if let Some(webhooks) = state.config.webhooks.clone() {
         let store = state.store.clone();
+        let clock = state.accounts.clock();
         tasks.spawn("webhook-delivery", |stop| {
-            crate::webhooks::delivery::run(store, webhooks, stop)
+            crate::webhooks::delivery::run(store, webhooks, clock, stop)
         });
     }
     let stop_serving = CancellationToken::new();

@@ -3,13 +3,12 @@
 //! "secret expired after six months" outage cannot happen (docs/apple-protocol.md, P1).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use siwa_core::Endpoints;
 use siwa_core::{
-    AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, SystemClock, TokenResponse,
-    TokenTypeHint,
+    AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, TokenResponse, TokenTypeHint,
 };
 
 /// A client secret lives an hour and is renewed when less than five minutes are left.
@@ -20,6 +19,8 @@ pub struct AppleGateway {
     client: AppleClient,
     key: Option<DeveloperKey>,
     secrets: Mutex<HashMap<String, ClientSecret>>,
+    /// The server's clock: a secret's `iat` and `exp`.
+    clock: Arc<dyn Clock>,
 }
 
 /// Apple could not be called: no credentials, or the call failed.
@@ -37,11 +38,13 @@ impl AppleGateway {
     pub fn new(
         base_url: &str,
         key: Option<DeveloperKey>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, siwa_core::HttpClientError> {
         Ok(Self {
             client: AppleClient::new(Endpoints::new(base_url), Duration::from_secs(10))?,
             key,
             secrets: Mutex::new(HashMap::new()),
+            clock,
         })
     }
 
@@ -51,7 +54,7 @@ impl AppleGateway {
 
     fn secret(&self, client_id: &str) -> Result<ClientSecret, GatewayError> {
         let key = self.key.as_ref().ok_or(GatewayError::NotConfigured)?;
-        let now = SystemClock.now();
+        let now = self.clock.now();
         let mut cache = self
             .secrets
             .lock()

@@ -20,42 +20,25 @@ pub use siwa_core::api::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
+/// Why a request failed. Most causes are their [`ErrorCode`] alone, with the code's fixed
+/// message (`ErrorCode::message`, written once, in `siwa_core::api`); the rest carry what their
+/// answer or their log line needs.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// A refusal that is its code alone.
+    #[error("{}", .0.message())]
+    Refused(ErrorCode),
     /// The request is malformed; the text says how (never quoting what was sent).
     #[error("{0}")]
     InvalidRequest(Cow<'static, str>),
-    #[error("the body must be JSON (content-type: application/json)")]
-    UnsupportedMediaType,
-    #[error("no such route")]
-    NotFound,
-    #[error("this route does not take this method")]
-    MethodNotAllowed,
-    #[error("the request took too long")]
-    RequestTimeout,
-    #[error("the request body is too large")]
-    BodyTooLarge,
-    #[error("too many sign-in attempts from this address")]
+    #[error("{}", ErrorCode::RateLimited.message())]
     RateLimited { retry_after_secs: u64 },
-
     /// An identity token refused (401), or Apple's keys not to be had (503).
     #[error(transparent)]
     Token(VerifyError),
     /// A notification payload refused: 400 tells Apple that retrying will not help.
     #[error(transparent)]
     Notification(VerifyError),
-    #[error("the token carries a nonce: send its rawNonce too")]
-    NonceMissing,
-    #[error("this nonce was already used to sign in")]
-    NonceReplayed,
-    #[error("this identity token was already used to sign in; sign in again with Apple")]
-    TokenReplayed,
-    #[error("Apple refused the authorization code (expired, used, or issued to another client)")]
-    AuthorizationCodeRejected,
-    #[error("the authorization code belongs to another user than the identity token")]
-    AuthorizationCodeMismatch,
-    #[error("Apple could not be reached; try again")]
-    AppleUnavailable,
     /// Apple refused our credentials or answered something we cannot use; `detail` (Apple's
     /// error code, say) is logged, not answered.
     #[error("{message}")]
@@ -63,41 +46,39 @@ pub enum ApiError {
         message: &'static str,
         detail: Option<String>,
     },
-
-    #[error("an `Authorization: Bearer` access token is required")]
-    MissingAccessToken,
-    #[error("the access token is invalid or expired")]
-    InvalidAccessToken,
-    #[error("the session has ended or the account no longer exists")]
-    SessionEnded,
-    #[error("the refresh token is invalid, expired or its session ended")]
-    InvalidRefreshToken,
-    #[error("the refresh token was already used; the session has been ended")]
-    RefreshTokenReused,
-
-    #[error("the web flow is not configured: set SIWA_APPLE_SERVICES_ID and SIWA_PUBLIC_URL")]
-    WebFlowNotConfigured,
-    #[error("this sign-in is unknown, expired (10 minutes) or already completed; start again")]
-    InvalidState,
-    #[error("Apple did not complete the sign-in")]
-    AppleAuthorizationFailed,
-    #[error("app_redirect_uri is not one of SIWA_APP_REDIRECT_URIS")]
-    AppRedirectUriNotAllowed,
-    #[error("a native sign-in needs an S256 code_challenge (43 base64url characters)")]
-    InvalidCodeChallenge,
-    #[error("the code is unknown, expired (60 s) or already used")]
-    InvalidExchangeCode,
-    #[error("the code verifier does not match the code challenge; the code is spent")]
-    CodeVerifierMismatch,
-    #[error("the form did not come from this site's page")]
-    CsrfTokenInvalid,
-    #[error("Apple's form post came from another origin than Apple's")]
-    CallbackOriginInvalid,
-
-    #[error("the database could not be reached")]
+    #[error("{}", ErrorCode::DatabaseUnavailable.message())]
     DatabaseUnavailable(#[source] sqlx::Error),
-    #[error("an internal error occurred")]
-    Internal,
+}
+
+/// The causes that are their code alone, by the name the routes use.
+#[allow(non_upper_case_globals)]
+impl ApiError {
+    pub const UnsupportedMediaType: Self = Self::Refused(ErrorCode::UnsupportedMediaType);
+    pub const NotFound: Self = Self::Refused(ErrorCode::NotFound);
+    pub const MethodNotAllowed: Self = Self::Refused(ErrorCode::MethodNotAllowed);
+    pub const RequestTimeout: Self = Self::Refused(ErrorCode::RequestTimeout);
+    pub const BodyTooLarge: Self = Self::Refused(ErrorCode::BodyTooLarge);
+    pub const NonceMissing: Self = Self::Refused(ErrorCode::NonceMissing);
+    pub const NonceReplayed: Self = Self::Refused(ErrorCode::NonceReplayed);
+    pub const TokenReplayed: Self = Self::Refused(ErrorCode::TokenReplayed);
+    pub const AuthorizationCodeRejected: Self = Self::Refused(ErrorCode::AuthorizationCodeRejected);
+    pub const AuthorizationCodeMismatch: Self = Self::Refused(ErrorCode::AuthorizationCodeMismatch);
+    pub const AppleUnavailable: Self = Self::Refused(ErrorCode::AppleUnavailable);
+    pub const MissingAccessToken: Self = Self::Refused(ErrorCode::MissingAccessToken);
+    pub const InvalidAccessToken: Self = Self::Refused(ErrorCode::InvalidAccessToken);
+    pub const SessionEnded: Self = Self::Refused(ErrorCode::SessionEnded);
+    pub const InvalidRefreshToken: Self = Self::Refused(ErrorCode::InvalidRefreshToken);
+    pub const RefreshTokenReused: Self = Self::Refused(ErrorCode::RefreshTokenReused);
+    pub const WebFlowNotConfigured: Self = Self::Refused(ErrorCode::WebFlowNotConfigured);
+    pub const InvalidState: Self = Self::Refused(ErrorCode::InvalidState);
+    pub const AppleAuthorizationFailed: Self = Self::Refused(ErrorCode::AppleAuthorizationFailed);
+    pub const AppRedirectUriNotAllowed: Self = Self::Refused(ErrorCode::AppRedirectUriNotAllowed);
+    pub const InvalidCodeChallenge: Self = Self::Refused(ErrorCode::InvalidCodeChallenge);
+    pub const InvalidExchangeCode: Self = Self::Refused(ErrorCode::InvalidExchangeCode);
+    pub const CodeVerifierMismatch: Self = Self::Refused(ErrorCode::CodeVerifierMismatch);
+    pub const CsrfTokenInvalid: Self = Self::Refused(ErrorCode::CsrfTokenInvalid);
+    pub const CallbackOriginInvalid: Self = Self::Refused(ErrorCode::CallbackOriginInvalid);
+    pub const Internal: Self = Self::Refused(ErrorCode::InternalError);
 }
 
 impl ApiError {
@@ -108,77 +89,23 @@ impl ApiError {
     /// The stable code clients match on.
     pub fn code(&self) -> ErrorCode {
         match self {
+            Self::Refused(code) => *code,
             Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
-            Self::NotFound => ErrorCode::NotFound,
-            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
-            Self::RequestTimeout => ErrorCode::RequestTimeout,
-            Self::BodyTooLarge => ErrorCode::BodyTooLarge,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Token(e) | Self::Notification(e) => e.error_code(),
-            Self::NonceMissing => ErrorCode::NonceMissing,
-            Self::NonceReplayed => ErrorCode::NonceReplayed,
-            Self::TokenReplayed => ErrorCode::TokenReplayed,
-            Self::AuthorizationCodeRejected => ErrorCode::AuthorizationCodeRejected,
-            Self::AuthorizationCodeMismatch => ErrorCode::AuthorizationCodeMismatch,
-            Self::AppleUnavailable => ErrorCode::AppleUnavailable,
             Self::AppleExchangeFailed { .. } => ErrorCode::AppleExchangeFailed,
-            Self::MissingAccessToken => ErrorCode::MissingAccessToken,
-            Self::InvalidAccessToken => ErrorCode::InvalidAccessToken,
-            Self::SessionEnded => ErrorCode::SessionEnded,
-            Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
-            Self::RefreshTokenReused => ErrorCode::RefreshTokenReused,
-            Self::WebFlowNotConfigured => ErrorCode::WebFlowNotConfigured,
-            Self::InvalidState => ErrorCode::InvalidState,
-            Self::AppleAuthorizationFailed => ErrorCode::AppleAuthorizationFailed,
-            Self::AppRedirectUriNotAllowed => ErrorCode::AppRedirectUriNotAllowed,
-            Self::InvalidCodeChallenge => ErrorCode::InvalidCodeChallenge,
-            Self::InvalidExchangeCode => ErrorCode::InvalidExchangeCode,
-            Self::CodeVerifierMismatch => ErrorCode::CodeVerifierMismatch,
-            Self::CsrfTokenInvalid => ErrorCode::CsrfTokenInvalid,
-            Self::CallbackOriginInvalid => ErrorCode::CallbackOriginInvalid,
             Self::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
-            Self::Internal => ErrorCode::InternalError,
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_)
-            | Self::AuthorizationCodeRejected
-            | Self::InvalidState
-            | Self::AppleAuthorizationFailed
-            | Self::AppRedirectUriNotAllowed
-            | Self::InvalidCodeChallenge
-            | Self::InvalidExchangeCode
-            | Self::CodeVerifierMismatch => StatusCode::BAD_REQUEST,
-            Self::CsrfTokenInvalid | Self::CallbackOriginInvalid => StatusCode::FORBIDDEN,
-            Self::WebFlowNotConfigured => StatusCode::NOT_IMPLEMENTED,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Token(e) | Self::Notification(e) if e.is_retryable() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::Notification(_) => StatusCode::BAD_REQUEST,
-            Self::NonceMissing
-            | Self::NonceReplayed
-            | Self::TokenReplayed
-            | Self::AuthorizationCodeMismatch
-            | Self::MissingAccessToken
-            | Self::InvalidAccessToken
-            | Self::SessionEnded
-            | Self::InvalidRefreshToken
-            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
-            Self::AppleUnavailable | Self::DatabaseUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::AppleExchangeFailed { .. } => StatusCode::BAD_GATEWAY,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => status_of(self.code()),
         }
     }
 
@@ -198,11 +125,41 @@ impl ApiError {
             Self::AppleExchangeFailed { message, detail } => {
                 tracing::error!(message, detail, "Apple code exchange failed");
             }
-            Self::RefreshTokenReused => tracing::warn!(
+            Self::Refused(ErrorCode::RefreshTokenReused) => tracing::warn!(
                 "a rotated refresh token was presented again; its session was revoked"
             ),
             _ => {}
         }
+    }
+}
+
+/// The HTTP status of a code.
+fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::InvalidRequest
+        | C::AuthorizationCodeRejected
+        | C::InvalidState
+        | C::AppleAuthorizationFailed
+        | C::AppRedirectUriNotAllowed
+        | C::InvalidCodeChallenge
+        | C::InvalidExchangeCode
+        | C::CodeVerifierMismatch => StatusCode::BAD_REQUEST,
+        C::CsrfTokenInvalid | C::CallbackOriginInvalid => StatusCode::FORBIDDEN,
+        C::WebFlowNotConfigured => StatusCode::NOT_IMPLEMENTED,
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        C::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        C::AppleUnavailable | C::DatabaseUnavailable | C::KeySetUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        C::AppleExchangeFailed => StatusCode::BAD_GATEWAY,
+        C::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        // The rest are refusals of the caller's credentials: tokens, nonces, sessions.
+        _ => StatusCode::UNAUTHORIZED,
     }
 }
 

@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 use super::Accounts;
 use super::sign_in::SignIn;
 use crate::error::ApiError;
-use crate::store::{self, NewExchangeCode, NoSession, WebCompletion, WebSignIn};
-use crate::tokens;
+use crate::store::{self, NewExchangeCode, WebCompletion, WebSignIn};
+use crate::tokens::{self, SessionId, TokenHash, UserId, WebSessionSecret};
 
 /// How long a browser may take at Apple's consent page.
 pub const STATE_TTL_SECS: i64 = 600;
@@ -64,7 +64,7 @@ pub struct BrowserStart {
     pub hashed_nonce: HashedNonce,
     /// The binding cookie's value, and its hash (which names the cookie).
     pub binding: String,
-    pub binding_hash: String,
+    pub binding_hash: TokenHash,
 }
 
 /// A browser's sign-in, taken back at Apple's form post.
@@ -72,13 +72,13 @@ pub struct WebSignInBack {
     pub nonce: RawNonce,
     pub app: Option<NativeApp>,
     /// `None` only for a sign-in started before bindings existed, which cannot complete.
-    pub binding_hash: Option<String>,
+    pub binding_hash: Option<TokenHash>,
 }
 
 /// The outcome of finishing a sign-in in its browser.
 pub enum Completion {
     /// The page's sign-in: a new web session, whose secret goes in the cookie.
-    Page { session_secret: String },
+    Page { session_secret: WebSessionSecret },
     /// A native app's: it is sent back to its URL with a one-time code.
     App {
         app_redirect_uri: String,
@@ -99,14 +99,14 @@ impl Accounts {
         let nonce = RawNonce::generate();
         // Login CSRF: the sign-in completes only in the browser that holds the binding.
         let binding = tokens::new_token();
-        let binding_hash = tokens::token_hash(&binding);
+        let binding_hash = TokenHash::of(&binding);
         let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
         let now = self.now();
         let row = WebSignIn {
             nonce: nonce.expose(),
             app_redirect_uri,
             code_challenge,
-            binding_hash: &binding_hash,
+            binding_hash: binding_hash.as_str(),
         };
         self.store
             .start_web_sign_in(&state, &row, now, now + STATE_TTL_SECS)
@@ -128,7 +128,7 @@ impl Accounts {
         Ok(row.map(|row| WebSignInBack {
             nonce: RawNonce::new(row.nonce),
             app: NativeApp::from_columns(row.app_redirect_uri, row.code_challenge),
-            binding_hash: row.binding_hash,
+            binding_hash: row.binding_hash.map(TokenHash::new),
         }))
     }
 
@@ -138,13 +138,14 @@ impl Accounts {
     pub async fn sign_in_from_browser(
         &self,
         request: SignIn<'_>,
-        binding_hash: &str,
+        binding_hash: &TokenHash,
         app: Option<&NativeApp>,
     ) -> Result<String, ApiError> {
-        let signed_in = self.sign_in_with(request, NoSession).await?;
+        // No session: the browser that holds the binding gets one at the completion.
+        let signed_in = self.sign_in_with(request, None).await?;
         let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
         let completion = WebCompletion {
-            binding_hash,
+            binding_hash: binding_hash.as_str(),
             user_id: &signed_in.user.id,
             is_new_user: signed_in.is_new_user,
             app_redirect_uri,
@@ -200,7 +201,9 @@ impl Accounts {
                 let ttl = self.rules.refresh_ttl_secs;
                 let session_secret =
                     store::create_web_session(&mut tx, &row.user_id, now, ttl).await?;
-                Completion::Page { session_secret }
+                Completion::Page {
+                    session_secret: WebSessionSecret::new(session_secret),
+                }
             }
         };
         tx.commit().await?;
@@ -236,8 +239,14 @@ impl Accounts {
     }
 
     /// The user and session of the page's cookie (a web session's secret), if it is live.
-    pub async fn web_session(&self, secret: &str) -> Result<Option<(UserView, String)>, ApiError> {
-        let found = self.store.web_session(secret, self.now()).await?;
-        Ok(found.map(|(user, session_id)| (UserView::from(&user), session_id)))
+    pub async fn web_session(
+        &self,
+        secret: &WebSessionSecret,
+    ) -> Result<Option<(UserView, UserId, SessionId)>, ApiError> {
+        let found = self.store.web_session(secret.as_str(), self.now()).await?;
+        Ok(found.map(|(user, session_id)| {
+            let id = UserId::new(user.id.clone());
+            (UserView::from(&user), id, SessionId::new(session_id))
+        }))
     }
 }

@@ -7,12 +7,13 @@ use siwa_core::api::AppleRevocation;
 
 use super::Accounts;
 use crate::error::ApiError;
+use crate::tokens::UserId;
 
 impl Accounts {
     /// Deletes the user and everything of theirs; says what became of Apple's grants.
-    pub async fn delete(&self, user_id: &str) -> Result<AppleRevocation, ApiError> {
+    pub async fn delete(&self, user_id: &UserId) -> Result<AppleRevocation, ApiError> {
         let now = self.now();
-        let pending = self.store.delete_user(user_id, now).await?;
+        let pending = self.store.delete_user(user_id.as_str(), now).await?;
         metrics::counter!("siwa_account_deletions_total").increment(1);
         Ok(self.revocations.attempt_all(&pending, now).await)
     }

@@ -83,6 +83,11 @@ impl Accounts {
         }
     }
 
+    /// The server's one clock, which the background workers read too.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Apple's gateway, shared with the revocation worker.
     pub fn apple(&self) -> Arc<AppleGateway> {
         self.apple.clone()

@@ -7,6 +7,7 @@ use siwa_core::api::{AppleRevocation, SessionView, SignInResponse, TokenType, Us
 use super::Accounts;
 use crate::error::ApiError;
 use crate::store::{NewSession, Rotation, User};
+use crate::tokens::{RefreshToken, SessionId, UserId};
 
 impl Accounts {
     /// The answer of a sign-in that started a session: `/v1/auth/apple`'s, and
@@ -30,12 +31,12 @@ impl Accounts {
     }
 
     /// Trades a refresh token for a new access token and a new refresh token.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<SessionView, ApiError> {
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<SessionView, ApiError> {
         let now = self.now();
         let grace = self.rules.refresh_reuse_grace_secs;
         match self
             .store
-            .rotate_refresh_token(refresh_token, now, grace)
+            .rotate_refresh_token(refresh_token.as_str(), now, grace)
             .await?
         {
             Rotation::Rotated {
@@ -54,26 +55,30 @@ impl Accounts {
     }
 
     /// Ends the session of a refresh token; an unknown one ends nothing.
-    pub async fn sign_out(&self, refresh_token: &str) -> Result<(), ApiError> {
-        self.store.logout(refresh_token, self.now()).await?;
+    pub async fn sign_out(&self, refresh_token: &RefreshToken) -> Result<(), ApiError> {
+        self.store
+            .logout(refresh_token.as_str(), self.now())
+            .await?;
         Ok(())
     }
 
     /// Ends a session by its id (an access token's, or the page's).
-    pub async fn end_session(&self, session_id: &str) -> Result<(), ApiError> {
-        self.store.end_session(session_id, self.now()).await?;
+    pub async fn end_session(&self, session_id: &SessionId) -> Result<(), ApiError> {
+        self.store
+            .end_session(session_id.as_str(), self.now())
+            .await?;
         Ok(())
     }
 
     /// The user of a live session; `session_ended` once it ended or the account is gone.
     pub async fn user_in_session(
         &self,
-        user_id: &str,
-        session_id: &str,
+        user_id: &UserId,
+        session_id: &SessionId,
     ) -> Result<UserView, ApiError> {
         let user = self
             .store
-            .user_in_session(user_id, session_id, self.now())
+            .user_in_session(user_id.as_str(), session_id.as_str(), self.now())
             .await?
             .ok_or(ApiError::SessionEnded)?;
         Ok(UserView::from(&user))
@@ -82,8 +87,8 @@ impl Accounts {
     /// Deletes the account of a live session (`DELETE /v1/me`).
     pub async fn delete_in_session(
         &self,
-        user_id: &str,
-        session_id: &str,
+        user_id: &UserId,
+        session_id: &SessionId,
     ) -> Result<AppleRevocation, ApiError> {
         self.user_in_session(user_id, session_id).await?;
         self.delete(user_id).await

@@ -1,6 +1,6 @@
 //! Signing a user in, for every route that does: verify the identity token, check the nonce,
-//! exchange the authorization code, then write the user with what the route's session policy
-//! grants (a session, nothing yet for the browser to finish, the seed's profile) in one
+//! exchange the authorization code, then write the user, with a session when the route starts
+//! one, (a session, nothing yet for the browser to finish, the seed's profile) in one
 //! transaction. Nothing is written before Apple has answered, so a failed exchange leaves no
 //! half-made account.
 
@@ -10,9 +10,7 @@ use siwa_core::{AppleApiError, IdentityClaims, OAuthErrorCode, RawNonce};
 use super::Accounts;
 use crate::apple::GatewayError;
 use crate::error::ApiError;
-use crate::store::{
-    NoSession, PendingName, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession,
-};
+use crate::store::{PendingName, Replay, SignInRecord, SignedIn};
 
 /// A sign-in as a route received it.
 pub struct SignIn<'a> {
@@ -40,20 +38,19 @@ pub enum Flow {
 impl Accounts {
     /// Signs in from an app (`POST /v1/auth/apple`): the user and a new session.
     pub async fn sign_in(&self, request: SignIn<'_>) -> Result<SignInResponse, ApiError> {
-        let policy = StartSession {
-            ttl_secs: self.rules.refresh_ttl_secs,
-        };
-        let signed_in = self.sign_in_with(request, policy).await?;
-        Ok(self.signed_in_answer(&signed_in.user, signed_in.is_new_user, signed_in.granted))
+        let ttl = Some(self.rules.refresh_ttl_secs);
+        let signed_in = self.sign_in_with(request, ttl).await?;
+        let session = signed_in.session.ok_or(ApiError::Internal)?;
+        Ok(self.signed_in_answer(&signed_in.user, signed_in.is_new_user, session))
     }
 
     /// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges the
-    /// authorization code, then writes the user with what `policy` grants in one transaction.
-    pub(super) async fn sign_in_with<P: SessionPolicy>(
+    /// authorization code, then writes the user (with a session of `session_ttl_secs`, if given) in one transaction.
+    pub(super) async fn sign_in_with(
         &self,
         request: SignIn<'_>,
-        policy: P,
-    ) -> Result<SignedIn<P::Granted>, ApiError> {
+        session_ttl_secs: Option<i64>,
+    ) -> Result<SignedIn, ApiError> {
         let given_name = name_part("givenName", request.given_name)?;
         let family_name = name_part("familyName", request.family_name)?;
         let verifier = self.verifier_for(request.flow)?;
@@ -85,7 +82,7 @@ impl Accounts {
             flow: request.flow,
             verifier,
         };
-        match self.write_verified(verified, &name, policy).await {
+        match self.write_verified(verified, &name, session_ttl_secs).await {
             Ok(signed_in) => Ok(signed_in),
             Err(error) => {
                 self.keep_name_through(&claims.sub, &name, &error).await;
@@ -96,12 +93,12 @@ impl Accounts {
 
     /// Exchanges the code and writes the user; a new user without a name of their own gets the
     /// one kept from a failed first sign-in ([`Store::adopt_pending_name`]).
-    async fn write_verified<P: SessionPolicy>(
+    async fn write_verified(
         &self,
         verified: Verified<'_>,
         name: &PendingName,
-        policy: P,
-    ) -> Result<SignedIn<P::Granted>, ApiError> {
+        session_ttl_secs: Option<i64>,
+    ) -> Result<SignedIn, ApiError> {
         let Verified {
             claims,
             nonce_hash,
@@ -135,7 +132,7 @@ impl Accounts {
         // request, the database refusing the write) is dropped, not revoked: it is a token of the
         // user's one authorization of the app, and revoking it would end every device's sign-in
         // (docs/apple-protocol.md, F11). Only account deletion revokes.
-        let mut signed_in = self.record_sign_in(record, policy).await?;
+        let mut signed_in = self.record_sign_in(record, session_ttl_secs).await?;
         // Only a sign-in that made the account looks: the failed one that kept a name made none.
         let nameless = name.given_name.is_none() && name.family_name.is_none();
         if signed_in.is_new_user && nameless {
@@ -184,12 +181,12 @@ impl Accounts {
     }
 
     /// Writes a sign-in and counts it, for every route.
-    async fn record_sign_in<P: SessionPolicy>(
+    async fn record_sign_in(
         &self,
         record: SignInRecord<'_>,
-        policy: P,
-    ) -> Result<SignedIn<P::Granted>, ApiError> {
-        let signed_in = self.store.sign_in(record, policy).await?;
+        session_ttl_secs: Option<i64>,
+    ) -> Result<SignedIn, ApiError> {
+        let signed_in = self.store.sign_in(record, session_ttl_secs).await?;
         let new_user = if signed_in.is_new_user {
             "true"
         } else {
@@ -254,7 +251,7 @@ impl Accounts {
             .verify(identity_token, None)
             .await?;
         let record = SignInRecord::user_only(&claims, self.now());
-        let signed_in = self.record_sign_in(record, NoSession).await?;
+        let signed_in = self.record_sign_in(record, None).await?;
         Ok((claims, signed_in.is_new_user))
     }
 }

@@ -12,6 +12,7 @@ use crate::accounts::{Flow, SignIn};
 use crate::api::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::tokens::{RefreshToken, SessionId};
 
 /// The seed's route: verify the token, sign the user in, answer what the seed's client reads.
 #[utoipa::path(post, path = "/auth/apple", tag = "sign-in", request_body = CompatSignInRequest,
@@ -70,7 +71,8 @@ pub async fn refresh(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<RefreshRequest>,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
+    let token = RefreshToken::new(request.refresh_token);
+    Ok(Json(state.accounts.refresh(&token).await?))
 }
 
 /// Ends a session: the refresh token's if one is given, otherwise the bearer token's.
@@ -89,12 +91,15 @@ pub async fn logout(
             .map_err(|_| ApiError::bad_request("the body is not a logout request"))?
     };
     if let Some(token) = request.refresh_token {
-        state.accounts.sign_out(&token).await?;
+        state.accounts.sign_out(&RefreshToken::new(token)).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
     let claims = crate::sessions::bearer_token(&headers)
         .and_then(|t| state.accounts.sessions().verify(t))
         .ok_or(ApiError::MissingAccessToken)?;
-    state.accounts.end_session(&claims.sid).await?;
+    state
+        .accounts
+        .end_session(&SessionId::new(claims.sid))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

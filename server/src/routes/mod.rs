@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tokens::{SessionId, UserId};
 
 /// A JSON body whose every rejection is an API error: 400 for a bad or ill-typed body, 415
 /// without a JSON content type. (Size is `request_body`'s: a body over the limit never gets here.)
@@ -38,8 +39,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// The session of a valid bearer access token.
 pub struct Authenticated {
-    pub user_id: String,
-    pub session_id: String,
+    pub user_id: UserId,
+    pub session_id: SessionId,
 }
 
 impl FromRequestParts<Arc<AppState>> for Authenticated {
@@ -57,8 +58,8 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
             .verify(token)
             .ok_or(ApiError::InvalidAccessToken)?;
         Ok(Self {
-            user_id: claims.sub,
-            session_id: claims.sid,
+            user_id: UserId::new(claims.sub),
+            session_id: SessionId::new(claims.sid),
         })
     }
 }

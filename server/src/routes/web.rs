@@ -21,6 +21,7 @@ use crate::api::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::tokens::{SessionId, UserId, WebSessionSecret};
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
 pub use crate::web::respond::{favicon, stylesheet};
@@ -47,7 +48,7 @@ pub async fn start(
         Err(error) => return error_page(&state, error),
     };
     let cookie = web.binding_cookie(
-        &started.binding_hash,
+        started.binding_hash.as_str(),
         &started.binding,
         accounts::STATE_TTL_SECS,
     );
@@ -160,7 +161,7 @@ pub async fn callback(
     }
     let back = pending.app.as_ref();
     // Started before browsers were bound: it cannot be completed safely.
-    let Some(binding_hash) = pending.binding_hash.as_deref() else {
+    let Some(binding_hash) = pending.binding_hash.as_ref() else {
         return fail(&state, back, ApiError::InvalidState);
     };
     let (Some(code), Some(id_token)) = (form.code.as_deref(), form.id_token.as_deref()) else {
@@ -181,7 +182,7 @@ pub async fn callback(
         given_name: name.and_then(|n| n.first_name.as_deref()),
         family_name: name.and_then(|n| n.last_name.as_deref()),
     };
-    let tag = flow::binding_tag(binding_hash);
+    let tag = flow::binding_tag(binding_hash.as_str());
     match state
         .accounts
         .sign_in_from_browser(request, binding_hash, back)
@@ -230,7 +231,7 @@ pub async fn complete(
     let done = web.cleared_binding_cookie(&tag);
     match completion {
         Ok(Completion::Page { session_secret }) => {
-            let session = web.session_cookie(&session_secret, ttl);
+            let session = web.session_cookie(session_secret.as_str(), ttl);
             see_other("/", &[&session, &done])
         }
         Ok(Completion::App {
@@ -299,10 +300,10 @@ async fn page_for(
         return html(status, render(state, &view, banner));
     };
     match signed_in(state, web, headers).await {
-        Ok(Some((user, secret, _))) => {
-            let csrf = guard::csrf_token(&secret);
+        Ok(Some(page)) => {
+            let csrf = guard::csrf_token(page.secret.as_str());
             let view = View::SignedIn {
-                user: &user,
+                user: &page.user,
                 csrf: &csrf,
             };
             html(status, render(state, &view, banner))
@@ -347,10 +348,10 @@ pub async fn sign_out(
 ) -> Response {
     let result = async {
         let web = configured(&state)?;
-        let Some((_, _, session_id)) = checked_session(&state, web, &headers, &form).await? else {
+        let Some(page) = checked_session(&state, web, &headers, &form).await? else {
             return Ok(see_other("/", &[&web.cleared_cookie()]));
         };
-        state.accounts.end_session(&session_id).await?;
+        state.accounts.end_session(&page.session_id).await?;
         Ok(see_other(
             &Notice::SignedOut.location(),
             &[&web.cleared_cookie()],
@@ -372,13 +373,13 @@ pub async fn delete_account(
 ) -> Response {
     let result = async {
         let web = configured(&state)?;
-        let Some((user, _, _)) = checked_session(&state, web, &headers, &form).await? else {
+        let Some(page) = checked_session(&state, web, &headers, &form).await? else {
             return Ok(see_other("/", &[&web.cleared_cookie()]));
         };
         if form.as_ref().ok().and_then(|f| f.confirm.as_deref()) != Some("delete") {
             return Err(ApiError::bad_request("the deletion was not confirmed"));
         }
-        state.accounts.delete(&user.id).await?;
+        state.accounts.delete(&page.user_id).await?;
         Ok(see_other(
             &Notice::Deleted.location(),
             &[&web.cleared_cookie()],
@@ -416,20 +417,34 @@ fn prepared<'s, T, E>(
     parsed.map_err(|error| error_page(state, error))
 }
 
-/// The signed-in user of the page's cookie: the user, the cookie's secret and the session id.
+/// Who the page's cookie signs in.
+struct PageSession {
+    user: UserView,
+    user_id: UserId,
+    /// The cookie's secret, from which the page's CSRF token is derived.
+    secret: WebSessionSecret,
+    session_id: SessionId,
+}
+
+/// The signed-in user of the page's cookie, if any.
 async fn signed_in(
     state: &AppState,
     web: &WebFlow,
     headers: &HeaderMap,
-) -> Result<Option<(UserView, String, String)>, ApiError> {
-    let Some(secret) = web.session_from(headers) else {
+) -> Result<Option<PageSession>, ApiError> {
+    let Some(secret) = web.session_from(headers).map(WebSessionSecret::new) else {
         return Ok(None);
     };
     Ok(state
         .accounts
         .web_session(&secret)
         .await?
-        .map(|(user, session_id)| (user, secret, session_id)))
+        .map(|(user, user_id, session_id)| PageSession {
+            user,
+            user_id,
+            secret,
+            session_id,
+        }))
 }
 
 /// The session of a form the page posted, once the form is shown to be the page's: the
@@ -440,18 +455,18 @@ async fn checked_session(
     web: &WebFlow,
     headers: &HeaderMap,
     form: &FormOf<PageForm>,
-) -> Result<Option<(UserView, String, String)>, ApiError> {
+) -> Result<Option<PageSession>, ApiError> {
     if !guard::posted_by_the_page(web, headers) {
         return Err(ApiError::CsrfTokenInvalid);
     }
-    let Some((user, secret, session_id)) = signed_in(state, web, headers).await? else {
+    let Some(page) = signed_in(state, web, headers).await? else {
         return Ok(None);
     };
     let posted = form.as_ref().map(|f| f.csrf.as_str()).unwrap_or_default();
-    if !guard::csrf_matches(&secret, posted) {
+    if !guard::csrf_matches(page.secret.as_str(), posted) {
         return Err(ApiError::CsrfTokenInvalid);
     }
-    Ok(Some((user, secret, session_id)))
+    Ok(Some(page))
 }
 
 /// A failure after the `state` was found: the page shows it, a native app is sent back with

@@ -4,53 +4,18 @@
 
 use serde_json::{Value, json};
 
-/// What happened to a user: the `type` of a webhook event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookEventType {
-    Created,
-    Deleted,
-    ConsentRevoked,
-    EmailDisabled,
-    EmailEnabled,
-    Transferred,
-}
-
-impl WebhookEventType {
-    const ALL: [Self; 6] = [
-        Self::Created,
-        Self::Deleted,
-        Self::ConsentRevoked,
-        Self::EmailDisabled,
-        Self::EmailEnabled,
-        Self::Transferred,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "user.created",
-            Self::Deleted => "user.deleted",
-            Self::ConsentRevoked => "user.consent_revoked",
-            Self::EmailDisabled => "user.email_disabled",
-            Self::EmailEnabled => "user.email_enabled",
-            Self::Transferred => "user.transferred",
-        }
+siwa_core::protocol_word! {
+    /// The type of a webhook event, as receivers read it in the payload's `type`.
+    WebhookEventType, "webhook event type" {
+        Created => "user.created",
+        Deleted => "user.deleted",
+        ConsentRevoked => "user.consent_revoked",
+        EmailDisabled => "user.email_disabled",
+        EmailEnabled => "user.email_enabled",
+        Transferred => "user.transferred",
     }
 }
 
-/// For the outbox's column.
-impl TryFrom<String> for WebhookEventType {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-            .ok_or_else(|| format!("`{value}` is not a webhook event type"))
-    }
-}
-
-/// Whether Apple's private relay forwards to the user (`user.email_disabled`,
-/// `user.email_enabled`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailForwarding {
     Disabled,

@@ -30,7 +30,7 @@ pub struct EventCounts {
 impl Store {
     /// Writes `event` in `tx`, when webhooks are on, and says whether it did: the caller wakes
     /// the delivery task after the commit (`Store::events_committed`), and only then.
-    pub(super) async fn record_event(
+    pub async fn record_event(
         &self,
         tx: &mut Transaction<'_, Any>,
         event: WebhookEvent,
@@ -45,7 +45,7 @@ impl Store {
 
     /// Wakes the delivery task when a committed transaction wrote events; a commit that wrote
     /// none (most sign-ins) costs the task nothing.
-    pub(super) fn events_committed(&self, recorded: bool) {
+    pub fn events_committed(&self, recorded: bool) {
         if recorded {
             self.events_written.notify_one();
         }

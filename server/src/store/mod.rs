@@ -34,15 +34,19 @@ use crate::sealing::Sealer;
 use crate::tasks::Tasks;
 use group_commit::GroupCommit;
 
-pub use event::{EmailForwarding, new_event_id, rfc3339, test_payload};
+pub use event::{
+    DeletionReason, EmailForwarding, WebhookEvent, new_event_id, rfc3339, test_payload,
+};
 pub use events::DueEvent;
 pub use health::{DatabaseFile, Down, KnownDown, NOTICED_WITHIN};
-pub use notifications::AccountChange;
+pub use notifications::{
+    delete_user, end_authorization, mark_notification_seen, set_email_forwarding, user_of_sub,
+};
 pub use pending_names::PendingName;
 pub use queue::Queue;
 pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
 pub use sessions::{NewSession, Rotation, create_session, create_web_session};
-pub use users::{NoSession, Replay, SessionPolicy, SignInRecord, SignedIn, StartSession, User};
+pub use users::{Replay, SignInRecord, SignedIn, User};
 pub use web::{
     NewExchangeCode, WebCompletion, WebSignIn, insert_exchange_code, take_exchange_code,
     take_web_completion, user_by_id,

@@ -478,21 +478,13 @@ pub(super) async fn forget_ended_sessions(
     .await
 }
 
-/// Why a session ended, as `sessions.revoked_reason` keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RevocationReason {
-    /// A rotated refresh token came back after its grace.
-    RefreshTokenReused,
-    /// Apple's `consent-revoked` notification.
-    ConsentRevoked,
-}
-
-impl RevocationReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::ConsentRevoked => "consent_revoked",
-        }
+siwa_core::protocol_word! {
+    /// Why a session ended, as `sessions.revoked_reason` keeps it.
+    RevocationReason, "session revocation reason" {
+        /// A rotated refresh token came back after its grace.
+        RefreshTokenReused => "refresh_token_reused",
+        /// Apple's `consent-revoked` notification.
+        ConsentRevoked => "consent_revoked",
     }
 }
 

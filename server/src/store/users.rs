@@ -65,59 +65,6 @@ impl<'a> SignInRecord<'a> {
     }
 }
 
-/// What a sign-in's transaction makes besides the user: a session of our own, or nothing.
-pub trait SessionPolicy: Send {
-    /// What the caller gets.
-    type Granted: Send;
-    /// What is granted when nothing is written: `None` when the policy writes in the
-    /// sign-in's transaction.
-    fn without_writing(&self) -> Option<Self::Granted>;
-    /// Writes in the sign-in's transaction.
-    fn write(
-        self,
-        tx: &mut Transaction<'_, Any>,
-        user_id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<Self::Granted, sqlx::Error>> + Send;
-}
-
-/// No session: the seed's route, and Apple's form post (its browser gets one later).
-pub struct NoSession;
-
-impl SessionPolicy for NoSession {
-    type Granted = ();
-
-    fn without_writing(&self) -> Option<()> {
-        Some(())
-    }
-
-    async fn write(self, _: &mut Transaction<'_, Any>, _: &str, _: i64) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-}
-
-/// A session of our own, living this many seconds, made with the user.
-pub struct StartSession {
-    pub ttl_secs: i64,
-}
-
-impl SessionPolicy for StartSession {
-    type Granted = NewSession;
-
-    fn without_writing(&self) -> Option<NewSession> {
-        None
-    }
-
-    async fn write(
-        self,
-        tx: &mut Transaction<'_, Any>,
-        user_id: &str,
-        now: i64,
-    ) -> Result<NewSession, sqlx::Error> {
-        create_session(tx, user_id, now, self.ttl_secs).await
-    }
-}
-
 /// What a replayed sign-in reuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
@@ -125,11 +72,11 @@ pub enum Replay {
     IdentityToken,
 }
 
-pub struct SignedIn<G> {
+pub struct SignedIn {
     pub user: User,
     pub is_new_user: bool,
-    /// What the session policy granted.
-    pub granted: G,
+    /// The session made with the user, when one was asked for.
+    pub session: Option<NewSession>,
 }
 
 impl Store {
@@ -162,16 +109,16 @@ impl Store {
 
     /// Signs a user in: the nonce, the user, Apple's refresh token and a new session, all or
     /// nothing. Concurrent first sign-ins of one `sub` make exactly one user.
-    pub async fn sign_in<P: SessionPolicy>(
+    pub async fn sign_in(
         &self,
         record: SignInRecord<'_>,
-        policy: P,
-    ) -> Result<SignedIn<P::Granted>, StoreError> {
+        session_ttl_secs: Option<i64>,
+    ) -> Result<SignedIn, StoreError> {
         let single_statement = record.nonce_hash.is_none()
             && record.identity_token_hash.is_none()
             && record.claims.transfer_sub.is_none()
             && record.apple_refresh_token.is_none();
-        if single_statement && let Some(granted) = policy.without_writing() {
+        if single_statement && session_ttl_secs.is_none() {
             // Nothing to keep together: no transaction of its own (the hot path of the
             // seed-compatible route). The group-commit writer batches it with others, and with
             // webhooks on writes a new user's `user.created` in the batch's transaction.
@@ -182,7 +129,7 @@ impl Store {
             return Ok(SignedIn {
                 user,
                 is_new_user,
-                granted,
+                session: None,
             });
         }
         let mut tx = self.pool()?.begin().await?;
@@ -246,14 +193,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let granted = policy.write(&mut tx, &user.id, now).await?;
+        let session = match session_ttl_secs {
+            Some(ttl) => Some(create_session(&mut tx, &user.id, now, ttl).await?),
+            None => None,
+        };
         tx.commit().await?;
         self.events_committed(recorded);
         let is_new_user = user.sign_in_count == 1;
         Ok(SignedIn {
             user,
             is_new_user,
-            granted,
+            session,
         })
     }
 

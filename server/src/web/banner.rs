@@ -3,30 +3,16 @@
 
 use siwa_core::api::ErrorCode;
 
-/// What just happened, shown to the person who did it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    SignedOut,
-    Deleted,
-    Cancelled,
+siwa_core::protocol_word! {
+    /// What just happened, shown to the person who did it: the word in the page's URL.
+    Notice, "notice" {
+        SignedOut => "signed_out",
+        Deleted => "deleted",
+        Cancelled => "cancelled",
+    }
 }
 
 impl Notice {
-    const ALL: [Self; 3] = [Self::SignedOut, Self::Deleted, Self::Cancelled];
-
-    /// The word in the page's URL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SignedOut => "signed_out",
-            Self::Deleted => "deleted",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|n| n.as_str() == word)
-    }
-
     /// Where the browser is sent to read it.
     pub fn location(self) -> String {
         format!("/?notice={}", self.as_str())
@@ -100,6 +86,6 @@ impl Banner {
                 },
             });
         }
-        notice.and_then(Notice::parse).map(Self::notice)
+        notice.and_then(|n| n.parse().ok()).map(Self::notice)
     }
 }

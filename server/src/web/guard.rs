@@ -46,7 +46,12 @@ pub fn record_refused_origin(refused: RefusedOrigin) {
     static LAST_LOGGED: [AtomicI64; 2] = [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)];
     metrics::counter!("siwa_callback_origins_refused_total", "origin" => refused.as_str())
         .increment(1);
-    let now = siwa_core::Clock::now(&siwa_core::SystemClock);
+    // Seconds on the process's monotonic clock: a throttle, not a time of day.
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = STARTED
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs() as i64;
     let last = &LAST_LOGGED[refused as usize];
     let previous = last.load(Ordering::Relaxed);
     if now.saturating_sub(previous) >= 60

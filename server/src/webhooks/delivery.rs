@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siwa_core::{Clock, SystemClock};
+use siwa_core::Clock;
 use standardwebhooks::Webhook;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,12 @@ enum Sender {
 }
 
 /// Runs until `stop`.
-pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
+pub async fn run(
+    store: Store,
+    config: WebhookConfig,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
     let sender = match Sender::new(&config.target) {
         Ok(sender) => Arc::new(sender),
         Err(error) => {
@@ -46,7 +51,7 @@ pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
     };
     let retry_base = i64::try_from(config.retry_base.as_secs()).unwrap_or(i64::MAX);
     loop {
-        let now = SystemClock.now();
+        let now = clock.now();
         let due = match store.due_events(now, 100).await {
             Ok(due) => due,
             Err(error) => {
@@ -61,7 +66,7 @@ pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
             if stop.is_cancelled() {
                 return;
             }
-            attempt(&store, &sender, event, retry_base).await;
+            attempt(&store, &sender, event, retry_base, clock.as_ref()).await;
         }
         if due.len() == 100 {
             continue;
@@ -75,8 +80,14 @@ pub async fn run(store: Store, config: WebhookConfig, stop: CancellationToken) {
 }
 
 /// Sends one event if this instance gets its lease, and records the outcome.
-async fn attempt(store: &Store, sender: &Sender, event: &DueEvent, retry_base: i64) {
-    let now = SystemClock.now();
+async fn attempt(
+    store: &Store,
+    sender: &Sender,
+    event: &DueEvent,
+    retry_base: i64,
+    clock: &dyn Clock,
+) {
+    let now = clock.now();
     if !retry::lease(store, Queue::WebhookEvents, &event.id, now, LEASE_SECS).await {
         return;
     }
@@ -84,7 +95,7 @@ async fn attempt(store: &Store, sender: &Sender, event: &DueEvent, retry_base: i
     let outcome = sender.send(event, now).await;
     metrics::histogram!("siwa_webhook_request_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    let now = SystemClock.now();
+    let now = clock.now();
     let recorded = match outcome {
         Ok(()) => {
             metrics::counter!("siwa_webhook_deliveries_total", "outcome" => "delivered")
