@@ -24,7 +24,7 @@ use std::num::NonZeroU32;
 use governor::{Quota, RateLimiter};
 use siwa_core::{KeySet, KeySetOptions, Verifier, VerifierConfig};
 
-use crate::accounts::{Accounts, AccountsParts, BrowserFlow, SessionRules};
+use crate::accounts::{Accounts, BrowserFlow, SessionRules};
 use crate::apple::AppleGateway;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -239,7 +239,7 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
         apple: apple.clone(),
         retry_base_secs: config.revocation_retry_base.as_secs() as i64,
     };
-    let accounts = Accounts::new(AccountsParts {
+    let accounts = Accounts {
         store: store.clone(),
         app_verifier: Verifier::new(app_verifier, keys)?,
         browser,
@@ -251,7 +251,7 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
             refresh_reuse_grace_secs: config.refresh_reuse_grace.as_secs() as i64,
         },
         clock,
-    });
+    };
     let client_limiter = config
         .rate_limit_per_minute
         .and_then(NonZeroU32::new)

@@ -33,56 +33,22 @@ pub struct SessionRules {
     pub refresh_reuse_grace_secs: i64,
 }
 
-/// The accounts and everything their rules need.
+/// The accounts and everything their rules need. Built by `app` with a struct literal; the
+/// routes reach none of its fields (`server/tests/layers.rs`), only its operations.
 pub struct Accounts {
-    store: Store,
+    pub(crate) store: Store,
     /// Verifies identity tokens for the app's bundle IDs.
-    app_verifier: Verifier,
+    pub(crate) app_verifier: Verifier,
     /// The web flow's verifier and callback, when it is configured.
-    browser: Option<BrowserFlow>,
-    apple: Arc<AppleGateway>,
-    sessions: SessionKeys,
-    revocations: Revocations,
-    rules: SessionRules,
-    clock: Arc<dyn Clock>,
-}
-
-/// What [`Accounts::new`] is made of.
-pub struct AccountsParts {
-    pub store: Store,
-    pub app_verifier: Verifier,
-    pub browser: Option<BrowserFlow>,
-    pub apple: Arc<AppleGateway>,
-    pub sessions: SessionKeys,
-    pub revocations: Revocations,
-    pub rules: SessionRules,
-    pub clock: Arc<dyn Clock>,
+    pub(crate) browser: Option<BrowserFlow>,
+    pub(crate) apple: Arc<AppleGateway>,
+    pub(crate) sessions: SessionKeys,
+    pub(crate) revocations: Revocations,
+    pub(crate) rules: SessionRules,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Accounts {
-    pub fn new(parts: AccountsParts) -> Self {
-        let AccountsParts {
-            store,
-            app_verifier,
-            browser,
-            apple,
-            sessions,
-            revocations,
-            rules,
-            clock,
-        } = parts;
-        Self {
-            store,
-            app_verifier,
-            browser,
-            apple,
-            sessions,
-            revocations,
-            rules,
-            clock,
-        }
-    }
-
     /// The server's one clock, which the background workers read too.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
