@@ -10,11 +10,14 @@
 //!   ([`EXCHANGE_CODE_TTL_SECS`], PKCE-bound) that it trades for a session.
 
 use siwa_core::api::{SignInResponse, UserView};
-use siwa_core::{CodeVerifier, HashedNonce, RawNonce, Verifier};
+use siwa_core::{
+    AuthorizationResponse, AuthorizeError, CodeVerifier, FormPostUser, HashedNonce, RawNonce,
+    Verifier,
+};
 use subtle::ConstantTimeEq;
 
 use super::Accounts;
-use super::sign_in::SignIn;
+use super::sign_in::{Flow, SignIn};
 use crate::error::ApiError;
 use crate::store::{self, NewExchangeCode, WebCompletion, WebSignIn};
 use crate::tokens::{self, SessionId, TokenHash, UserId, WebSessionSecret};
@@ -75,6 +78,24 @@ pub struct WebSignInBack {
     pub binding_hash: Option<TokenHash>,
 }
 
+/// What Apple's form post leads to.
+pub enum CallbackOutcome {
+    /// The user cancelled at Apple: the page's notice, or the native app sent back with
+    /// Apple's error.
+    Cancelled { app: Option<(NativeApp, String)> },
+    /// Refused: the page shows the error, or the native app is sent back with its code.
+    Failed {
+        app: Option<NativeApp>,
+        error: ApiError,
+    },
+    /// Signed in, waiting for its browser: the one-time handle, and the binding's hash, which
+    /// names the browser's cookie.
+    Completed {
+        handle: String,
+        binding_hash: TokenHash,
+    },
+}
+
 /// The outcome of finishing a sign-in in its browser.
 pub enum Completion {
     /// The page's sign-in: a new web session, whose secret goes in the cookie.
@@ -119,11 +140,68 @@ impl Accounts {
         })
     }
 
+    /// Apple's cross-site form post: the `state` is taken back (single use), the identity
+    /// token verified, the code exchanged and the user recorded; but no one is signed in here,
+    /// since anyone can make a browser post these fields (login CSRF). The outcome waits under
+    /// a one-time handle for the browser that started the sign-in.
+    pub async fn receive_callback(&self, form: &AuthorizationResponse) -> CallbackOutcome {
+        let failed = |app: Option<NativeApp>, error| CallbackOutcome::Failed { app, error };
+        let cancelled = form.error.as_deref().map(str::parse)
+            == Some(Ok(AuthorizeError::UserCancelledAuthorize));
+        let Some(state) = form.state.as_deref().filter(|s| !s.is_empty()) else {
+            if cancelled {
+                return CallbackOutcome::Cancelled { app: None };
+            }
+            return failed(None, ApiError::InvalidState);
+        };
+        let pending = match self.take_browser_sign_in(state).await {
+            Ok(Some(pending)) => pending,
+            Ok(None) => return failed(None, ApiError::InvalidState),
+            Err(error) => return failed(None, error),
+        };
+        if let Some(error) = form.error.as_deref() {
+            return match pending.app {
+                Some(app) if cancelled => CallbackOutcome::Cancelled {
+                    app: Some((app, error.to_owned())),
+                },
+                None if cancelled => CallbackOutcome::Cancelled { app: None },
+                app => failed(app, ApiError::AppleAuthorizationFailed),
+            };
+        }
+        let app = pending.app;
+        // Started before browsers were bound: it cannot be completed safely.
+        let Some(binding_hash) = pending.binding_hash else {
+            return failed(app, ApiError::InvalidState);
+        };
+        let (Some(code), Some(id_token)) = (form.code.as_deref(), form.id_token.as_deref()) else {
+            let error = ApiError::bad_request("Apple's form post has no code or id_token");
+            return failed(app, error);
+        };
+        // The name comes once, with the first authorization (P6): kept by the sign-in.
+        let user_field = form.user.as_deref().and_then(FormPostUser::parse);
+        let name = user_field.as_ref().and_then(|u| u.name.as_ref());
+        let request = SignIn {
+            flow: Flow::Web,
+            identity_token: id_token,
+            authorization_code: Some(code),
+            raw_nonce: Some(pending.nonce),
+            given_name: name.and_then(|n| n.first_name.as_deref()),
+            family_name: name.and_then(|n| n.last_name.as_deref()),
+        };
+        match self
+            .sign_in_from_browser(request, &binding_hash, app.as_ref())
+            .await
+        {
+            Ok(handle) => CallbackOutcome::Completed {
+                handle,
+                binding_hash,
+            },
+            Err(error) => failed(app, error),
+        }
+    }
+
     /// Takes back the sign-in of Apple's `state`, once; `None` if unknown, used or expired.
-    pub async fn take_browser_sign_in(
-        &self,
-        state: &str,
-    ) -> Result<Option<WebSignInBack>, ApiError> {
+    async fn take_browser_sign_in(&self, state: &str) -> Result<Option<WebSignInBack>, ApiError> {
         let row = self.store.take_web_sign_in(state, self.now()).await?;
         Ok(row.map(|row| WebSignInBack {
             nonce: RawNonce::new(row.nonce),
@@ -135,7 +213,7 @@ impl Accounts {
     /// Apple's form post signs a user in, but no one is signed in yet: anyone can make a
     /// browser post these fields (login CSRF). The outcome waits under a one-time handle,
     /// returned, for the browser holding the binding (`binding_hash`) to finish it.
-    pub async fn sign_in_from_browser(
+    async fn sign_in_from_browser(
         &self,
         request: SignIn<'_>,
         binding_hash: &TokenHash,

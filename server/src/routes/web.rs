@@ -10,12 +10,11 @@ use axum::response::Response;
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
-    AuthorizationRequest, AuthorizationResponse, AuthorizeError, CodeChallengeMethod, CodeVerifier,
-    Endpoints, FormPostUser,
+    AuthorizationRequest, AuthorizationResponse, CodeChallengeMethod, CodeVerifier, Endpoints,
 };
 
 use super::JsonBody;
-use crate::accounts::{self, Completion, Flow, NativeApp, SignIn};
+use crate::accounts::{self, CallbackOutcome, Completion, NativeApp};
 use crate::api::{
     AppCallback, AppRedirectQuery, BrowserSignInQuery, ExchangeRequest, SignInResponse, UserView,
 };
@@ -128,71 +127,28 @@ pub async fn callback(
         guard::record_refused_origin(refused);
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
-    let cancelled =
-        form.error.as_deref().map(str::parse) == Some(Ok(AuthorizeError::UserCancelledAuthorize));
-    let Some(state_value) = form.state.as_deref().filter(|s| !s.is_empty()) else {
-        if cancelled {
-            return see_other(&Notice::Cancelled.location(), &[]);
-        }
-        return error_page(&state, ApiError::InvalidState);
-    };
-    let pending = match state.accounts.take_browser_sign_in(state_value).await {
-        Ok(Some(pending)) => pending,
-        Ok(None) => return error_page(&state, ApiError::InvalidState),
-        Err(error) => return error_page(&state, error),
-    };
-    if let Some(error) = form.error.as_deref() {
-        let refusal = if cancelled {
-            None
-        } else {
-            Some(ApiError::AppleAuthorizationFailed)
-        };
-        return match (&pending.app, refusal) {
-            (None, None) => see_other(&Notice::Cancelled.location(), &[]),
-            (Some(app), None) => to_app(
-                &app.redirect_uri,
-                &AppCallback {
-                    error: Some(error.to_owned()),
-                    ..Default::default()
-                },
-            ),
-            (app, Some(refusal)) => fail(&state, app.as_ref(), refusal),
-        };
-    }
-    let back = pending.app.as_ref();
-    // Started before browsers were bound: it cannot be completed safely.
-    let Some(binding_hash) = pending.binding_hash.as_ref() else {
-        return fail(&state, back, ApiError::InvalidState);
-    };
-    let (Some(code), Some(id_token)) = (form.code.as_deref(), form.id_token.as_deref()) else {
-        return fail(
-            &state,
-            back,
-            ApiError::bad_request("Apple's form post has no code or id_token"),
-        );
-    };
-    // The name comes once, with the first authorization (P6): kept by the sign-in.
-    let user_field = form.user.as_deref().and_then(FormPostUser::parse);
-    let name = user_field.as_ref().and_then(|u| u.name.as_ref());
-    let request = SignIn {
-        flow: Flow::Web,
-        identity_token: id_token,
-        authorization_code: Some(code),
-        raw_nonce: Some(pending.nonce),
-        given_name: name.and_then(|n| n.first_name.as_deref()),
-        family_name: name.and_then(|n| n.last_name.as_deref()),
-    };
-    let tag = flow::binding_tag(binding_hash.as_str());
-    match state
-        .accounts
-        .sign_in_from_browser(request, binding_hash, back)
-        .await
-    {
-        Ok(handle) => see_other(
-            &format!("/v1/web/complete?handle={handle}&binding={tag}"),
-            &[],
+    match state.accounts.receive_callback(&form).await {
+        CallbackOutcome::Cancelled { app: None } => see_other(&Notice::Cancelled.location(), &[]),
+        CallbackOutcome::Cancelled {
+            app: Some((app, error)),
+        } => to_app(
+            &app.redirect_uri,
+            &AppCallback {
+                error: Some(error),
+                ..Default::default()
+            },
         ),
-        Err(error) => fail(&state, back, error),
+        CallbackOutcome::Failed { app, error } => fail(&state, app.as_ref(), error),
+        CallbackOutcome::Completed {
+            handle,
+            binding_hash,
+        } => {
+            let tag = flow::binding_tag(binding_hash.as_str());
+            see_other(
+                &format!("/v1/web/complete?handle={handle}&binding={tag}"),
+                &[],
+            )
+        }
     }
 }
 
