@@ -20,13 +20,24 @@ impl Accounts {
     ) -> SignInResponse {
         SignInResponse {
             user: UserView::from(user),
-            session: SessionView {
-                access_token: self.sessions.issue(&user.id, &session.id, self.now()),
-                refresh_token: session.refresh_token,
-                expires_in: self.sessions.ttl_secs(),
-                token_type: TokenType::Bearer,
-            },
+            session: self.session_view(&user.id, &session.id, session.refresh_token, self.now()),
             is_new_user,
+        }
+    }
+
+    /// A session's tokens as the client gets them: a fresh access token beside `refresh_token`.
+    fn session_view(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        refresh_token: String,
+        now: i64,
+    ) -> SessionView {
+        SessionView {
+            access_token: self.sessions.issue(user_id, session_id, now),
+            refresh_token,
+            expires_in: self.sessions.ttl_secs(),
+            token_type: TokenType::Bearer,
         }
     }
 
@@ -43,12 +54,7 @@ impl Accounts {
                 user_id,
                 session_id,
                 refresh_token,
-            } => Ok(SessionView {
-                access_token: self.sessions.issue(&user_id, &session_id, now),
-                refresh_token,
-                expires_in: self.sessions.ttl_secs(),
-                token_type: TokenType::Bearer,
-            }),
+            } => Ok(self.session_view(&user_id, &session_id, refresh_token, now)),
             Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
             Rotation::Reused => Err(ApiError::RefreshTokenReused),
         }

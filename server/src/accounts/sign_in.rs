@@ -1,7 +1,7 @@
 //! Signing a user in, for every route that does: verify the identity token, check the nonce,
-//! exchange the authorization code, then write the user, with a session when the route starts
-//! one, (a session, nothing yet for the browser to finish, the seed's profile) in one
-//! transaction. Nothing is written before Apple has answered, so a failed exchange leaves no
+//! exchange the authorization code, then write the user in one transaction, with a session when
+//! the route starts one (the app's; the browser's gets its own at the completion, the seed's
+//! route none). Nothing is written before Apple has answered, so a failed exchange leaves no
 //! half-made account.
 
 use siwa_core::api::SignInResponse;
@@ -44,8 +44,9 @@ impl Accounts {
         Ok(self.signed_in_answer(&signed_in.user, signed_in.is_new_user, session))
     }
 
-    /// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges the
-    /// authorization code, then writes the user (with a session of `session_ttl_secs`, if given) in one transaction.
+    /// Signs a user in: verifies the identity token and its nonce, refuses a replay, exchanges
+    /// the authorization code, then writes the user in one transaction, with a session of
+    /// `session_ttl_secs` when given.
     pub(super) async fn sign_in_with(
         &self,
         request: SignIn<'_>,
@@ -92,7 +93,7 @@ impl Accounts {
     }
 
     /// Exchanges the code and writes the user; a new user without a name of their own gets the
-    /// one kept from a failed first sign-in ([`Store::adopt_pending_name`]).
+    /// one kept from a failed first sign-in (`Store::adopt_pending_name`).
     async fn write_verified(
         &self,
         verified: Verified<'_>,

@@ -7,23 +7,16 @@ use subtle::ConstantTimeEq;
 
 use super::WebFlow;
 
-/// Why a callback's `Origin` was refused, as the metric and the log count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedOrigin {
-    /// `Origin: null`: a sandboxed page, or a page served with `Referrer-Policy: no-referrer`.
-    /// Should Apple's consent page ever be served that way, every real sign-in would land
-    /// here, so the operator is told (`siwa_callback_origins_refused_total{origin="null"}`).
-    Null,
-    /// Any other origin than Apple's: a forged form post.
-    Other,
-}
-
-impl RefusedOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Null => "null",
-            Self::Other => "other",
-        }
+siwa_core::protocol_word! {
+    /// Why a callback's `Origin` was refused, as the metric and the log count it.
+    RefusedOrigin, "refused origin" {
+        /// `Origin: null`: a sandboxed page, or a page served with `Referrer-Policy:
+        /// no-referrer`. Should Apple's consent page ever be served that way, every real
+        /// sign-in would land here, so the operator is told
+        /// (`siwa_callback_origins_refused_total{origin="null"}`).
+        Null => "null",
+        /// Any other origin than Apple's: a forged form post.
+        Other => "other",
     }
 }
 
