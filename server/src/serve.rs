@@ -105,7 +105,6 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     loop {
         // Waiting for a free slot before accepting is the backpressure.
         let permit = tokio::select! {
@@ -249,27 +248,35 @@ impl Drop for HeldConnection {
 struct Activity {
     /// Requests being served now.
     in_flight: std::sync::atomic::AtomicUsize,
-    /// Whether any request has started.
-    started: std::sync::atomic::AtomicBool,
-    /// When the last request ended.
+    /// When the last request ended; `None` before any has.
     last_ended: std::sync::Mutex<Option<Instant>>,
+}
+
+/// Where a connection stands, for its time limit.
+enum Stage {
+    /// No request has started yet.
+    Waiting,
+    /// A request is being served.
+    Serving,
+    /// Nothing to do since this moment.
+    IdleSince(Instant),
 }
 
 impl Activity {
     fn request_started(self: &Arc<Self>) -> Serving {
         use std::sync::atomic::Ordering;
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.started.store(true, Ordering::SeqCst);
         Serving(self.clone())
     }
 
-    /// Since when the connection has had nothing to do, or `None` while it serves a request.
-    fn idle_since(&self) -> Option<Option<Instant>> {
-        use std::sync::atomic::Ordering;
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return None;
+    fn stage(&self) -> Stage {
+        if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Stage::Serving;
         }
-        Some(*self.last_ended.lock().expect("never poisoned"))
+        match *self.last_ended.lock().expect("never poisoned") {
+            Some(ended) => Stage::IdleSince(ended),
+            None => Stage::Waiting,
+        }
     }
 }
 
@@ -331,14 +338,11 @@ impl IdleTimeout {
         let Some(first_byte) = self.first_byte else {
             return Some(self.accepted + self.limits.first_byte_timeout);
         };
-        if !self
-            .activity
-            .started
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Some(first_byte + self.limits.header_read_timeout);
-        }
-        let since = self.activity.idle_since()?.unwrap_or(first_byte);
+        let since = match self.activity.stage() {
+            Stage::Waiting => return Some(first_byte + self.limits.header_read_timeout),
+            Stage::Serving => return None,
+            Stage::IdleSince(ended) => ended,
+        };
         let free = self.occupancy.permits.available_permits();
         let limit = if crowded(free, self.occupancy.max) {
             self.limits.first_byte_timeout.min(self.limits.idle_timeout)

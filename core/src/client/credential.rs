@@ -80,18 +80,6 @@ impl AppleCredential {
 
     /// The name parts Apple gave, trimmed; `None` when it gave none (every sign-in after the
     /// first), so that the server keeps the name it has.
-    /// The user and the name only, to send again with a later credential of the same user.
-    pub(super) fn name_only(&self) -> Self {
-        Self {
-            identity_token: String::new(),
-            authorization_code: None,
-            user: self.user.clone(),
-            given_name: self.given_name.clone(),
-            family_name: self.family_name.clone(),
-            email: None,
-        }
-    }
-
     pub(super) fn full_name(&self) -> Option<(Option<&str>, Option<&str>)> {
         let (given, family) = (name_part(&self.given_name), name_part(&self.family_name));
         (given.is_some() || family.is_some()).then_some((given, family))

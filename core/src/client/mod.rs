@@ -89,7 +89,7 @@ pub struct Client {
     /// The name of a credential whose sign-in failed, with its user: Apple gives the name
     /// once, so a retry with a new credential of the same user (which has none) sends it.
     /// Memory only; forgotten once a sign-in succeeds.
-    unsent_name: Mutex<Option<AppleCredential>>,
+    unsent_name: Mutex<Option<UnsentName>>,
 }
 
 impl Client {
@@ -160,7 +160,11 @@ impl Client {
             match &answer {
                 Ok(_) => *unsent = None,
                 Err(_) if credential.full_name().is_some() => {
-                    *unsent = Some(credential.name_only());
+                    *unsent = Some(UnsentName {
+                        user: credential.user.clone(),
+                        given_name: credential.given_name.clone(),
+                        family_name: credential.family_name.clone(),
+                    });
                 }
                 Err(_) => {}
             }
@@ -434,6 +438,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The name of a failed sign-in's credential, and whose it is.
+struct UnsentName {
+    user: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each critical

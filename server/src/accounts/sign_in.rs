@@ -93,7 +93,7 @@ impl Accounts {
     }
 
     /// Exchanges the code and writes the user; a new user without a name of their own gets the
-    /// one kept from a failed first sign-in (`Store::adopt_pending_name`).
+    /// one kept from a failed first sign-in, in the same transaction.
     async fn write_verified(
         &self,
         verified: Verified<'_>,
@@ -119,7 +119,6 @@ impl Accounts {
             }
             None => None,
         };
-        let now = self.now();
         let record = SignInRecord {
             claims,
             nonce_hash,
@@ -127,34 +126,16 @@ impl Accounts {
             given_name: name.given_name.as_deref(),
             family_name: name.family_name.as_deref(),
             apple_refresh_token: apple_refresh_token.as_deref(),
-            now,
+            // A user made by a sign-in with no name takes one kept from a failed first
+            // sign-in (Apple sends it once).
+            take_kept_name: name.given_name.is_none() && name.family_name.is_none(),
+            now: self.now(),
         };
         // A grant obtained for a sign-in that then fails (its nonce spent meanwhile by a concurrent
         // request, the database refusing the write) is dropped, not revoked: it is a token of the
         // user's one authorization of the app, and revoking it would end every device's sign-in
         // (docs/apple-protocol.md, F11). Only account deletion revokes.
-        let mut signed_in = self.record_sign_in(record, session_ttl_secs).await?;
-        // Only a sign-in that made the account looks: the failed one that kept a name made none.
-        let nameless = name.given_name.is_none() && name.family_name.is_none();
-        if signed_in.is_new_user && nameless {
-            let user = &mut signed_in.user;
-            match self
-                .store
-                .adopt_pending_name(&user.id, &claims.sub, now)
-                .await
-            {
-                Ok(Some(kept)) => {
-                    user.given_name = kept.given_name;
-                    user.family_name = kept.family_name;
-                }
-                Ok(None) => {}
-                // The sign-in is done; the name waits for the next one.
-                Err(error) => {
-                    tracing::warn!(%error, "a kept name could not be given to its new user")
-                }
-            }
-        }
-        Ok(signed_in)
+        self.record_sign_in(record, session_ttl_secs).await
     }
 
     /// Keeps the name of a sign-in that failed after its identity token was verified for a passing

@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Store;
+use sqlx::{Any, Transaction};
+
+use super::{Store, User};
 use crate::sealing::Purpose;
 
 /// How long a name waits for its user's next sign-in.
@@ -44,42 +46,35 @@ impl Store {
         Ok(())
     }
 
-    /// Gives the user `user_id` (Apple's `apple_sub`) the name kept for them, if any and in
-    /// time, unless they have a name already; the kept name is spent either way. Returns the
-    /// name given.
-    pub async fn adopt_pending_name(
+    /// Gives `user`, just made without a name, the name kept for their Apple `sub`, if any and
+    /// in time, in `tx`; the kept name is spent either way. One statement when none is kept.
+    pub(super) async fn take_kept_name(
         &self,
-        user_id: &str,
-        apple_sub: &str,
+        tx: &mut Transaction<'_, Any>,
+        user: &mut User,
         now: i64,
-    ) -> Result<Option<PendingName>, sqlx::Error> {
-        let mut tx = self.pool()?.begin().await?;
+    ) -> Result<(), sqlx::Error> {
         let kept: Option<(String, i64)> = sqlx::query_as(
             "DELETE FROM pending_names WHERE apple_sub = $1 RETURNING sealed_name, expires_at",
         )
-        .bind(apple_sub)
-        .fetch_optional(&mut *tx)
+        .bind(&user.apple_sub)
+        .fetch_optional(&mut **tx)
         .await?;
         let name = kept
             .filter(|(_, expires_at)| *expires_at > now)
             .and_then(|(sealed, _)| self.sealer.open(Purpose::PendingName, &sealed).ok())
             .and_then(|json| serde_json::from_str::<PendingName>(&json).ok());
         let Some(name) = name else {
-            tx.commit().await?;
-            return Ok(None);
+            return Ok(());
         };
-        let given = sqlx::query(
-            "UPDATE users SET given_name = $2, family_name = $3 \
-             WHERE id = $1 AND given_name IS NULL AND family_name IS NULL",
-        )
-        .bind(user_id)
-        .bind(&name.given_name)
-        .bind(&name.family_name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        tx.commit().await?;
-        Ok(given.then_some(name))
+        sqlx::query("UPDATE users SET given_name = $2, family_name = $3 WHERE id = $1")
+            .bind(&user.id)
+            .bind(&name.given_name)
+            .bind(&name.family_name)
+            .execute(&mut **tx)
+            .await?;
+        user.given_name = name.given_name;
+        user.family_name = name.family_name;
+        Ok(())
     }
 }

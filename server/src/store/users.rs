@@ -47,6 +47,9 @@ pub struct SignInRecord<'a> {
     pub family_name: Option<&'a str>,
     /// Apple's refresh token from the code exchange.
     pub apple_refresh_token: Option<&'a str>,
+    /// Whether a user this sign-in makes takes the name kept from a failed first sign-in
+    /// (`pending_names`), in the same transaction: `accounts` asks when it brings no name.
+    pub take_kept_name: bool,
     pub now: i64,
 }
 
@@ -60,6 +63,7 @@ impl<'a> SignInRecord<'a> {
             given_name: None,
             family_name: None,
             apple_refresh_token: None,
+            take_kept_name: false,
             now,
         }
     }
@@ -170,7 +174,10 @@ impl Store {
                 recorded |= self.record_event(&mut tx, event, now).await?;
             }
         }
-        let user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
+        let mut user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
+        if user.sign_in_count == 1 && record.take_kept_name {
+            self.take_kept_name(&mut tx, &mut user, now).await?;
+        }
         if user.sign_in_count == 1 {
             let event = WebhookEvent::created(&user.id, &user.apple_sub);
             recorded |= self.record_event(&mut tx, event, now).await?;
