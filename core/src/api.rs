@@ -108,6 +108,13 @@ protocol_word! {
         CsrfTokenInvalid => "csrf_token_invalid",
         /// Apple's form post came from another origin than Apple's.
         CallbackOriginInvalid => "callback_origin_invalid",
+        /// A web app's `return_to` is not on one of the server's `SIWA_WEB_ORIGINS`.
+        ReturnToNotAllowed => "return_to_not_allowed",
+        /// A cookie-authenticated route called from a page that is not one of the server's
+        /// `SIWA_WEB_ORIGINS`, or without the `X-Siwa-Request` header.
+        OriginNotAllowed => "origin_not_allowed",
+        /// No one is signed in in this browser (no web session cookie, or its session ended).
+        NotSignedIn => "not_signed_in",
         // -- the server
         /// The database could not be reached.
         DatabaseUnavailable => "database_unavailable",
@@ -142,9 +149,10 @@ impl ErrorCode {
             | Self::DatabaseUnavailable
             | Self::InternalError => ErrorMeaning::RetryLater,
             Self::InvalidAccessToken => ErrorMeaning::RefreshSession,
-            Self::SessionEnded | Self::InvalidRefreshToken | Self::RefreshTokenReused => {
-                ErrorMeaning::SignInAgain
-            }
+            Self::SessionEnded
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::NotSignedIn => ErrorMeaning::SignInAgain,
             _ => ErrorMeaning::FixRequest,
         }
     }
@@ -200,6 +208,11 @@ impl ErrorCode {
                 "the code verifier does not match the code challenge; the code is spent"
             }
             Self::CsrfTokenInvalid => "the form did not come from this site's page",
+            Self::ReturnToNotAllowed => "return_to is not on one of SIWA_WEB_ORIGINS",
+            Self::OriginNotAllowed => {
+                "this route takes requests from SIWA_WEB_ORIGINS only, with an X-Siwa-Request header"
+            }
+            Self::NotSignedIn => "no one is signed in in this browser",
             Self::CallbackOriginInvalid => {
                 "Apple's form post came from another origin than Apple's"
             }
@@ -271,9 +284,18 @@ pub struct ExchangeRequest {
 }
 
 /// The query of `GET /v1/web/sign-in`: a native app's part of a browser sign-in (its redirect
-/// URI, one of `SIWA_APP_REDIRECT_URIS`, and a PKCE challenge); a web page sends none.
+/// URI, one of `SIWA_APP_REDIRECT_URIS`, and a PKCE challenge), or a web app's (where it is
+/// sent back, on one of `SIWA_WEB_ORIGINS`, and how); the server's own page sends none.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct BrowserSignInQuery {
+    /// A web app's page to come back to, on one of `SIWA_WEB_ORIGINS`: the browser is sent
+    /// there signed in (or with `siwa_error=<code>` added to its query), or, in a popup, the
+    /// page's origin is the only one told the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
+    /// How a web app's sign-in comes back ([`WebSignInMode`]); `redirect` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// Where the browser is sent back with a one-time code.
     pub app_redirect_uri: Option<String>,
     /// The S256 challenge of the app's verifier.
@@ -304,6 +326,35 @@ pub struct AppCallback {
     pub code: Option<String>,
     /// Why there is no code.
     pub error: Option<String>,
+}
+
+protocol_word! {
+    /// How a web app's browser sign-in comes back to it (`GET /v1/web/sign-in?mode=`).
+    WebSignInMode, "web sign-in mode" {
+        /// The whole page went to Apple; it is sent back to `return_to`.
+        Redirect => "redirect",
+        /// A popup went to Apple; its last page tells the opener and closes. The message,
+        /// posted to `return_to`'s origin alone, is `{"type": "siwa:sign-in", "outcome":
+        /// "signed-in"}`, or `"failed"` with `error` (an [`ErrorCode`], or Apple's
+        /// [`AuthorizeError`](crate::AuthorizeError)): never a token, which the opener asks
+        /// for over its cookie ([`WebTokenResponse`]).
+        Popup => "popup",
+    }
+}
+
+/// `POST /v1/web/token`: an access token for a web app's page, from its session cookie (the
+/// refresh token never leaves the server). Kept in the page's memory only.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WebTokenResponse {
+    /// A short-lived access token (an ES256 JWT of the server's), as `SessionView`'s.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Always `Bearer`.
+    #[serde(default = "bearer")]
+    pub token_type: TokenType,
 }
 
 /// `POST /v1/auth/refresh`.

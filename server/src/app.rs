@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use std::num::NonZeroU32;
@@ -86,15 +87,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             limit_per_client,
         ));
+    // What web apps (`SIWA_WEB_ORIGINS`) call from their pages' scripts, with CORS for them
+    // alone: the signed-in user and an access token over the session cookie (rate-limited as
+    // the routes above), the sign-out, and the account as an access token sees it.
+    let for_web_apps = Router::new()
+        .route("/v1/web/token", post(web::web_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_per_client,
+        ))
+        .route(
+            "/v1/web/session",
+            get(web::web_session).delete(web::end_web_session),
+        )
+        .route("/v1/me", get(account::me).delete(account::delete_me))
+        .layer(cors_for_web_apps(&state));
     let api = Router::new()
         .merge(limited)
-        .route("/v1/me", get(account::me).delete(account::delete_me))
+        .merge(for_web_apps)
         .route("/v1/web/app-redirect-uri", get(web::check_app_redirect))
         .route("/v1/apple/notifications", post(notifications::receive))
         .route("/", get(web::show_page))
         .route("/v1/web/sign-out", post(web::sign_out))
         .route("/v1/web/delete-account", post(web::delete_account))
         .route("/assets/siwa.css", get(web::stylesheet))
+        .route(crate::web::page::POPUP_SCRIPT_PATH, get(web::popup_script))
         .route("/favicon.ico", get(web::favicon))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -129,6 +146,26 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .layer(middleware::from_fn(crate::error::record))
         .with_state(state)
+}
+
+/// CORS with credentials for `SIWA_WEB_ORIGINS` alone; any other origin gets no CORS header,
+/// so its scripts read nothing and send nothing a preflight guards.
+fn cors_for_web_apps(state: &AppState) -> CorsLayer {
+    let origins = state
+        .web
+        .iter()
+        .flat_map(|web| &web.web_origins)
+        .filter_map(|origin| HeaderValue::from_str(origin).ok());
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(crate::web::guard::WEB_APP_HEADER),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// `/metrics` alone: merged into the API, or served on `SIWA_METRICS_ADDR`.

@@ -78,6 +78,9 @@ impl ApiError {
     pub const CodeVerifierMismatch: Self = Self::Refused(ErrorCode::CodeVerifierMismatch);
     pub const CsrfTokenInvalid: Self = Self::Refused(ErrorCode::CsrfTokenInvalid);
     pub const CallbackOriginInvalid: Self = Self::Refused(ErrorCode::CallbackOriginInvalid);
+    pub const ReturnToNotAllowed: Self = Self::Refused(ErrorCode::ReturnToNotAllowed);
+    pub const OriginNotAllowed: Self = Self::Refused(ErrorCode::OriginNotAllowed);
+    pub const NotSignedIn: Self = Self::Refused(ErrorCode::NotSignedIn);
     pub const Internal: Self = Self::Refused(ErrorCode::InternalError);
 }
 
@@ -142,10 +145,13 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | C::InvalidState
         | C::AppleAuthorizationFailed
         | C::AppRedirectUriNotAllowed
+        | C::ReturnToNotAllowed
         | C::InvalidCodeChallenge
         | C::InvalidExchangeCode
         | C::CodeVerifierMismatch => StatusCode::BAD_REQUEST,
-        C::CsrfTokenInvalid | C::CallbackOriginInvalid => StatusCode::FORBIDDEN,
+        C::CsrfTokenInvalid | C::CallbackOriginInvalid | C::OriginNotAllowed => {
+            StatusCode::FORBIDDEN
+        }
         C::WebFlowNotConfigured => StatusCode::NOT_IMPLEMENTED,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::NotFound => StatusCode::NOT_FOUND,
@@ -278,6 +284,9 @@ mod tests {
             ApiError::CodeVerifierMismatch,
             ApiError::CsrfTokenInvalid,
             ApiError::CallbackOriginInvalid,
+            ApiError::ReturnToNotAllowed,
+            ApiError::OriginNotAllowed,
+            ApiError::NotSignedIn,
             ApiError::DatabaseUnavailable(sqlx::Error::PoolClosed),
             ApiError::Internal,
         ]

@@ -80,6 +80,14 @@ pub use telemetry::init_logging;
 pub use tokens::new_token_base64;
 pub use webhooks::{WebhookConfig, WebhookTarget, parse_webhook_secrets};
 
+/// The API's OpenAPI document, pretty-printed: what `GET /openapi.json` answers.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    routes::ops::ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
 /// What the integration tests reach past the HTTP API for: rows they plant and files they
 /// inspect.
 #[doc(hidden)]

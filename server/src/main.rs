@@ -39,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         what: Option<DoctorCommand>,
     },
+    /// Print the API's OpenAPI document (what `GET /openapi.json` answers), from which the
+    /// TypeScript client's types are generated (`scripts/generate-bindings.sh`).
+    Openapi,
     /// Serve against an in-process mock of Apple, with an SQLite file: a full sign-in with no
     /// Apple account.
     #[cfg(feature = "dev")]
@@ -81,6 +84,10 @@ enum DoctorCommand {
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Openapi => {
+            println!("{}", siwa_server::openapi_json());
+            ExitCode::SUCCESS
+        }
         Command::Doctor {
             json,
             env_file,

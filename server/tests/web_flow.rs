@@ -28,6 +28,10 @@ on_both_databases!(
     expired_states_and_codes_are_refused,
     the_client_library_signs_in_through_the_browser,
     a_loopback_redirect_is_allowed_on_any_port,
+    a_web_app_signs_in_by_redirect_and_gets_access_tokens_over_its_cookie,
+    a_web_apps_popup_tells_the_apps_origin_alone,
+    a_web_apps_return_to_must_be_on_a_listed_origin,
+    cookie_routes_answer_listed_origins_alone,
 );
 on_both_databases!(without_configuration_the_routes_say_what_is_missing);
 
@@ -743,6 +747,8 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         app_redirect_uri: None,
         code_challenge: None,
         binding_hash: "b",
+        return_to: None,
+        popup: false,
     };
     store
         .start_web_sign_in("old-state", &pending, now - 700, now - 100)
@@ -785,6 +791,8 @@ async fn expired_states_and_codes_are_refused(h: Harness) {
         is_new_user: false,
         app_redirect_uri: None,
         code_challenge: None,
+        return_to: None,
+        popup: false,
     };
     let late = store
         .record_web_completion(&completion, now - 120, now - 60)
@@ -1028,4 +1036,372 @@ async fn a_loopback_redirect_is_allowed_on_any_port(h: Harness) {
     ] {
         assert_eq!(status(refused).await, 400, "{refused}");
     }
+}
+
+// -- web apps (SIWA_WEB_ORIGINS): a single-page app on the server's site
+
+const RETURN_TO: &str = "http://app.siwa.test:5173/signed-in?tab=1";
+
+fn start_query(return_to: &str, mode: &str) -> String {
+    let query = serde_urlencoded::to_string([("return_to", return_to), ("mode", mode)]).unwrap();
+    format!("?{query}")
+}
+
+/// A web app's sign-in in `b`, as far as the completion's answer.
+async fn web_app_sign_in(
+    h: &Harness,
+    b: &Browser,
+    mode: &str,
+    choice: Consent<'_>,
+) -> reqwest::Response {
+    let fields = consent(&start_in(h, b, &start_query(RETURN_TO, mode)).await, choice).await;
+    let answer = callback(h, &fields).await;
+    if field(&fields, "error").is_some() {
+        return answer;
+    }
+    complete(h, b, &answer).await
+}
+
+/// A request of the web app's own script: its `Origin`, the `X-Siwa-Request` header, and
+/// the browser's cookies.
+fn from_web_app(
+    b: &Browser,
+    method: reqwest::Method,
+    url: String,
+    origin: &str,
+) -> reqwest::RequestBuilder {
+    browser()
+        .request(method, url)
+        .header(COOKIE, b.header())
+        .header("origin", origin)
+        .header("x-siwa-request", "1")
+}
+
+async fn error_code(response: reqwest::Response) -> String {
+    response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn a_web_app_signs_in_by_redirect_and_gets_access_tokens_over_its_cookie(h: Harness) {
+    let b = Browser::default();
+    let done = web_app_sign_in(&h, &b, "redirect", Consent::default()).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()[LOCATION], RETURN_TO);
+    assert!(session_cookie(&done).is_some());
+
+    let session = from_web_app(
+        &b,
+        reqwest::Method::GET,
+        h.url("/v1/web/session"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(session.status(), 200);
+    assert_eq!(
+        session.headers()["access-control-allow-origin"],
+        WEB_APP_ORIGIN
+    );
+    assert_eq!(
+        session.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let user: Value = session.json().await.unwrap();
+    assert!(
+        user["id"].is_string() && user["appleUserId"].is_string(),
+        "{user}"
+    );
+
+    let token = from_web_app(
+        &b,
+        reqwest::Method::POST,
+        h.url("/v1/web/token"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(token.status(), 200);
+    let token: Value = token.json().await.unwrap();
+    assert_eq!(token["tokenType"], "Bearer");
+    assert!(
+        token.get("refreshToken").is_none(),
+        "no refresh token reaches the page"
+    );
+    let access = token["accessToken"].as_str().unwrap().to_owned();
+    let me = browser()
+        .get(h.url("/v1/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["id"], user["id"]);
+
+    // The sign-out ends the session: the cookie is removed, the access token refused.
+    let out = from_web_app(
+        &b,
+        reqwest::Method::DELETE,
+        h.url("/v1/web/session"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(out.status(), 204);
+    let cleared = out.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("siwa_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let stale = browser()
+        .get(h.url("/v1/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(stale).await, "session_ended");
+    b.keep(&out);
+    let after = from_web_app(
+        &b,
+        reqwest::Method::GET,
+        h.url("/v1/web/session"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(after.status(), 401);
+    assert_eq!(error_code(after).await, "not_signed_in");
+    let token = from_web_app(
+        &b,
+        reqwest::Method::POST,
+        h.url("/v1/web/token"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(error_code(token).await, "not_signed_in");
+
+    // Cancelling at Apple sends the page back with Apple's error.
+    let cancelled = web_app_sign_in(
+        &h,
+        &Browser::default(),
+        "redirect",
+        Consent {
+            cancel: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(cancelled.status(), 303);
+    assert_eq!(
+        cancelled.headers()[LOCATION],
+        format!("{RETURN_TO}&siwa_error=user_cancelled_authorize")
+    );
+}
+
+async fn a_web_apps_popup_tells_the_apps_origin_alone(h: Harness) {
+    let b = Browser::default();
+    let done = web_app_sign_in(&h, &b, "popup", Consent::default()).await;
+    assert_eq!(done.status(), 200);
+    assert!(
+        session_cookie(&done).is_some(),
+        "the popup's browser is signed in"
+    );
+    let csp = done.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(
+        done.headers().get("cross-origin-opener-policy").is_none(),
+        "the opener is kept"
+    );
+    let page = done.text().await.unwrap();
+    assert!(
+        page.contains(&format!(r#"data-origin="{WEB_APP_ORIGIN}""#)),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-outcome="signed-in""#), "{page}");
+    assert!(page.contains(r#"src="/assets/siwa-popup.js""#), "{page}");
+    for secret in ["eyJ", "siwa_session"] {
+        assert!(!page.contains(secret), "the page holds no token: {secret}");
+    }
+    let script = browser()
+        .get(h.url("/assets/siwa-popup.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(
+        script
+            .text()
+            .await
+            .unwrap()
+            .contains("postMessage(message, data.origin)")
+    );
+
+    let cancelled = web_app_sign_in(
+        &h,
+        &Browser::default(),
+        "popup",
+        Consent {
+            cancel: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(cancelled.status(), 200);
+    let page = cancelled.text().await.unwrap();
+    assert!(page.contains(r#"data-outcome="failed""#), "{page}");
+    assert!(
+        page.contains(r#"data-error="user_cancelled_authorize""#),
+        "{page}"
+    );
+}
+
+async fn a_web_apps_return_to_must_be_on_a_listed_origin(h: Harness) {
+    for return_to in [
+        "http://evil.siwa.test:5173/",
+        "http://app.siwa.test:5174/",
+        "https://app.siwa.test:5173/",
+        "http://user@app.siwa.test:5173/",
+        "javascript:alert(1)//http://app.siwa.test:5173/",
+        "//app.siwa.test:5173/",
+    ] {
+        let refused = browser()
+            .get(h.url(&format!(
+                "/v1/web/sign-in{}",
+                start_query(return_to, "popup")
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{return_to}");
+        assert!(
+            refused.headers().get(SET_COOKIE).is_none(),
+            "{return_to}: nothing started"
+        );
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("return_to_not_allowed"),
+            "{return_to}"
+        );
+    }
+    for query in [
+        "?mode=popup".to_owned(),
+        format!(
+            "{}&app_redirect_uri={APP_REDIRECT_URI}",
+            start_query(RETURN_TO, "redirect")
+        ),
+        start_query(RETURN_TO, "window"),
+    ] {
+        let refused = browser()
+            .get(h.url(&format!("/v1/web/sign-in{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{query}");
+        assert!(
+            refused.text().await.unwrap().contains("invalid_request"),
+            "{query}"
+        );
+    }
+}
+
+async fn cookie_routes_answer_listed_origins_alone(h: Harness) {
+    let b = Browser::default();
+    web_app_sign_in(&h, &b, "redirect", Consent::default()).await;
+    let preflight = |origin: &'static str| {
+        browser()
+            .request(reqwest::Method::OPTIONS, h.url("/v1/web/token"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-siwa-request")
+            .send()
+    };
+    let listed = preflight(WEB_APP_ORIGIN).await.unwrap();
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        WEB_APP_ORIGIN
+    );
+    assert_eq!(listed.headers()["access-control-allow-credentials"], "true");
+    for origin in [
+        "http://evil.siwa.test:5173",
+        "null",
+        "http://app.siwa.test:5173.evil.test",
+    ] {
+        let other = preflight(origin).await.unwrap();
+        assert!(
+            other.headers().get("access-control-allow-origin").is_none(),
+            "{origin}"
+        );
+        // A sibling page of the site sends the cookie; its script still gets no token.
+        let token = from_web_app(&b, reqwest::Method::POST, h.url("/v1/web/token"), origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(token.status(), 403, "{origin}");
+        assert!(token.headers().get("access-control-allow-origin").is_none());
+        assert_eq!(error_code(token).await, "origin_not_allowed");
+        let session = from_web_app(&b, reqwest::Method::GET, h.url("/v1/web/session"), origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            session
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{origin}"
+        );
+    }
+    // A form (no custom header) from the listed origin itself, and a request without Origin.
+    let form = browser()
+        .post(h.url("/v1/web/token"))
+        .header(COOKIE, b.header())
+        .header("origin", WEB_APP_ORIGIN)
+        .form(&[("x", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(form).await, "origin_not_allowed");
+    let no_origin = browser()
+        .post(h.url("/v1/web/token"))
+        .header(COOKIE, b.header())
+        .header("x-siwa-request", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(no_origin).await, "origin_not_allowed");
+    let sign_out = browser()
+        .delete(h.url("/v1/web/session"))
+        .header(COOKIE, b.header())
+        .header("origin", "http://evil.siwa.test:5173")
+        .header("x-siwa-request", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_out.status(), 403);
+    let still = from_web_app(
+        &b,
+        reqwest::Method::GET,
+        h.url("/v1/web/session"),
+        WEB_APP_ORIGIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(still.status(), 200, "a refused sign-out ends nothing");
 }

@@ -30,6 +30,7 @@ impl BrowserAttempt {
             app_redirect_uri: Some(app_redirect_uri.to_string()),
             code_challenge: Some(verifier.challenge()),
             code_challenge_method: Some(CodeChallengeMethod::S256.to_string()),
+            ..Default::default()
         };
         url.set_query(Some(
             &serde_urlencoded::to_string(&query).expect("the query serializes"),

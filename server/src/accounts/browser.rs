@@ -59,6 +59,27 @@ impl NativeApp {
     }
 }
 
+/// A web app (on one of `SIWA_WEB_ORIGINS`) that sent the browser to sign in: the page it
+/// comes back to, and whether the sign-in runs in a popup, whose last page tells the opener.
+#[derive(Clone)]
+pub struct WebApp {
+    pub return_to: String,
+    pub popup: bool,
+}
+
+impl WebApp {
+    fn from_columns(return_to: Option<String>, popup: bool) -> Option<Self> {
+        Some(Self {
+            return_to: return_to?,
+            popup,
+        })
+    }
+
+    fn columns(web_app: Option<&Self>) -> (Option<&str>, bool) {
+        web_app.map_or((None, false), |w| (Some(w.return_to.as_str()), w.popup))
+    }
+}
+
 /// A started sign-in: what the browser is sent to Apple with, and the binding it keeps.
 pub struct BrowserStart {
     /// Apple's `state`.
@@ -74,18 +95,24 @@ pub struct BrowserStart {
 pub struct WebSignInBack {
     pub nonce: RawNonce,
     pub app: Option<NativeApp>,
+    pub web_app: Option<WebApp>,
     /// `None` only for a sign-in started before bindings existed, which cannot complete.
     pub binding_hash: Option<TokenHash>,
 }
 
 /// What Apple's form post leads to.
 pub enum CallbackOutcome {
-    /// The user cancelled at Apple: the page's notice, or the native app sent back with
-    /// Apple's error.
-    Cancelled { app: Option<(NativeApp, String)> },
-    /// Refused: the page shows the error, or the native app is sent back with its code.
+    /// The user cancelled at Apple: the page's notice, or the native app or the web app sent
+    /// back with Apple's error.
+    Cancelled {
+        app: Option<(NativeApp, String)>,
+        web_app: Option<(WebApp, String)>,
+    },
+    /// Refused: the page shows the error, or the native app or the web app is sent back with
+    /// its code.
     Failed {
         app: Option<NativeApp>,
+        web_app: Option<WebApp>,
         error: ApiError,
     },
     /// Signed in, waiting for its browser: the one-time handle, and the binding's hash, which
@@ -96,10 +123,24 @@ pub enum CallbackOutcome {
     },
 }
 
+impl CallbackOutcome {
+    fn failed(app: Option<NativeApp>, web_app: Option<WebApp>, error: ApiError) -> Self {
+        Self::Failed {
+            app,
+            web_app,
+            error,
+        }
+    }
+}
+
 /// The outcome of finishing a sign-in in its browser.
 pub enum Completion {
-    /// The page's sign-in: a new web session, whose secret goes in the cookie.
-    Page { session_secret: WebSessionSecret },
+    /// The page's sign-in, or a web app's: a new web session, whose secret goes in the
+    /// cookie; the web app's browser is sent back to it.
+    Page {
+        session_secret: WebSessionSecret,
+        web_app: Option<WebApp>,
+    },
     /// A native app's: it is sent back to its URL with a one-time code.
     App {
         app_redirect_uri: String,
@@ -111,10 +152,11 @@ pub enum Completion {
 }
 
 impl Accounts {
-    /// Starts a browser's sign-in, for the page or for a native `app`.
+    /// Starts a browser's sign-in, for the page, a native `app` or a `web_app`.
     pub async fn start_in_browser(
         &self,
         app: Option<&NativeApp>,
+        web_app: Option<&WebApp>,
     ) -> Result<BrowserStart, ApiError> {
         let state = tokens::new_token();
         let nonce = RawNonce::generate();
@@ -122,12 +164,15 @@ impl Accounts {
         let binding = tokens::new_token();
         let binding_hash = TokenHash::of(&binding);
         let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
+        let (return_to, popup) = WebApp::columns(web_app);
         let now = self.now();
         let row = WebSignIn {
             nonce: nonce.expose(),
             app_redirect_uri,
             code_challenge,
             binding_hash: binding_hash.as_str(),
+            return_to,
+            popup,
         };
         self.store
             .start_web_sign_in(&state, &row, now, now + STATE_TTL_SECS)
@@ -145,30 +190,35 @@ impl Accounts {
     /// since anyone can make a browser post these fields (login CSRF). The outcome waits under
     /// a one-time handle for the browser that started the sign-in.
     pub async fn receive_callback(&self, form: &AuthorizationResponse) -> CallbackOutcome {
-        let failed = |app: Option<NativeApp>, error| CallbackOutcome::Failed { app, error };
         let cancelled = form.error.as_deref().map(str::parse)
             == Some(Ok(AuthorizeError::UserCancelledAuthorize));
         let Some(state) = form.state.as_deref().filter(|s| !s.is_empty()) else {
             if cancelled {
-                return CallbackOutcome::Cancelled { app: None };
+                return CallbackOutcome::Cancelled {
+                    app: None,
+                    web_app: None,
+                };
             }
-            return failed(None, ApiError::InvalidState);
+            return CallbackOutcome::failed(None, None, ApiError::InvalidState);
         };
         let pending = match self.take_browser_sign_in(state).await {
             Ok(Some(pending)) => pending,
-            Ok(None) => return failed(None, ApiError::InvalidState),
-            Err(error) => return failed(None, error),
+            Ok(None) => return CallbackOutcome::failed(None, None, ApiError::InvalidState),
+            Err(error) => return CallbackOutcome::failed(None, None, error),
         };
+        let web_app = pending.web_app;
         if let Some(error) = form.error.as_deref() {
-            return match pending.app {
-                Some(app) if cancelled => CallbackOutcome::Cancelled {
-                    app: Some((app, error.to_owned())),
-                },
-                None if cancelled => CallbackOutcome::Cancelled { app: None },
-                app => failed(app, ApiError::AppleAuthorizationFailed),
+            if !cancelled {
+                let error = ApiError::AppleAuthorizationFailed;
+                return CallbackOutcome::failed(pending.app, web_app, error);
+            }
+            return CallbackOutcome::Cancelled {
+                app: pending.app.map(|app| (app, error.to_owned())),
+                web_app: web_app.map(|web_app| (web_app, error.to_owned())),
             };
         }
         let app = pending.app;
+        let failed = |app, error| CallbackOutcome::failed(app, web_app.clone(), error);
         // Started before browsers were bound: it cannot be completed safely.
         let Some(binding_hash) = pending.binding_hash else {
             return failed(app, ApiError::InvalidState);
@@ -189,7 +239,7 @@ impl Accounts {
             family_name: name.and_then(|n| n.last_name.as_deref()),
         };
         match self
-            .sign_in_from_browser(request, &binding_hash, app.as_ref())
+            .sign_in_from_browser(request, &binding_hash, app.as_ref(), web_app.as_ref())
             .await
         {
             Ok(handle) => CallbackOutcome::Completed {
@@ -206,6 +256,7 @@ impl Accounts {
         Ok(row.map(|row| WebSignInBack {
             nonce: RawNonce::new(row.nonce),
             app: NativeApp::from_columns(row.app_redirect_uri, row.code_challenge),
+            web_app: WebApp::from_columns(row.return_to, row.popup),
             binding_hash: row.binding_hash.map(TokenHash::new),
         }))
     }
@@ -218,16 +269,20 @@ impl Accounts {
         request: SignIn<'_>,
         binding_hash: &TokenHash,
         app: Option<&NativeApp>,
+        web_app: Option<&WebApp>,
     ) -> Result<String, ApiError> {
         // No session: the browser that holds the binding gets one at the completion.
         let signed_in = self.sign_in_with(request, None).await?;
         let (app_redirect_uri, code_challenge) = NativeApp::columns(app);
+        let (return_to, popup) = WebApp::columns(web_app);
         let completion = WebCompletion {
             binding_hash: binding_hash.as_str(),
             user_id: &signed_in.user.id,
             is_new_user: signed_in.is_new_user,
             app_redirect_uri,
             code_challenge,
+            return_to,
+            popup,
         };
         let now = self.now();
         Ok(self
@@ -281,6 +336,7 @@ impl Accounts {
                     store::create_web_session(&mut tx, &row.user_id, now, ttl).await?;
                 Completion::Page {
                     session_secret: WebSessionSecret::new(session_secret),
+                    web_app: WebApp::from_columns(row.return_to, row.popup),
                 }
             }
         };

@@ -20,7 +20,7 @@ use crate::revocation::Revocations;
 use crate::sessions::SessionKeys;
 use crate::store::Store;
 
-pub use browser::{BrowserFlow, CallbackOutcome, Completion, NativeApp, STATE_TTL_SECS};
+pub use browser::{BrowserFlow, CallbackOutcome, Completion, NativeApp, STATE_TTL_SECS, WebApp};
 pub use sign_in::{Flow, SignIn};
 
 /// How long what the accounts issue lives.

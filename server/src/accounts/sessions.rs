@@ -2,7 +2,9 @@
 //! one presented again after its grace ends the session), sign-out, and the account as the
 //! session sees it.
 
-use siwa_core::api::{AppleRevocation, SessionView, SignInResponse, TokenType, UserView};
+use siwa_core::api::{
+    AppleRevocation, SessionView, SignInResponse, TokenType, UserView, WebTokenResponse,
+};
 
 use super::Accounts;
 use crate::error::ApiError;
@@ -36,6 +38,19 @@ impl Accounts {
         SessionView {
             access_token: self.sessions.issue(user_id, session_id, now),
             refresh_token,
+            expires_in: self.sessions.ttl_secs(),
+            token_type: TokenType::Bearer,
+        }
+    }
+
+    /// An access token for a web app's live session (its cookie was checked): the session's
+    /// refresh is the cookie, which never reaches the page.
+    pub fn web_token(&self, user_id: &UserId, session_id: &SessionId) -> WebTokenResponse {
+        let now = self.now();
+        WebTokenResponse {
+            access_token: self
+                .sessions
+                .issue(user_id.as_str(), session_id.as_str(), now),
             expires_in: self.sessions.ttl_secs(),
             token_type: TokenType::Bearer,
         }

@@ -1,5 +1,5 @@
-//! The web flow's configuration: `SIWA_APPLE_SERVICES_ID`, `SIWA_PUBLIC_URL` and
-//! `SIWA_APP_REDIRECT_URIS`.
+//! The web flow's configuration: `SIWA_APPLE_SERVICES_ID`, `SIWA_PUBLIC_URL`,
+//! `SIWA_APP_REDIRECT_URIS` and `SIWA_WEB_ORIGINS`.
 
 /// As configured; the flow runs only when both the Services ID and the public URL are set.
 #[derive(Clone, Debug, Default)]
@@ -12,6 +12,10 @@ pub struct WebConfig {
     /// The app URLs (custom schemes or universal links) a native app may be sent back to,
     /// compared exactly.
     pub app_redirect_uris: Vec<String>,
+    /// The origins of the web apps (single-page apps on the server's site) that sign in
+    /// through the server and use its cookie routes (`SIWA_WEB_ORIGINS`), as browsers write an
+    /// `Origin` header: `https://app.example.com`.
+    pub web_origins: Vec<String>,
     /// The name of the app people sign in to, shown on the page (`SIWA_APP_NAME`); the public
     /// URL's host without it.
     pub app_name: Option<String>,
@@ -39,6 +43,11 @@ impl WebConfig {
                 ));
             }
         }
+        let web_origins = super::comma_separated(get("SIWA_WEB_ORIGINS"))
+            .iter()
+            .map(|origin| web_origin(origin))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| ("SIWA_WEB_ORIGINS", why))?;
         let app_name = match get("SIWA_APP_NAME") {
             Some(name) if name.chars().count() > 60 || name.chars().any(char::is_control) => {
                 return Err((
@@ -59,6 +68,7 @@ impl WebConfig {
             services_id: get("SIWA_APPLE_SERVICES_ID"),
             public_url,
             app_redirect_uris,
+            web_origins,
             app_name,
             app_icon_url,
         })
@@ -126,6 +136,28 @@ fn same_origin_url(value: &str, public_url: Option<&url::Url>) -> Result<String,
         ));
     }
     Ok(value.to_owned())
+}
+
+/// A web app's origin, as a browser's `Origin` header writes it: an http(s) scheme, a host
+/// and a port other than the scheme's, nothing else (a trailing slash is taken).
+fn web_origin(value: &str) -> Result<String, String> {
+    let not_an_origin = || format!("`{value}` is not an origin such as https://app.example.com");
+    let url = url::Url::parse(value).map_err(|_| not_an_origin())?;
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(not_an_origin());
+    }
+    let origin = url.origin().ascii_serialization();
+    // What is listed is compared as a browser sends it: `HTTPS://App.example.com:443` would
+    // never match, so it is refused rather than normalised in silence.
+    if value.trim_end_matches('/') != origin {
+        return Err(format!("`{value}` should be written `{origin}`"));
+    }
+    Ok(origin)
 }
 
 /// An absolute http(s) URL with no query or fragment; a trailing slash is dropped.
@@ -211,6 +243,31 @@ mod tests {
             read(&[("SIWA_APP_NAME", "a\u{7}b")]).unwrap_err().0,
             "SIWA_APP_NAME"
         );
+    }
+
+    #[test]
+    fn web_origins_are_origins_as_browsers_write_them() {
+        let read_origins = |value| read(&[("SIWA_WEB_ORIGINS", value)]).map(|c| c.web_origins);
+        assert_eq!(
+            read_origins("https://app.example.com, http://localhost:5173/").unwrap(),
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        for wrong in [
+            "app.example.com",
+            "https://app.example.com/app",
+            "https://app.example.com?x",
+            "https://user@app.example.com",
+            "https://App.example.com",
+            "https://app.example.com:443",
+            "ftp://app.example.com",
+            "null",
+        ] {
+            assert_eq!(
+                read_origins(wrong).unwrap_err().0,
+                "SIWA_WEB_ORIGINS",
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

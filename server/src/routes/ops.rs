@@ -71,13 +71,63 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         crate::routes::auth::logout,
         crate::routes::web::exchange,
         crate::routes::web::check_app_redirect,
+        crate::routes::web::web_session,
+        crate::routes::web::web_token,
+        crate::routes::web::end_web_session,
         crate::routes::account::me,
         crate::routes::account::delete_me,
         crate::routes::notifications::receive,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorMeanings),
 )]
 pub struct ApiDoc;
+
+/// Each [`ErrorCode`](siwa_core::api::ErrorCode)'s meaning (`ErrorCode::meaning`) as a schema
+/// of its own, an enum of the codes that mean it: `FixRequestCode`, `RefreshSessionCode`,
+/// `SignInAgainCode`, `RetryLaterCode`. Clients generated from this document (the TypeScript
+/// one) read what to do about a code from here, so it is written once, in `siwa_core::api`.
+struct ErrorMeanings;
+
+impl utoipa::Modify for ErrorMeanings {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use siwa_core::api::{ErrorCode, ErrorMeaning};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, meaning, description) in [
+            (
+                "FixRequestCode",
+                ErrorMeaning::FixRequest,
+                "Sending the same request again fails again: the app or the user must change it (for a sign-in: start a new one with Apple).",
+            ),
+            (
+                "RefreshSessionCode",
+                ErrorMeaning::RefreshSession,
+                "The access token is no longer accepted: refresh the session, then send again.",
+            ),
+            (
+                "SignInAgainCode",
+                ErrorMeaning::SignInAgain,
+                "The session is over for good: sign in again.",
+            ),
+            (
+                "RetryLaterCode",
+                ErrorMeaning::RetryLater,
+                "The server, its database or Apple is unavailable for now: send again later.",
+            ),
+        ] {
+            let codes = ErrorCode::ALL
+                .iter()
+                .filter(|code| code.meaning() == meaning)
+                .map(|code| code.as_str());
+            let schema = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+                .enum_values(Some(codes))
+                .build();
+            components.schemas.insert(name.to_owned(), schema.into());
+        }
+    }
+}
 
 struct BearerAuth;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use siwa_core::{
@@ -14,22 +14,25 @@ use siwa_core::{
 };
 
 use super::JsonBody;
-use crate::accounts::{self, CallbackOutcome, Completion, NativeApp};
+use crate::accounts::{self, CallbackOutcome, Completion, NativeApp, WebApp};
 use crate::api::{
     AppCallback, AppRedirectQuery, BrowserSignInQuery, ExchangeRequest, SignInResponse, UserView,
+    WebSignInMode, WebTokenResponse,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::{SessionId, UserId, WebSessionSecret};
 use crate::web::banner::{Banner, Notice};
 use crate::web::page::{self, View};
-pub use crate::web::respond::{favicon, stylesheet};
-use crate::web::respond::{html, see_other, to_app, with_cookie};
+pub use crate::web::respond::{favicon, popup_script, stylesheet};
+use crate::web::respond::{
+    html, html_under, see_other, to_app, to_web_app_with_error, with_cookie,
+};
 use crate::web::{self as flow, WebFlow, guard};
 
 /// Sends the browser to Apple's consent page with a fresh, recorded `state` and nonce. A
 /// native app adds `app_redirect_uri` (one of `SIWA_APP_REDIRECT_URIS`) and an S256
-/// `code_challenge`.
+/// `code_challenge`; a web app adds `return_to` (on one of `SIWA_WEB_ORIGINS`) and `mode`.
 pub async fn start(
     State(state): State<Arc<AppState>>,
     params: QueryOf<BrowserSignInQuery>,
@@ -38,11 +41,21 @@ pub async fn start(
         Ok(prepared) => prepared,
         Err(page) => return page,
     };
-    let app = match native_app(web, params) {
-        Ok(app) => app,
+    let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    if given(&params.app_redirect_uri) && given(&params.return_to) {
+        let error = "a sign-in is a native app's (app_redirect_uri) or a web app's (return_to)";
+        return error_page(&state, ApiError::bad_request(error));
+    }
+    let apps = web_app(web, &params).and_then(|web_app| Ok((native_app(web, params)?, web_app)));
+    let (app, web_app) = match apps {
+        Ok(apps) => apps,
         Err(error) => return error_page(&state, error),
     };
-    let started = match state.accounts.start_in_browser(app.as_ref()).await {
+    let started = state
+        .accounts
+        .start_in_browser(app.as_ref(), web_app.as_ref())
+        .await;
+    let started = match started {
         Ok(started) => started,
         Err(error) => return error_page(&state, error),
     };
@@ -110,6 +123,33 @@ fn native_app(web: &WebFlow, params: BrowserSignInQuery) -> Result<Option<Native
     }))
 }
 
+/// A web app's part of a start, if any: its `return_to`, on one of `SIWA_WEB_ORIGINS`, and
+/// whether the sign-in runs in a popup.
+fn web_app(web: &WebFlow, params: &BrowserSignInQuery) -> Result<Option<WebApp>, ApiError> {
+    let mode = match params.mode.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(mode) => Some(
+            mode.parse::<WebSignInMode>()
+                .map_err(|_| ApiError::bad_request("mode must be redirect or popup"))?,
+        ),
+    };
+    let Some(return_to) = params.return_to.as_deref().filter(|r| !r.is_empty()) else {
+        if mode.is_some() {
+            return Err(ApiError::bad_request(
+                "mode is for web apps: give return_to too",
+            ));
+        }
+        return Ok(None);
+    };
+    let (return_to, _) = web
+        .web_app_return(return_to)
+        .ok_or(ApiError::ReturnToNotAllowed)?;
+    Ok(Some(WebApp {
+        return_to,
+        popup: mode == Some(WebSignInMode::Popup),
+    }))
+}
+
 /// Apple's cross-site form post: the `state` is looked up (single use), the identity token
 /// verified, the code exchanged and the user recorded; but no one is signed in here, since
 /// anyone can make a browser post these fields (login CSRF). The outcome waits under a one-time
@@ -128,9 +168,9 @@ pub async fn callback(
         return error_page(&state, ApiError::CallbackOriginInvalid);
     }
     match state.accounts.receive_callback(&form).await {
-        CallbackOutcome::Cancelled { app: None } => see_other(&Notice::Cancelled.location(), &[]),
         CallbackOutcome::Cancelled {
             app: Some((app, error)),
+            ..
         } => to_app(
             &app.redirect_uri,
             &AppCallback {
@@ -138,7 +178,16 @@ pub async fn callback(
                 ..Default::default()
             },
         ),
-        CallbackOutcome::Failed { app, error } => fail(&state, app.as_ref(), error),
+        CallbackOutcome::Cancelled {
+            web_app: Some((web_app, error)),
+            ..
+        } => to_web_app(&state, web, &web_app, Some(&error), &[]),
+        CallbackOutcome::Cancelled { .. } => see_other(&Notice::Cancelled.location(), &[]),
+        CallbackOutcome::Failed {
+            app,
+            web_app,
+            error,
+        } => fail(&state, app.as_ref(), web_app.as_ref(), error),
         CallbackOutcome::Completed {
             handle,
             binding_hash,
@@ -186,9 +235,15 @@ pub async fn complete(
         .await;
     let done = web.cleared_binding_cookie(&tag);
     match completion {
-        Ok(Completion::Page { session_secret }) => {
+        Ok(Completion::Page {
+            session_secret,
+            web_app,
+        }) => {
             let session = web.session_cookie(session_secret.as_str(), ttl);
-            see_other("/", &[&session, &done])
+            match web_app {
+                None => see_other("/", &[&session, &done]),
+                Some(web_app) => to_web_app(&state, web, &web_app, None, &[&session, &done]),
+            }
         }
         Ok(Completion::App {
             app_redirect_uri,
@@ -425,19 +480,137 @@ async fn checked_session(
     Ok(Some(page))
 }
 
-/// A failure after the `state` was found: the page shows it, a native app is sent back with
-/// its code.
-fn fail(state: &AppState, app: Option<&NativeApp>, error: ApiError) -> Response {
-    match app {
-        Some(app) => {
+/// A failure after the `state` was found: the page shows it, a native app or a web app is
+/// sent back with its code.
+fn fail(
+    state: &AppState,
+    app: Option<&NativeApp>,
+    web_app: Option<&WebApp>,
+    error: ApiError,
+) -> Response {
+    let code = error.code().as_str();
+    let back = match (app, web_app, &state.web) {
+        (Some(app), ..) => {
             let callback = AppCallback {
-                error: Some(error.code().to_string()),
+                error: Some(code.to_owned()),
                 ..Default::default()
             };
-            let back = to_app(&app.redirect_uri, &callback);
-            error.attach(back)
+            to_app(&app.redirect_uri, &callback)
         }
-        None => error_page(state, error),
+        (None, Some(web_app), Some(web)) => to_web_app(state, web, web_app, Some(code), &[]),
+        _ => return error_page(state, error),
+    };
+    error.attach(back)
+}
+
+/// Sends a web app's browser back to it, setting `cookies`: in a popup, the last page, which
+/// tells the opener and closes; otherwise a redirect to its `return_to` (with `siwa_error`
+/// when the sign-in failed). The `return_to` is checked again against today's
+/// `SIWA_WEB_ORIGINS`.
+fn to_web_app(
+    state: &AppState,
+    web: &WebFlow,
+    web_app: &WebApp,
+    error: Option<&str>,
+    cookies: &[&str],
+) -> Response {
+    let Some((return_to, origin)) = web.web_app_return(&web_app.return_to) else {
+        return error_page(state, ApiError::ReturnToNotAllowed);
+    };
+    let answer = match (web_app.popup, error) {
+        (true, error) => {
+            let outcome = page::PopupOutcome {
+                return_to: &return_to,
+                origin: &origin,
+                error,
+            };
+            let name = state.config.web.app_name();
+            let brand = page::Brand {
+                name: &name,
+                icon_url: state.config.web.app_icon_url.as_deref(),
+            };
+            let body = page::render_popup(&brand, &outcome);
+            html_under(page::POPUP_CONTENT_SECURITY_POLICY, StatusCode::OK, body)
+        }
+        (false, None) => see_other(&return_to, &[]),
+        (false, Some(error)) => to_web_app_with_error(&return_to, error),
+    };
+    cookies
+        .iter()
+        .fold(answer, |answer, cookie| with_cookie(answer, cookie))
+}
+
+/// A web app's signed-in user, from the session cookie: the API's user JSON, or 401
+/// `not_signed_in` (and the cookie, if any, removed). Readable by `SIWA_WEB_ORIGINS` alone
+/// (CORS).
+#[utoipa::path(get, path = "/v1/web/session", tag = "web apps",
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody),
+              (status = 501, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn web_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<UserView>, Response> {
+    let web = configured(&state).map_err(IntoResponse::into_response)?;
+    match signed_in(&state, web, &headers).await {
+        Ok(Some(page)) => Ok(Json(page.user)),
+        Ok(None) => Err(signed_out(web, &headers)),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
+/// A short-lived access token for a web app's page, from its session cookie: the refresh
+/// token never reaches the page's scripts. Only a listed origin's script may ask
+/// (`sent_by_web_app`); rate-limited per client.
+#[utoipa::path(post, path = "/v1/web/token", tag = "web apps",
+    params(("X-Siwa-Request" = String, Header, description = "any value: what a form on another site cannot send")),
+    responses((status = 200, body = WebTokenResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 501, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn web_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<WebTokenResponse>, Response> {
+    let web = configured(&state).map_err(IntoResponse::into_response)?;
+    if !guard::sent_by_web_app(web, &headers) {
+        return Err(ApiError::OriginNotAllowed.into_response());
+    }
+    match signed_in(&state, web, &headers).await {
+        Ok(Some(page)) => Ok(Json(
+            state.accounts.web_token(&page.user_id, &page.session_id),
+        )),
+        Ok(None) => Err(signed_out(web, &headers)),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
+/// A web app's sign-out: ends the session of the cookie, if any, and removes the cookie.
+/// Only a listed origin's script may ask, as for the token.
+#[utoipa::path(delete, path = "/v1/web/session", tag = "web apps",
+    params(("X-Siwa-Request" = String, Header, description = "any value: what a form on another site cannot send")),
+    responses((status = 204, description = "signed out"), (status = 403, body = ErrorBody),
+              (status = 501, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn end_web_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let web = configured(&state)?;
+    if !guard::sent_by_web_app(web, &headers) {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    if let Some(page) = signed_in(&state, web, &headers).await? {
+        state.accounts.end_session(&page.session_id).await?;
+    }
+    let done = StatusCode::NO_CONTENT.into_response();
+    Ok(with_cookie(done, &web.cleared_cookie()))
+}
+
+/// 401 `not_signed_in`, removing a session cookie that no longer signs anyone in.
+fn signed_out(web: &WebFlow, headers: &HeaderMap) -> Response {
+    let answer = ApiError::NotSignedIn.into_response();
+    if web.session_from(headers).is_some() {
+        with_cookie(answer, &web.cleared_cookie())
+    } else {
+        answer
     }
 }
 

@@ -19,6 +19,9 @@ pub struct WebSignIn<'a> {
     pub code_challenge: Option<&'a str>,
     /// The hash of the binding cookie set on the browser that started it.
     pub binding_hash: &'a str,
+    /// A web app's page to come back to, and whether the sign-in runs in a popup.
+    pub return_to: Option<&'a str>,
+    pub popup: bool,
 }
 
 /// A browser's sign-in, as taken back by its `state`.
@@ -28,6 +31,8 @@ pub struct WebSignInRow {
     pub code_challenge: Option<String>,
     /// `None` only for a sign-in started before bindings existed.
     pub binding_hash: Option<String>,
+    pub return_to: Option<String>,
+    pub popup: bool,
 }
 
 /// A sign-in Apple's form post completed, to be finished in the browser that started it.
@@ -37,6 +42,8 @@ pub struct WebCompletion<'a> {
     pub is_new_user: bool,
     pub app_redirect_uri: Option<&'a str>,
     pub code_challenge: Option<&'a str>,
+    pub return_to: Option<&'a str>,
+    pub popup: bool,
 }
 
 /// A completion, as taken back by its handle.
@@ -46,6 +53,8 @@ pub struct WebCompletionRow {
     pub is_new_user: bool,
     pub app_redirect_uri: Option<String>,
     pub code_challenge: Option<String>,
+    pub return_to: Option<String>,
+    pub popup: bool,
 }
 
 /// A native app's one-time code to issue: bound to its user and its PKCE challenge.
@@ -73,12 +82,14 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, binding_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO web_sign_ins (state_hash, nonce, app_redirect_uri, code_challenge, binding_hash, return_to, popup, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(tokens::token_hash(state))
             .bind(sign_in.nonce)
             .bind(sign_in.app_redirect_uri)
             .bind(sign_in.code_challenge)
             .bind(sign_in.binding_hash)
+            .bind(sign_in.return_to)
+            .bind(i64::from(sign_in.popup))
             .bind(now)
             .bind(expires_at)
             .execute(self.pool()?)
@@ -92,21 +103,33 @@ impl Store {
         state: &str,
         now: i64,
     ) -> Result<Option<WebSignInRow>, sqlx::Error> {
-        type Row = (String, Option<String>, Option<String>, Option<String>, i64);
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+        );
         let row: Option<Row> = sqlx::query_as(
-            "DELETE FROM web_sign_ins WHERE state_hash = $1 \
-             RETURNING nonce, app_redirect_uri, code_challenge, binding_hash, expires_at",
+            "DELETE FROM web_sign_ins WHERE state_hash = $1 RETURNING nonce, app_redirect_uri, \
+             code_challenge, binding_hash, return_to, popup, expires_at",
         )
         .bind(tokens::token_hash(state))
         .fetch_all(self.pool()?)
         .await?
         .pop();
         Ok(row.filter(|(.., expires_at)| *expires_at > now).map(
-            |(nonce, app_redirect_uri, code_challenge, binding_hash, _)| WebSignInRow {
-                nonce,
-                app_redirect_uri,
-                code_challenge,
-                binding_hash,
+            |(nonce, app_redirect_uri, code_challenge, binding_hash, return_to, popup, _)| {
+                WebSignInRow {
+                    nonce,
+                    app_redirect_uri,
+                    code_challenge,
+                    binding_hash,
+                    return_to,
+                    popup: popup != 0,
+                }
             },
         ))
     }
@@ -120,13 +143,15 @@ impl Store {
         expires_at: i64,
     ) -> Result<String, sqlx::Error> {
         let handle = tokens::new_token();
-        sqlx::query("INSERT INTO web_completions (handle_hash, binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO web_completions (handle_hash, binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, return_to, popup, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(tokens::token_hash(&handle))
             .bind(completion.binding_hash)
             .bind(completion.user_id)
             .bind(i64::from(completion.is_new_user))
             .bind(completion.app_redirect_uri)
             .bind(completion.code_challenge)
+            .bind(completion.return_to)
+            .bind(i64::from(completion.popup))
             .bind(now)
             .bind(expires_at)
             .execute(self.pool()?)
@@ -176,23 +201,43 @@ pub async fn take_web_completion(
     handle: &str,
     now: i64,
 ) -> Result<Option<WebCompletionRow>, sqlx::Error> {
-    type Row = (String, String, i64, Option<String>, Option<String>, i64);
+    type Row = (
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+    );
     let row: Option<Row> = sqlx::query_as(
         "DELETE FROM web_completions WHERE handle_hash = $1 RETURNING binding_hash, user_id, \
-         is_new_user, app_redirect_uri, code_challenge, expires_at",
+         is_new_user, app_redirect_uri, code_challenge, return_to, popup, expires_at",
     )
     .bind(tokens::token_hash(handle))
     .fetch_all(&mut **tx)
     .await?
     .pop();
-    Ok(row.filter(|row| row.5 > now).map(
-        |(binding_hash, user_id, is_new_user, app_redirect_uri, code_challenge, _)| {
+    Ok(row.filter(|row| row.7 > now).map(
+        |(
+            binding_hash,
+            user_id,
+            is_new_user,
+            app_redirect_uri,
+            code_challenge,
+            return_to,
+            popup,
+            _,
+        )| {
             WebCompletionRow {
                 binding_hash,
                 user_id,
                 is_new_user: is_new_user != 0,
                 app_redirect_uri,
                 code_challenge,
+                return_to,
+                popup: popup != 0,
             }
         },
     ))

@@ -32,6 +32,22 @@ pub fn posted_by_apple(web: &WebFlow, headers: &HeaderMap) -> Result<(), Refused
     }
 }
 
+/// The header a web app's own requests to the cookie routes carry (`X-Siwa-Request: 1`). A
+/// form or a plain link on another page cannot send it, and a script of another origin can
+/// only after a preflight that the CORS policy answers for `SIWA_WEB_ORIGINS` alone.
+pub const WEB_APP_HEADER: &str = "x-siwa-request";
+
+/// Whether a request to a cookie route that acts (an access token, a sign-out) comes from a
+/// web app's own script: its `Origin` is one of `SIWA_WEB_ORIGINS` and it carries
+/// [`WEB_APP_HEADER`]. The cookie alone proves nothing: a sibling subdomain's page is
+/// same-site, so its requests carry the cookie too.
+pub fn sent_by_web_app(web: &WebFlow, headers: &HeaderMap) -> bool {
+    let listed = headers
+        .get(ORIGIN)
+        .is_some_and(|origin| web.allows_origin(origin.as_bytes()));
+    listed && headers.contains_key(WEB_APP_HEADER)
+}
+
 /// Counts a refused callback origin, and says so in the log at most once a minute per kind:
 /// a forger can send many, and one line is enough to tell the operator where to look.
 pub fn record_refused_origin(refused: RefusedOrigin) {

@@ -25,6 +25,8 @@ pub struct WebFlow {
     /// The public URL's origin, which the page's own forms come from.
     pub origin: String,
     pub app_redirect_uris: Vec<String>,
+    /// `SIWA_WEB_ORIGINS`: the web apps that sign in here and use the cookie routes.
+    pub web_origins: Vec<String>,
     /// Whether the public URL is https: the cookie is then `Secure` and `__Host-` prefixed.
     pub secure: bool,
     /// The origin of Apple's consent page (`SIWA_APPLE_BASE_URL`'s): the only one a callback
@@ -42,6 +44,7 @@ impl WebFlow {
             callback_url: crate::config::web::callback_url(public_url),
             origin: public_url.origin().ascii_serialization(),
             app_redirect_uris: config.app_redirect_uris.clone(),
+            web_origins: config.web_origins.clone(),
             secure: public_url.scheme() == "https",
             apple_origin: url::Url::parse(apple_base_url)
                 .map(|u| u.origin().ascii_serialization())
@@ -134,6 +137,24 @@ impl WebFlow {
         self.app_redirect_uris
             .iter()
             .any(|allowed| allowed == app_redirect_uri || loopback_match(allowed, app_redirect_uri))
+    }
+}
+
+impl WebFlow {
+    /// Whether `origin` (an `Origin` header's value) is one of `SIWA_WEB_ORIGINS`, compared
+    /// as a string: the list is written as browsers write the header.
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.web_origins.iter().any(|o| o.as_bytes() == origin)
+    }
+
+    /// A web app's `return_to`, if it is an http(s) URL on one of `SIWA_WEB_ORIGINS` (with no
+    /// user info): returned as the URL parser writes it, with its origin.
+    pub fn web_app_return(&self, return_to: &str) -> Option<(String, String)> {
+        let url = url::Url::parse(return_to).ok()?;
+        let origin = url.origin().ascii_serialization();
+        let plain = url.username().is_empty() && url.password().is_none();
+        (plain && matches!(url.scheme(), "http" | "https") && self.allows_origin(origin.as_bytes()))
+            .then(|| (url.into(), origin))
     }
 }
 

@@ -92,6 +92,11 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
         }
         footer { (brand.name) " · Sign in with Apple" }
     };
+    document(brand, body, None)
+}
+
+/// The page's HTML around `body`, with `script` (a path on this origin) when there is one.
+fn document(brand: &Brand<'_>, body: Markup, script: Option<&str>) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -102,12 +107,66 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
                 title { "Sign in to " (brand.name) }
                 link rel="icon" href=(brand.icon_url.unwrap_or("/favicon.ico"));
                 link rel="stylesheet" href="/assets/siwa.css";
+                @if let Some(script) = script { script src=(script) defer {} }
             }
             body { main class="card" { (body) } }
         }
     }
     .into_string()
 }
+
+/// The policy of a popup's last page: the page's, and its one script, from this origin.
+pub const POPUP_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Where the popup's script is served.
+pub const POPUP_SCRIPT_PATH: &str = "/assets/siwa-popup.js";
+
+/// A web app's popup sign-in, as its last page tells the opener.
+pub struct PopupOutcome<'a> {
+    /// The web app's page (`return_to`): its origin alone is told, and it is the link to
+    /// follow when the window cannot close itself (an in-app browser that opened a tab).
+    pub return_to: &'a str,
+    pub origin: &'a str,
+    /// `None` when signed in; otherwise the error code, or Apple's.
+    pub error: Option<&'a str>,
+}
+
+/// The popup's last page: it tells the opener the outcome (never a token) and closes.
+pub fn render_popup(brand: &Brand<'_>, outcome: &PopupOutcome<'_>) -> String {
+    let signed_in = outcome.error.is_none();
+    let body = html! {
+        header class="brand" { span class="dot" {} (brand.name) }
+        div id="siwa-outcome" hidden
+            data-origin=(outcome.origin)
+            data-outcome=(if signed_in { "signed-in" } else { "failed" })
+            data-error=[outcome.error] {}
+        @if signed_in {
+            h1 { "You are signed in" }
+        } @else {
+            h1 { "The sign-in did not complete" }
+            p class="banner error" role="status" {
+                span class="code" { "(" (outcome.error.unwrap_or_default()) ")" }
+            }
+        }
+        p class="lead" { "This window closes by itself." }
+        a class="secondary" href=(outcome.return_to) { "Continue to " (brand.name) }
+    };
+    document(brand, body, Some(POPUP_SCRIPT_PATH))
+}
+
+/// The popup's script, served at [`POPUP_SCRIPT_PATH`]: it posts the outcome to the opener on
+/// the web app's origin alone (a page of another origin that opened the popup gets nothing),
+/// then closes the window. Where the opener was cut (a `Cross-Origin-Opener-Policy`, an in-app
+/// browser), the window closes all the same and the app asks `GET /v1/web/session`.
+pub const POPUP_SCRIPT: &str = r#"(function () {
+  var data = document.getElementById('siwa-outcome').dataset;
+  var message = { type: 'siwa:sign-in', outcome: data.outcome };
+  if (data.error) message.error = data.error;
+  try { if (window.opener) window.opener.postMessage(message, data.origin); } catch (e) {}
+  window.close();
+})();
+"#;
 
 /// An email address that wraps only after its `@` and its dots, never inside a word.
 fn breakable_email(email: &str) -> Markup {
@@ -171,6 +230,7 @@ h1{font-size:26px;line-height:1.2;margin:0 0 8px}
 button{font:inherit;cursor:pointer}
 .secondary{width:100%;min-height:44px;border:1px solid #d2d2d7;border-radius:10px;background:#fff;color:#1d1d1f;font-weight:500}
 .secondary:hover{background:#f5f5f7}
+a.secondary{display:flex;align-items:center;justify-content:center;text-decoration:none}
 .danger{margin-top:16px;border-top:1px solid #e8e8ed;padding-top:12px}
 .danger summary{color:#c9190b;cursor:pointer;font-weight:500;padding:6px 0}
 .danger p{color:#515154;font-size:14px}

@@ -30,6 +30,24 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// The script of a popup sign-in's last page (`page::POPUP_SCRIPT`).
+pub async fn popup_script() -> Response {
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        page::POPUP_SCRIPT,
+    )
+        .into_response()
+}
+
 /// Browsers ask for it on every page load: nothing to show, and no 404 to log each time.
 pub async fn favicon() -> Response {
     (
@@ -43,6 +61,11 @@ pub async fn favicon() -> Response {
 }
 
 pub fn html(status: StatusCode, body: String) -> Response {
+    html_under(page::CONTENT_SECURITY_POLICY, status, body)
+}
+
+/// A page under `policy`.
+pub fn html_under(policy: &'static str, status: StatusCode, body: String) -> Response {
     (
         status,
         [
@@ -50,10 +73,7 @@ pub fn html(status: StatusCode, body: String) -> Response {
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
-            (
-                CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
-            ),
+            (CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy)),
             (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
             (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         ],
@@ -80,6 +100,15 @@ pub fn with_cookie(mut response: Response, cookie: &str) -> Response {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
+}
+
+/// Sends the browser back to a web app's page with `siwa_error=<error>` added to its query.
+pub fn to_web_app_with_error(return_to: &str, error: &str) -> Response {
+    let Ok(mut target) = url::Url::parse(return_to) else {
+        return ApiError::Internal.into_response();
+    };
+    target.query_pairs_mut().append_pair("siwa_error", error);
+    see_other(target.as_str(), &[])
 }
 
 /// Sends the browser back to a native app's URL, `callback` added to its query.

@@ -144,6 +144,7 @@ impl Harness {
                     LOOPBACK_REDIRECT_URI.into(),
                     LOOPBACK_V6_REDIRECT_URI.into(),
                 ],
+                web_origins: vec![WEB_APP_ORIGIN.into()],
                 ..Default::default()
             };
         })
@@ -375,6 +376,8 @@ pub const WEB_SERVICES_ID: &str = "com.example.web";
 pub const APP_REDIRECT_URI: &str = "com.example.app://signed-in";
 /// A desktop app's loopback redirect: any port (RFC 8252, 7.3).
 pub const LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/callback";
+/// A single-page app on the server's site (`SIWA_WEB_ORIGINS`).
+pub const WEB_APP_ORIGIN: &str = "http://app.siwa.test:5173";
 pub const LOOPBACK_V6_REDIRECT_URI: &str = "http://[::1]/callback";
 
 /// Declares each listed `async fn(Harness)` as two tests: on SQLite and on PostgreSQL.
