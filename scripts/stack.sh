@@ -31,12 +31,13 @@ json_field() {
 }
 
 # start_stack APP_REDIRECT_URIS [VARIABLE=value ...]: starts both, with a developer key the mock
-# made, the web flow on, and the server's extra variables; sets $mock, $mock_port and $server.
+# made, the web flow on, and the server's extra variables (which win over the ones here); sets
+# $mock, $mock_port and $server. The server's port is $SIWA_STACK_PORT when set.
 start_stack() {
     local redirects=$1 key server_port
     shift
     mock_port=$(free_port)
-    server_port=$(free_port)
+    server_port=${SIWA_STACK_PORT:-$(free_port)}
     mock="http://localhost:$mock_port"
     server="http://127.0.0.1:$server_port"
     "$bin/mock-apple" --port "$mock_port" --base-url "$mock" >"$work/mock.log" 2>&1 &

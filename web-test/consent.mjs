@@ -12,7 +12,8 @@ const sub = choice.startsWith('continue-as:') ? choice.slice('continue-as:'.leng
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  // *.siwa.test: the JavaScript client's tests put the server on auth.siwa.test.
+  args: ['--no-sandbox', '--host-resolver-rules=MAP *.siwa.test 127.0.0.1', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {

@@ -17,6 +17,9 @@ pub const WEB_CLIENT_ID: &str = "com.example.web";
 pub const DEV_APP_REDIRECT_URI: &str = "siwa-example://signed-in";
 /// A desktop app's loopback redirect, on any port (RFC 8252, 7.3).
 pub const DEV_LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1/callback";
+/// The web app `dev` lets sign in (`SIWA_WEB_ORIGINS`): js-package's example, on the port Vite
+/// also uses, on the server's site.
+pub const DEV_WEB_APP_ORIGIN: &str = "http://127.0.0.1:5173";
 
 pub struct DevOptions {
     pub port: u16,
@@ -100,6 +103,7 @@ pub async fn start(options: DevOptions) -> Result<DevSandbox, DevError> {
             "SIWA_APP_REDIRECT_URIS",
             format!("{DEV_APP_REDIRECT_URI},{DEV_LOOPBACK_REDIRECT_URI}"),
         ),
+        ("SIWA_WEB_ORIGINS", DEV_WEB_APP_ORIGIN.to_owned()),
         ("SIWA_APP_NAME", "siwa dev".to_owned()),
     ];
     let lookup = |name: &str| {

@@ -115,10 +115,39 @@ async fn the_openapi_document_lists_every_route(h: Harness) {
         "/v1/auth/logout",
         "/v1/me",
         "/v1/apple/notifications",
+        "/v1/web/session",
+        "/v1/web/token",
+        "/v1/auth/exchange",
     ] {
         assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"]["SignInRequest"].is_object());
+    // Error codes as they are answered (not as Rust names them), and each code's meaning as
+    // the schema of its own that generated clients read.
+    let schemas = &doc["components"]["schemas"];
+    let words = |schema: &str| -> Vec<String> {
+        serde_json::from_value(schemas[schema]["enum"].clone()).unwrap()
+    };
+    let all: Vec<&str> = siwa_core::api::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(words("ErrorCode"), all);
+    let mut by_meaning: Vec<String> = [
+        "FixRequestCode",
+        "RefreshSessionCode",
+        "SignInAgainCode",
+        "RetryLaterCode",
+    ]
+    .into_iter()
+    .flat_map(words)
+    .collect();
+    by_meaning.sort();
+    let mut all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+    all.sort();
+    assert_eq!(by_meaning, all, "every code has exactly one meaning");
+    assert!(words("RetryLaterCode").contains(&"apple_unavailable".to_owned()));
+    assert!(words("SignInAgainCode").contains(&"not_signed_in".to_owned()));
 }
 
 async fn unknown_routes_answer_json_404(h: Harness) {

@@ -98,11 +98,16 @@ impl AuthorizeParams {
                 "redirect_uri is not an absolute URL",
             )
         })?;
+        // `.test` is reserved for testing (RFC 6761): never a real domain, and where the tests
+        // put a server and its web app on two names of one site.
         let loopback = matches!(
             redirect_uri.host_str(),
             Some("localhost" | "127.0.0.1" | "[::1]")
-        );
-        // Apple requires https on a real domain; the mock also takes http on loopback for tests.
+        ) || redirect_uri
+            .host_str()
+            .is_some_and(|host| host.ends_with(".test"));
+        // Apple requires https on a real domain; the mock also takes http on loopback (and on
+        // names reserved for tests) for tests.
         if !(redirect_uri.scheme() == "https" || redirect_uri.scheme() == "http" && loopback)
             || redirect_uri.fragment().is_some()
         {
