@@ -63,6 +63,7 @@ fn every_guide_the_readme_promises_exists() {
         "ios.md",
         "android-and-desktop.md",
         "web.md",
+        "javascript.md",
         "server.md",
         "doctor.md",
         "webhooks.md",
