@@ -30,7 +30,7 @@ use crate::apple::AppleGateway;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::revocation::Revocations;
-use crate::routes::{account, auth, notifications, ops, web};
+use crate::routes::{account, auth, notifications, ops, web, web_app};
 use crate::sealing::Sealer;
 use crate::sessions::{SessionKeyError, SessionKeys};
 use crate::state::AppState;
@@ -91,14 +91,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     // alone: the signed-in user and an access token over the session cookie (rate-limited as
     // the routes above), the sign-out, and the account as an access token sees it.
     let for_web_apps = Router::new()
-        .route("/v1/web/token", post(web::web_token))
+        .route("/v1/web/token", post(web_app::web_token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limit_per_client,
         ))
         .route(
             "/v1/web/session",
-            get(web::web_session).delete(web::end_web_session),
+            get(web_app::web_session).delete(web_app::end_web_session),
         )
         .route("/v1/me", get(account::me).delete(account::delete_me))
         .layer(cors_for_web_apps(&state));

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod notifications;
 pub mod ops;
 pub mod web;
+pub mod web_app;
 
 use std::sync::Arc;
 
