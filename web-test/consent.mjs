@@ -7,7 +7,7 @@ import { chromium } from 'playwright-core';
 
 const [url, choice = 'continue'] = process.argv.slice(2);
 if (!url) throw new Error('usage: node consent.mjs <url> [continue|cancel|continue-as:<sub>]');
-// `continue-as:<sub>`: the Apple ID of that test user (mock-apple's /mock/users), not the first.
+// `continue-as:<sub>`: the Apple Account of that test user (mock-apple's /mock/users), not the first.
 const sub = choice.startsWith('continue-as:') ? choice.slice('continue-as:'.length) : null;
 
 const browser = await chromium.launch({

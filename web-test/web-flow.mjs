@@ -174,7 +174,7 @@ await step('delete the account after confirming; Apple receives the revocation',
 });
 
 await step('login CSRF: an attacker\'s captured callback signs the victim in nowhere', async () => {
-  // The attacker consents with their own Apple ID and stops their browser's form post.
+  // The attacker consents with their own Apple Account and stops their browser's form post.
   let captured;
   await page.route(`${server}/v1/web/callback`, (route) => {
     captured = route.request().postData();

@@ -194,9 +194,15 @@ impl RawClaims {
             exp,
             nonce: self.nonce,
             nonce_supported: self.nonce_supported,
+            // Apple's claim, or the address itself when the claim is absent (either relay
+            // domain: `relay`).
+            is_private_email: self.is_private_email.unwrap_or(false)
+                || self
+                    .email
+                    .as_deref()
+                    .is_some_and(crate::relay::is_relay_address),
             email: self.email,
             email_verified: self.email_verified.unwrap_or(false),
-            is_private_email: self.is_private_email.unwrap_or(false),
             real_user_status: self.real_user_status,
             transfer_sub: self.transfer_sub,
             auth_time: self.auth_time,
@@ -319,6 +325,16 @@ mod tests {
         .unwrap();
         assert!(!c.email_verified);
         assert!(c.is_private_email);
+    }
+
+    #[test]
+    fn an_address_on_either_relay_domain_is_private_without_the_claim() {
+        for domain in ["privaterelay.appleid.com", "private.icloud.com"] {
+            let c = parse(&format!(r#"{{{BASE},"email":"x1y2@{domain}"}}"#)).unwrap();
+            assert!(c.is_private_email, "{domain}");
+        }
+        let c = parse(&format!(r#"{{{BASE},"email":"jane@icloud.com"}}"#)).unwrap();
+        assert!(!c.is_private_email);
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod token_endpoint;
 mod verifier;
 
 mod authorize;
+pub mod relay;
 mod transport;
 mod web;
 #[doc(hidden)]

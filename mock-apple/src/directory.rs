@@ -20,6 +20,8 @@ pub struct TestUser {
     pub family_name: String,
     /// 0 unsupported, 1 unknown, 2 likely real.
     pub real_user_status: u8,
+    /// The domain of this user's private relay addresses ([`RELAY_DOMAINS`]).
+    pub relay_domain: String,
 }
 
 /// A user to add; missing fields are made up.
@@ -31,6 +33,9 @@ pub struct NewUser {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub real_user_status: Option<u8>,
+    /// `privaterelay.appleid.com` (the default) or `private.icloud.com`, on which Apple
+    /// issues new relay addresses since June 2026.
+    pub relay_domain: Option<String>,
 }
 
 /// What a user agreed to share with an app at its first authorization.
@@ -48,11 +53,21 @@ pub struct Identity {
     pub real_user_status: u8,
 }
 
-/// The private relay address of a user for an app: stable, and different for every app.
-/// (Apple scopes it to the developer team; the mock, which knows no teams, to the client id.)
+/// Apple's relay domains: the first is where addresses have always been, the second where
+/// Apple issues new ones since June 2026.
+pub const RELAY_DOMAINS: [&str; 2] = ["privaterelay.appleid.com", "private.icloud.com"];
+
+/// The private relay address of a user for an app, on the first relay domain: stable, and
+/// different for every app. (Apple scopes it to the developer team; the mock, which knows no
+/// teams, to the client id.)
 pub fn relay_email(sub: &str, client_id: &str) -> String {
+    relay_email_on(sub, client_id, RELAY_DOMAINS[0])
+}
+
+/// The private relay address of a user for an app on `domain`.
+pub fn relay_email_on(sub: &str, client_id: &str, domain: &str) -> String {
     let digest = Sha256::digest(format!("{sub}\n{client_id}").as_bytes());
-    format!("{}@privaterelay.appleid.com", &hex::encode(digest)[..10])
+    format!("{}@{domain}", &hex::encode(digest)[..10])
 }
 
 #[derive(Debug)]
@@ -67,6 +82,8 @@ pub enum DirectoryError {
     Exists,
     #[error("real_user_status is 0, 1 or 2")]
     BadRealUserStatus,
+    #[error("relayDomain is privaterelay.appleid.com or private.icloud.com")]
+    BadRelayDomain,
 }
 
 impl Default for Directory {
@@ -77,6 +94,7 @@ impl Default for Directory {
             given_name: "Jane".into(),
             family_name: "Appleseed".into(),
             real_user_status: 2,
+            relay_domain: RELAY_DOMAINS[0].into(),
         };
         Self {
             users: vec![jane],
@@ -110,6 +128,12 @@ impl Directory {
         if status > 2 {
             return Err(DirectoryError::BadRealUserStatus);
         }
+        let relay_domain = new
+            .relay_domain
+            .unwrap_or_else(|| RELAY_DOMAINS[0].to_owned());
+        if !RELAY_DOMAINS.contains(&relay_domain.as_str()) {
+            return Err(DirectoryError::BadRelayDomain);
+        }
         let sub = new
             .sub
             .filter(|s| !s.is_empty())
@@ -126,6 +150,7 @@ impl Directory {
             given_name: new.given_name.unwrap_or_else(|| "Test".into()),
             family_name: new.family_name.unwrap_or_else(|| "User".into()),
             real_user_status: status,
+            relay_domain,
         };
         self.users.push(user.clone());
         Ok(user)
@@ -155,7 +180,7 @@ impl Directory {
     /// How the user appears to `client_id`, given whether they hid their email.
     pub fn identity(&self, user: &TestUser, client_id: &str, hide_email: bool) -> Identity {
         let email = if hide_email {
-            relay_email(&user.sub, client_id)
+            relay_email_on(&user.sub, client_id, &user.relay_domain)
         } else {
             user.email.clone()
         };
@@ -165,5 +190,33 @@ impl Directory {
             is_private_email: hide_email,
             real_user_status: user.real_user_status,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hidden_address_is_on_the_users_relay_domain() {
+        let mut directory = Directory::default();
+        for domain in RELAY_DOMAINS {
+            let user = directory
+                .add(NewUser {
+                    relay_domain: Some(domain.into()),
+                    ..Default::default()
+                })
+                .unwrap();
+            let hidden = directory.identity(&user, "com.example.app", true);
+            assert!(hidden.is_private_email);
+            assert!(hidden.email.unwrap().ends_with(&format!("@{domain}")));
+            let shared = directory.identity(&user, "com.example.app", false);
+            assert_eq!(shared.email.as_deref(), Some(user.email.as_str()));
+        }
+        let refused = directory.add(NewUser {
+            relay_domain: Some("icloud.com".into()),
+            ..Default::default()
+        });
+        assert!(matches!(refused, Err(DirectoryError::BadRelayDomain)));
     }
 }

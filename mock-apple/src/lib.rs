@@ -2,7 +2,7 @@
 //!
 //! A faithful, controllable fake of Apple's Sign in with Apple service, so the whole chain
 //! (app → core → server → Apple) is tested without Apple, and developers can sign in on a laptop
-//! without an Apple ID.
+//! without an Apple Account.
 //!
 //! - Apple's endpoints at Apple's paths: `/auth/keys`, `/.well-known/openid-configuration`,
 //!   `/auth/token` (checking client secrets as Apple does), `/auth/revoke`, and the web flow's

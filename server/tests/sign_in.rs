@@ -13,6 +13,7 @@ fn default() -> IdentityTokenRequest {
 
 on_both_databases!(
     a_first_sign_in_creates_the_user_and_a_session,
+    an_address_on_either_relay_domain_is_private,
     the_seed_route_answers_what_the_seed_client_reads,
     the_seed_route_refuses_bad_input_with_4xx,
     a_replayed_nonce_is_refused_across_restarts_and_instances,
@@ -778,5 +779,29 @@ async fn an_identity_token_opens_one_session_nonce_or_not(h: Harness) {
     // The seed route opens no session and keeps answering repeats.
     for _ in 0..2 {
         assert_eq!(h.post("/auth/apple", &body).await.0, 200);
+    }
+}
+
+async fn an_address_on_either_relay_domain_is_private(h: Harness) {
+    // Apple issues new relay addresses on private.icloud.com since June 2026, beside
+    // privaterelay.appleid.com; a token whose is_private_email is absent is read by its address.
+    for (sub, email, private) in [
+        ("001.relay.old", "ab12cd34ef@privaterelay.appleid.com", true),
+        ("001.relay.new", "ab12cd34ef@private.icloud.com", true),
+        ("001.relay.own", "jane@icloud.com", false),
+    ] {
+        let minted = h.mint(IdentityTokenRequest {
+            sub: Some(sub.into()),
+            claims: json!({"email": email}).as_object().unwrap().clone(),
+            ..default()
+        });
+        let (status, body) = h
+            .post(
+                "/v1/auth/apple",
+                &json!({"identityToken": minted.identity_token}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user"]["isPrivateEmail"], private, "{email}");
     }
 }

@@ -349,7 +349,7 @@ async fn a_replayed_or_tampered_state_is_refused_and_signs_no_one_in(h: Harness)
     assert_eq!(h.users().await, users);
 }
 
-/// Login CSRF: the attacker consents with their own Apple ID, stops their browser's form post,
+/// Login CSRF: the attacker consents with their own Apple Account, stops their browser's form post,
 /// and makes the victim's browser post those fields (a page on another site that the browser
 /// sends no `Origin` for, or a navigation). The victim follows the redirect to the completion
 /// without the attacker's binding cookie: no one is signed in.

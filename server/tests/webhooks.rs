@@ -248,6 +248,10 @@ async fn sign_up_deletion_and_each_notification_make_exactly_their_events(mut h:
         events[1].1["data"]["email"].is_string(),
         "the email events carry it"
     );
+    assert_eq!(
+        events[1].1["data"]["isPrivateEmail"], false,
+        "the user's own address is said not to be a relay address"
+    );
     assert!(events[3].1["data"].get("email").is_none());
     assert_eq!(events[4].1["data"]["reason"], "apple");
 

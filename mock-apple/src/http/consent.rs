@@ -255,12 +255,12 @@ async fn show_consent(
     let asks = request.wants_name || request.wants_email;
     let body = html! {
         h1 { "Sign in with Apple" }
-        p class="sub" { "Use your Apple ID to sign in to " strong { (request.client_id) } "." }
+        p class="sub" { "Use your Apple Account to sign in to " strong { (request.client_id) } "." }
         form method="post" action=(AUTHORIZE_PATH) {
             (hidden_params(&params))
             fieldset {
-                legend { "Apple ID" }
-                select name="sub" aria-label="Apple ID" {
+                legend { "Apple Account" }
+                select name="sub" aria-label="Apple Account" {
                     @for user in &users {
                         option value=(user.sub) { (user.email) }
                     }
@@ -318,7 +318,7 @@ async fn submit_consent(
         let Some(user) = mock.user_for_consent(form.sub.as_deref()) else {
             return error_page(&page_error(
                 AuthorizeError::InvalidRequest,
-                "no such Apple ID",
+                "no such Apple Account",
             ));
         };
         let hide_email = form.email_choice.as_deref() == Some("hide");

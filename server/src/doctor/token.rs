@@ -150,7 +150,7 @@ pub async fn explain_token(
         claims.push(ClaimLine {
             claim: "nonce".into(),
             value: "(absent)".into(),
-            meaning: "the app set no nonce on the Apple ID request: a replayed token cannot be told from a fresh one, and a sign-in that sends a rawNonce is refused".into(),
+            meaning: "the app set no nonce on the ASAuthorizationAppleIDRequest: a replayed token cannot be told from a fresh one, and a sign-in that sends a rawNonce is refused".into(),
         });
     }
     let config = match config {
@@ -292,7 +292,7 @@ fn refusal(
         ),
         VerifyError::NonceMissing => (
             "the token carries no nonce, but a raw nonce was given".into(),
-            "the app must set the SHA-256 (lowercase hex) of its raw nonce on the Apple ID request (request.nonce), and send the raw one to the server".into(),
+            "the app must set the SHA-256 (lowercase hex) of its raw nonce on the ASAuthorizationAppleIDRequest (request.nonce), and send the raw one to the server".into(),
         ),
         VerifyError::NonceMismatch => (
             "the token's nonce is not the SHA-256 of the raw nonce given".into(),
@@ -384,10 +384,16 @@ fn explain_claim(
         "nonce_supported" => line(as_bool_text(value), "whether the device could carry a nonce (false only on old platforms)".into()),
         "email" => line(
             if options.show_email { shown } else { "(hidden: --show-email shows it)".into() },
-            "given on every token, possibly a private relay address".into(),
+            match value.as_str() {
+                Some(email) if siwa_core::relay::is_relay_address(email) => {
+                    let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+                    format!("a private relay address (on {domain}): Apple forwards mail to the user while they allow")
+                }
+                _ => "the address the user shares with the app (a relay address would be on privaterelay.appleid.com or private.icloud.com)".into(),
+            },
         ),
         "email_verified" => line(as_bool_text(value), "Apple vouches for the address".into()),
-        "is_private_email" => line(as_bool_text(value), "a private relay address (@privaterelay.appleid.com): mail to it is forwarded while the user allows".into()),
+        "is_private_email" => line(as_bool_text(value), "a private relay address (@privaterelay.appleid.com, or @private.icloud.com for new ones since June 2026): mail to it is forwarded while the user allows".into()),
         "real_user_status" => line(shown, match value.as_i64().or_else(|| value.as_str()?.parse().ok()) {
             Some(2) => "likely a real person".into(),
             Some(1) => "unknown: the system could not tell (not a reason to refuse)".into(),
@@ -397,7 +403,7 @@ fn explain_claim(
         "transfer_sub" => line(shown, "the user's sub under the team the app was transferred from: the server moves the account to the new sub".into()),
         "c_hash" => line(shown, "hash of the authorization code: the token came with a code (from the app or the web flow)".into()),
         "at_hash" => line(shown, "hash of an access token: the token came from Apple's token endpoint (a code exchange)".into()),
-        "org_id" => line(shown, "a managed Apple ID's organisation".into()),
+        "org_id" => line(shown, "a managed Apple Account's organisation".into()),
         _ => line(shown, String::new()),
     }
 }

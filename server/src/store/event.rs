@@ -76,7 +76,13 @@ impl WebhookEvent {
             EmailForwarding::Disabled => WebhookEventType::EmailDisabled,
             EmailForwarding::Enabled => WebhookEventType::EmailEnabled,
         };
-        Self::about(kind, user_id, apple_sub, json!({"email": email}))
+        let is_private_email = email.map(siwa_core::relay::is_relay_address);
+        Self::about(
+            kind,
+            user_id,
+            apple_sub,
+            json!({"email": email, "isPrivateEmail": is_private_email}),
+        )
     }
 
     pub fn transferred(user_id: &str, previous_sub: &str, apple_sub: &str) -> Self {

@@ -50,7 +50,7 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
         @match view {
             View::SignedOut { unavailable } => {
                 h1 { "Welcome" }
-                p class="lead" { "Sign in to " (brand.name) " to continue. Your Apple ID keeps your account private: you can hide your email, and only the name you choose to share is passed on." }
+                p class="lead" { "Sign in to " (brand.name) " to continue. Your Apple Account keeps your account private: you can hide your email, and only the name you choose to share is passed on." }
                 @if let Some(missing) = unavailable {
                     p class="banner error" { "Web sign-in is not set up on this server: " (missing) " missing." }
                 } @else {
@@ -81,7 +81,7 @@ pub fn render(brand: &Brand<'_>, view: &View<'_>, banner: Option<&Banner>) -> St
                 }
                 details class="danger" {
                     summary { "Delete account" }
-                    p { "This deletes your account and everything it holds, and stops using your Apple ID with this site. It cannot be undone." }
+                    p { "This deletes your account and everything it holds, and stops using your Apple Account with this site. It cannot be undone." }
                     form method="post" action="/v1/web/delete-account" {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="confirm" value="delete";

@@ -5,7 +5,7 @@ import FoundationNetworking
 import SiwaKit
 
 /// Apple's side, played by `mock-apple` (`cargo run -p mock-apple`): credentials for tests,
-/// SwiftUI previews and UI tests, without an Apple ID or a device.
+/// SwiftUI previews and UI tests, without an Apple Account or a device.
 ///
 /// ```swift
 /// let apple = MockApple(baseURL: URL(string: "http://127.0.0.1:4000")!)
