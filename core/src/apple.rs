@@ -21,6 +21,8 @@ pub const KEYS_PATH: &str = "/auth/keys";
 pub const TOKEN_PATH: &str = "/auth/token";
 /// Path of the revocation endpoint.
 pub const REVOKE_PATH: &str = "/auth/revoke";
+/// Path of the user migration endpoint of an app transfer (TN3159).
+pub const USER_MIGRATION_INFO_PATH: &str = "/auth/usermigrationinfo";
 /// Path of the web flow's authorization (consent) page.
 pub const AUTHORIZE_PATH: &str = "/auth/authorize";
 /// Path of the OpenID discovery document (informational only, see module docs).
@@ -71,6 +73,10 @@ impl Endpoints {
     /// The revocation endpoint.
     pub fn revoke(&self) -> String {
         format!("{}{REVOKE_PATH}", self.base_url)
+    }
+    /// The user migration endpoint of an app transfer.
+    pub fn user_migration_info(&self) -> String {
+        format!("{}{USER_MIGRATION_INFO_PATH}", self.base_url)
     }
     /// The web flow's consent page.
     pub fn authorize(&self) -> String {

@@ -196,11 +196,11 @@ impl RawClaims {
             nonce_supported: self.nonce_supported,
             // Apple's claim, or the address itself when the claim is absent (either relay
             // domain: `relay`).
-            is_private_email: self.is_private_email.unwrap_or(false)
-                || self
-                    .email
+            is_private_email: self.is_private_email.unwrap_or_else(|| {
+                self.email
                     .as_deref()
-                    .is_some_and(crate::relay::is_relay_address),
+                    .is_some_and(crate::relay::is_relay_address)
+            }),
             email: self.email,
             email_verified: self.email_verified.unwrap_or(false),
             real_user_status: self.real_user_status,

@@ -97,7 +97,9 @@ pub use key_set::{KeySet, KeySetOptions, KeySetStats};
 pub use notification::{EventType, Notification, NotificationBody, NotificationEvent};
 #[cfg(feature = "server")]
 pub use token_endpoint::{
-    AppleApiError, AppleClient, GrantType, OAuthError, OAuthErrorCode, TokenResponse, TokenTypeHint,
+    AppleApiError, AppleClient, ClientCredentials, GrantType, MigratedUser, OAuthError,
+    OAuthErrorCode, TokenResponse, TokenScope, TokenTypeHint, TransferIdentifier,
+    UserMigrationRequest,
 };
 #[cfg(feature = "server")]
 pub use verifier::{ConfigError, Verifier, VerifierConfig};
@@ -109,7 +111,7 @@ pub mod apple_side {
     pub use crate::apple::{
         AUTHORIZATION_CODE_LIFETIME_SECS, AUTHORIZE_PATH, CLIENT_SECRET_AUDIENCE,
         CLIENT_SECRET_MAX_LIFETIME_SECS, DISCOVERY_PATH, IDENTITY_TOKEN_ALGORITHM, KEYS_PATH,
-        REVOKE_PATH, TOKEN_PATH,
+        REVOKE_PATH, TOKEN_PATH, USER_MIGRATION_INFO_PATH,
     };
     pub use crate::client_secret::{
         ClientSecretClaims, RegisteredDeveloperKey, is_apple_id, verify_client_secret,

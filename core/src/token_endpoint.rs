@@ -97,12 +97,20 @@ pub struct TokenRequest {
     /// `/auth/revoke`: see [`TokenRequest::token_type_hint()`].
     #[serde(default)]
     pub token_type_hint: Option<String>,
+    /// `client_credentials` grant: see [`TokenRequest::scope()`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl TokenRequest {
     /// The grant asked for: `None` when the field is absent or empty.
     pub fn grant_type(&self) -> Result<Option<GrantType>, UnknownWord> {
         non_empty(&self.grant_type).map(str::parse).transpose()
+    }
+
+    /// The scope of a `client_credentials` grant: `None` when absent or empty.
+    pub fn scope(&self) -> Result<Option<TokenScope>, UnknownWord> {
+        non_empty(&self.scope).map(str::parse).transpose()
     }
 
     /// The kind of token to revoke: `None` when the field is absent or empty.
@@ -133,6 +141,85 @@ protocol_word! {
         AuthorizationCode => "authorization_code",
         /// Validate a refresh token.
         RefreshToken => "refresh_token",
+        /// An access token for the team itself, not a user (an app transfer's migration).
+        ClientCredentials => "client_credentials",
+    }
+}
+
+protocol_word! {
+    /// The `scope` of a `client_credentials` grant.
+    TokenScope, "scope" {
+        /// The user migration endpoint of an app transfer (TN3159).
+        UserMigration => "user.migration",
+    }
+}
+
+/// The answer of a `client_credentials` grant: an access token for the team's own calls (the
+/// user migration endpoint), with no refresh token and no identity token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ClientCredentials {
+    /// Presented as `Authorization: Bearer` to the migration endpoint.
+    pub access_token: String,
+    /// `Bearer`.
+    #[serde(default)]
+    pub token_type: String,
+    /// Seconds.
+    #[serde(default)]
+    pub expires_in: u64,
+}
+
+/// The form of `/auth/usermigrationinfo`: the sending team gives a user's `sub` and the
+/// recipient team (`target`) and gets the transfer identifier; the recipient gives the
+/// transfer identifier (`transfer_sub`) and gets the user's `sub` under its team.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct UserMigrationRequest {
+    /// The transferred app's client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A client secret of the calling team's key.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The sending team: the user's `sub` under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The sending team: the recipient's Team ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The recipient team: the transfer identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_sub: Option<String>,
+}
+
+/// The sending team's answer: the user's transfer identifier for the recipient team.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TransferIdentifier {
+    /// Stable for the user and the recipient team, whatever app of the sending team.
+    pub transfer_sub: String,
+}
+
+/// The recipient team's answer: the user under the recipient team. `Debug` leaves out the
+/// identifier and the email.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MigratedUser {
+    /// The user's `sub` under the recipient team.
+    pub sub: String,
+    /// The user's email for the recipient team: a new relay address when they hid theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether `email` is a relay address.
+    #[serde(
+        default,
+        deserialize_with = "crate::claims::flexible_bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_private_email: Option<bool>,
+}
+
+impl fmt::Debug for MigratedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigratedUser")
+            .field("has_email", &self.email.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,6 +334,41 @@ impl AppleClient {
         Err(error_from(response).await)
     }
 
+    /// An access token for the team's migration calls (`client_credentials`, `user.migration`).
+    pub async fn migration_token(
+        &self,
+        client_id: &str,
+        secret: &ClientSecret,
+    ) -> Result<ClientCredentials, AppleApiError> {
+        let request = TokenRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(secret.expose().into()),
+            grant_type: Some(GrantType::ClientCredentials.to_string()),
+            scope: Some(TokenScope::UserMigration.to_string()),
+            ..TokenRequest::default()
+        };
+        let response = self.post(self.endpoints.token(), &request).await?;
+        json_answer(response).await
+    }
+
+    /// Calls `/auth/usermigrationinfo` with the migration `access_token`; `T` is the answer of
+    /// the side calling ([`TransferIdentifier`] or [`MigratedUser`]).
+    pub async fn user_migration_info<T: serde::de::DeserializeOwned>(
+        &self,
+        access_token: &str,
+        request: &UserMigrationRequest,
+    ) -> Result<T, AppleApiError> {
+        let response = self
+            .http
+            .post(self.endpoints.user_migration_info())
+            .bearer_auth(access_token)
+            .form(request)
+            .send()
+            .await
+            .map_err(|e| AppleApiError::Unavailable(transport_reason(&e).into()))?;
+        json_answer(response).await
+    }
+
     async fn token(&self, request: &TokenRequest) -> Result<TokenResponse, AppleApiError> {
         let response = self.post(self.endpoints.token(), request).await?;
         if !response.status().is_success() {
@@ -272,6 +394,20 @@ impl AppleClient {
             // Without the URL: it is fixed, and reqwest's error text may quote the request.
             .map_err(|e| AppleApiError::Unavailable(transport_reason(&e).into()))
     }
+}
+
+/// A successful answer's JSON, or the error of an unsuccessful one.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, AppleApiError> {
+    if !response.status().is_success() {
+        return Err(error_from(response).await);
+    }
+    let status = response.status().as_u16();
+    response
+        .json()
+        .await
+        .map_err(|_| AppleApiError::UnexpectedResponse(status))
 }
 
 async fn error_from(response: reqwest::Response) -> AppleApiError {

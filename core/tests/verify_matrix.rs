@@ -53,11 +53,18 @@ async fn boolean_claims_sent_as_strings_are_accepted() {
 }
 
 #[tokio::test]
-async fn an_absent_is_private_email_means_false() {
+async fn an_absent_is_private_email_is_read_from_the_address() {
+    // The fixture's address is on a relay domain (siwa_core::relay).
     let verified = verify(&mint(&without(apple_claims(), "is_private_email")))
         .await
         .unwrap();
-    assert!(!verified.is_private_email);
+    assert!(verified.is_private_email);
+    let own = with(
+        without(apple_claims(), "is_private_email"),
+        "email",
+        json!("jane@example.com"),
+    );
+    assert!(!verify(&mint(&own)).await.unwrap().is_private_email);
 }
 
 #[tokio::test]

@@ -51,6 +51,8 @@ pub struct Identity {
     pub email: Option<String>,
     pub is_private_email: bool,
     pub real_user_status: u8,
+    /// The transfer identifier, for 60 days after the app moved to another team (`teams`).
+    pub transfer_sub: Option<String>,
 }
 
 /// Apple's relay domains: the first is where addresses have always been, the second where
@@ -189,6 +191,7 @@ impl Directory {
             email: Some(email),
             is_private_email: hide_email,
             real_user_status: user.real_user_status,
+            transfer_sub: None,
         }
     }
 }

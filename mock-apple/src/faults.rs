@@ -21,15 +21,18 @@ pub enum Endpoint {
     Revoke,
     /// `GET|POST /auth/authorize`
     Authorize,
+    /// `POST /auth/usermigrationinfo`
+    UserMigrationInfo,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Self::Keys,
         Self::Discovery,
         Self::Token,
         Self::Revoke,
         Self::Authorize,
+        Self::UserMigrationInfo,
     ];
 
     pub fn from_path(path: &str) -> Option<Self> {
@@ -40,6 +43,7 @@ impl Endpoint {
             TOKEN_PATH => Some(Self::Token),
             REVOKE_PATH => Some(Self::Revoke),
             AUTHORIZE_PATH => Some(Self::Authorize),
+            USER_MIGRATION_INFO_PATH => Some(Self::UserMigrationInfo),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl Endpoint {
             Self::Token => "token",
             Self::Revoke => "revoke",
             Self::Authorize => "authorize",
+            Self::UserMigrationInfo => "usermigrationinfo",
         }
     }
 }

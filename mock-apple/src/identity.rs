@@ -150,7 +150,7 @@ pub fn apple_claims(
         email_verified: identity.email.is_some(),
         is_private_email: identity.email.is_some() && identity.is_private_email,
         real_user_status: Some(RealUserStatus::from_i64(identity.real_user_status.into())),
-        transfer_sub: None,
+        transfer_sub: identity.transfer_sub.clone(),
         auth_time: Some(iat),
         c_hash: None,
         at_hash: None,

@@ -30,6 +30,7 @@ pub mod identity;
 mod keys;
 mod mock;
 mod random;
+pub mod teams;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Deref;

@@ -792,7 +792,10 @@ async fn an_address_on_either_relay_domain_is_private(h: Harness) {
     ] {
         let minted = h.mint(IdentityTokenRequest {
             sub: Some(sub.into()),
-            claims: json!({"email": email}).as_object().unwrap().clone(),
+            claims: json!({"email": email, "is_private_email": null})
+                .as_object()
+                .unwrap()
+                .clone(),
             ..default()
         });
         let (status, body) = h

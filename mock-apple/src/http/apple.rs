@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use siwa_core::apple_side::TokenRequest;
-use siwa_core::apple_side::{DISCOVERY_PATH, KEYS_PATH, REVOKE_PATH, TOKEN_PATH};
-use siwa_core::{OAuthError, OAuthErrorCode};
+use siwa_core::apple_side::{
+    DISCOVERY_PATH, KEYS_PATH, REVOKE_PATH, TOKEN_PATH, USER_MIGRATION_INFO_PATH,
+};
+use siwa_core::{GrantType, OAuthError, OAuthErrorCode, UserMigrationRequest};
 
 use crate::mock::Mock;
 
@@ -21,6 +23,7 @@ pub fn routes() -> Router<Arc<Mock>> {
         .route(DISCOVERY_PATH, get(discovery))
         .route(TOKEN_PATH, post(token))
         .route(REVOKE_PATH, post(revoke))
+        .route(USER_MIGRATION_INFO_PATH, post(user_migration_info))
 }
 
 async fn keys(State(mock): State<Arc<Mock>>) -> Response {
@@ -62,8 +65,32 @@ async fn token(
     let Ok(Form(request)) = form else {
         return oauth_failure(not_a_form());
     };
+    if request.grant_type() == Ok(Some(GrantType::ClientCredentials)) {
+        return match mock.migration_token(&request) {
+            Ok(token) => token_endpoint_answer(StatusCode::OK, &token),
+            Err(error) => oauth_failure(error),
+        };
+    }
     match mock.token(&request) {
         Ok(tokens) => token_endpoint_answer(StatusCode::OK, &tokens),
+        Err(error) => oauth_failure(error),
+    }
+}
+
+async fn user_migration_info(
+    State(mock): State<Arc<Mock>>,
+    headers: axum::http::HeaderMap,
+    form: Result<Form<UserMigrationRequest>, FormRejection>,
+) -> Response {
+    let Ok(Form(request)) = form else {
+        return oauth_failure(not_a_form());
+    };
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match mock.user_migration_info(bearer, &request) {
+        Ok(answer) => token_endpoint_answer(StatusCode::OK, &answer),
         Err(error) => oauth_failure(error),
     }
 }

@@ -33,6 +33,8 @@ pub fn routes() -> Router<Arc<Mock>> {
         .route("/users", get(list_users).post(add_user))
         .route("/notifications", post(send_notification))
         .route("/clock", post(advance_clock))
+        .route("/clients/{client_id}/team", put(assign_team))
+        .route("/transfers", post(transfer_client))
         .route("/reset", post(reset))
 }
 
@@ -243,6 +245,42 @@ async fn advance_clock(
 ) -> Result<Response, ControlError> {
     let r: ClockAdvance = json_or_default(&body)?;
     Ok(Json(json!({"now": mock.advance_clock(r.advance_secs)})).into_response())
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TeamAssignment {
+    team_id: String,
+}
+
+/// `PUT /mock/clients/{client_id}/team {"teamId"}`: the team that owns the client id (its
+/// users keep their directory `sub` under it).
+async fn assign_team(
+    State(mock): State<Arc<Mock>>,
+    Path(client_id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ControlError> {
+    let r: TeamAssignment = json_or_default(&body)?;
+    mock.assign_client_team(&client_id, &r.team_id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TransferRequest {
+    client_id: String,
+    to_team: String,
+}
+
+/// `POST /mock/transfers {"clientId", "toTeam"}`: App Store Connect completes the app's
+/// transfer now (the mock's clock); the 60 days start.
+async fn transfer_client(
+    State(mock): State<Arc<Mock>>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let r: TransferRequest = json_or_default(&body)?;
+    let at = mock.transfer_client(&r.client_id, &r.to_team)?;
+    Ok(Json(json!({"transferredAt": at})).into_response())
 }
 
 async fn reset(State(mock): State<Arc<Mock>>) -> StatusCode {

@@ -54,7 +54,7 @@ impl Mock {
             let choice = crate::directory::Authorization { hide_email };
             state.directory.authorize(&user.sub, client_id, choice);
         }
-        let mut identity = state.directory.identity(user, client_id, hide_email);
+        let mut identity = state.identity_for(user, client_id, hide_email, now);
         if !wants_email {
             identity.email = None;
             identity.is_private_email = false;

@@ -51,14 +51,13 @@ impl Mock {
         });
         let identity = match &request.sub {
             Some(sub) => match state.directory.get(sub) {
-                Some(user) => state
-                    .directory
-                    .identity(user, &client_id, request.hide_email),
+                Some(user) => state.identity_for(user, &client_id, request.hide_email, now),
                 None => Identity {
                     sub: sub.clone(),
                     email: None,
                     is_private_email: false,
                     real_user_status: 2,
+                    transfer_sub: None,
                 },
             },
             None => {
@@ -66,9 +65,7 @@ impl Mock {
                     .directory
                     .default_user()
                     .ok_or(MockError::UnknownUser)?;
-                state
-                    .directory
-                    .identity(user, &client_id, request.hide_email)
+                state.identity_for(user, &client_id, request.hide_email, now)
             }
         };
         let nonce = match (&request.nonce, &request.raw_nonce) {
@@ -273,6 +270,32 @@ impl Mock {
         Ok(self.state().directory.add(user)?)
     }
 
+    /// Gives `client_id` to `team_id` (its first owner: no transfer).
+    pub fn assign_client_team(&self, client_id: &str, team_id: &str) -> Result<(), MockError> {
+        if !is_apple_id(team_id) {
+            return Err(MockError::InvalidRequest(
+                "a Team ID is 10 upper-case letters and digits".into(),
+            ));
+        }
+        self.state().teams.assign(client_id, team_id);
+        Ok(())
+    }
+
+    /// Completes the transfer of `client_id` to `to_team` now; returns when (the mock's clock).
+    pub fn transfer_client(&self, client_id: &str, to_team: &str) -> Result<i64, MockError> {
+        if !is_apple_id(to_team) {
+            return Err(MockError::InvalidRequest(
+                "a Team ID is 10 upper-case letters and digits".into(),
+            ));
+        }
+        let now = self.now();
+        self.state()
+            .teams
+            .transfer(client_id, to_team, now)
+            .map_err(|e| MockError::InvalidRequest(e.to_string()))?;
+        Ok(now)
+    }
+
     /// Moves the mock's clock forward (codes expire after five minutes).
     pub fn advance_clock(&self, secs: i64) -> i64 {
         self.clock.advance(secs);
@@ -289,6 +312,7 @@ impl Mock {
         state.developer_keys.clear();
         state.key_clients.clear();
         state.generated_keys.clear();
+        state.teams = crate::teams::Teams::default();
         self.clock.reset();
     }
 }

@@ -19,11 +19,12 @@ use siwa_core::apple_side::RegisteredDeveloperKey;
 use siwa_core::{Clock, DeveloperKey};
 
 use crate::clock::MockClock;
-use crate::directory::{Directory, DirectoryError};
+use crate::directory::{Directory, DirectoryError, Identity, TestUser};
 use crate::faults::Faults;
 use crate::grants::Grants;
 use crate::identity::{self, TokenAlgorithm};
 use crate::keys::{KeyError, SigningKeys};
+use crate::teams::{self, Teams};
 
 pub use notifications::{NotificationRequest, SentNotification};
 
@@ -101,6 +102,37 @@ struct State {
     /// The private halves of the developer keys the mock generated, newest last, so that
     /// `curl` users can have client secrets made for them.
     generated_keys: Vec<DeveloperKey>,
+    /// Which team owns each client id, its transfers, and migration access tokens.
+    teams: Teams,
+}
+
+impl State {
+    /// How `user` appears to `client_id` at `now`: the directory's identity, scoped to the team
+    /// that owns the client (its `sub`, its relay address, and `transfer_sub` for 60 days after
+    /// a transfer).
+    fn identity_for(
+        &self,
+        user: &TestUser,
+        client_id: &str,
+        hide_email: bool,
+        now: i64,
+    ) -> Identity {
+        let mut identity = self.directory.identity(user, client_id, hide_email);
+        if let Some(client) = self.teams.client(client_id) {
+            identity.sub = teams::team_sub(&user.sub, &client.original, &client.current);
+            if identity.is_private_email {
+                identity.email = Some(crate::directory::relay_email_on(
+                    &identity.sub,
+                    client_id,
+                    &user.relay_domain,
+                ));
+            }
+            if client.in_window(now) {
+                identity.transfer_sub = Some(teams::transfer_sub(&user.sub, &client.current));
+            }
+        }
+        identity
+    }
 }
 
 /// A running fake of Apple's Sign in with Apple service.
@@ -125,6 +157,7 @@ impl Mock {
             developer_keys: HashMap::new(),
             key_clients: HashMap::new(),
             generated_keys: Vec::new(),
+            teams: Teams::default(),
         };
         Ok(Self {
             issuer: config.issuer,
