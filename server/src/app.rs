@@ -231,18 +231,7 @@ async fn limit_per_client(
 /// Opens the database, loads the keys, and builds the state; the store's tasks join `tasks`.
 async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartError> {
     telemetry::prometheus();
-    let sealer = sealer(&config)?;
-    let pool = db::connect(&config.database_url).await?;
-    let file = db::sqlite_file(&config.database_url).map(crate::store::DatabaseFile::opened);
-    let store = Store::new(
-        pool,
-        db::DatabaseKind::of(&config.database_url),
-        file,
-        sealer,
-        config.webhooks.is_some(),
-        tasks,
-    );
-    store.seal_secrets_at_rest().await?;
+    let store = open_store(&config, tasks).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sessions = SessionKeys::load(
         &store,
@@ -304,6 +293,24 @@ async fn prepare(config: Config, tasks: &Tasks) -> Result<Arc<AppState>, StartEr
 
 /// The keys that seal secrets at rest: `SIWA_ENCRYPTION_KEY`'s or, on SQLite, those of a key
 /// file beside the database, made (readable by its owner only) on first start.
+/// Opens and migrates the database of `config`, with its sealing key; the store's tasks join
+/// `tasks`. What `serve` does first, and the operator's commands (`transfer`) too.
+pub(crate) async fn open_store(config: &Config, tasks: &Tasks) -> Result<Store, StartError> {
+    let sealer = sealer(config)?;
+    let pool = db::connect(&config.database_url).await?;
+    let file = db::sqlite_file(&config.database_url).map(crate::store::DatabaseFile::opened);
+    let store = Store::new(
+        pool,
+        db::DatabaseKind::of(&config.database_url),
+        file,
+        sealer,
+        config.webhooks.is_some(),
+        tasks,
+    );
+    store.seal_secrets_at_rest().await?;
+    Ok(store)
+}
+
 fn sealer(config: &Config) -> Result<Sealer, StartError> {
     if let Some(sealer) = &config.encryption_key {
         return Ok(sealer.clone());

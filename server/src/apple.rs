@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use siwa_core::Endpoints;
 use siwa_core::{
-    AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, TokenResponse, TokenTypeHint,
+    AppleApiError, AppleClient, ClientSecret, Clock, DeveloperKey, MigratedUser, TokenResponse,
+    TokenTypeHint, TransferIdentifier, UserMigrationRequest,
 };
 
 /// A client secret lives an hour and is renewed when less than five minutes are left.
@@ -96,6 +97,66 @@ impl AppleGateway {
         let secret = self.secret(client_id)?;
         let result = self.client.revoke(client_id, &secret, token, hint).await;
         record("revoke", &result);
+        Ok(result?)
+    }
+}
+
+/// An app transfer's calls (F16), with the configured key's team.
+impl AppleGateway {
+    /// The team of the configured key: the one Apple answers the migration calls for.
+    pub fn team_id(&self) -> Option<&str> {
+        self.key.as_ref().map(DeveloperKey::team_id)
+    }
+
+    /// An access token for the migration endpoint (`client_credentials`, `user.migration`).
+    pub async fn migration_token(&self, client_id: &str) -> Result<String, GatewayError> {
+        let secret = self.secret(client_id)?;
+        let result = self.client.migration_token(client_id, &secret).await;
+        record("token", &result);
+        Ok(result?.access_token)
+    }
+
+    /// The sending team: the transfer identifier of the user `sub` for the team `target`.
+    pub async fn transfer_identifier(
+        &self,
+        client_id: &str,
+        access_token: &str,
+        sub: &str,
+        target: &str,
+    ) -> Result<String, GatewayError> {
+        let request = UserMigrationRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(self.secret(client_id)?.expose().into()),
+            sub: Some(sub.into()),
+            target: Some(target.into()),
+            ..UserMigrationRequest::default()
+        };
+        let result = self
+            .client
+            .user_migration_info::<TransferIdentifier>(access_token, &request)
+            .await;
+        record("usermigrationinfo", &result);
+        Ok(result?.transfer_sub)
+    }
+
+    /// The recipient team: the user of a transfer identifier, under this team.
+    pub async fn migrated_user(
+        &self,
+        client_id: &str,
+        access_token: &str,
+        transfer_sub: &str,
+    ) -> Result<MigratedUser, GatewayError> {
+        let request = UserMigrationRequest {
+            client_id: Some(client_id.into()),
+            client_secret: Some(self.secret(client_id)?.expose().into()),
+            transfer_sub: Some(transfer_sub.into()),
+            ..UserMigrationRequest::default()
+        };
+        let result = self
+            .client
+            .user_migration_info::<MigratedUser>(access_token, &request)
+            .await;
+        record("usermigrationinfo", &result);
         Ok(result?)
     }
 }

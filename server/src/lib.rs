@@ -22,7 +22,7 @@
 //!
 //! The layers, from the top: a module imports only from the layers below its own
 //! (`server/tests/layers.rs` reads this list and keeps the code to it).
-//! - `dev`
+//! - `dev`, `transfer`
 //! - `app`
 //! - `routes`, `request_body`, `response_policy`
 //! - `state`
@@ -66,6 +66,7 @@ mod store;
 mod tasks;
 mod telemetry;
 mod tokens;
+pub mod transfer;
 mod web;
 mod webhooks;
 

@@ -39,6 +39,22 @@ enum Command {
         #[command(subcommand)]
         what: Option<DoctorCommand>,
     },
+    /// Move the app's users to another Apple team (docs/transfer.md): `prepare` with the
+    /// sending team's key before the move, `complete` with the recipient's after it, `status`
+    /// at any time. Configured from the environment and `.env`, as `serve` is.
+    Transfer {
+        #[command(subcommand)]
+        step: TransferCommand,
+        /// The transferred app's client id (default: the first of SIWA_APPLE_CLIENT_IDS).
+        #[arg(long, global = true)]
+        client_id: Option<String>,
+        /// Count what the step would do; call Apple for nothing and write nothing.
+        #[arg(long, global = true)]
+        dry_run: bool,
+        /// Calls to Apple per second at most.
+        #[arg(long, global = true, default_value_t = 5.0)]
+        per_second: f64,
+    },
     /// Print the API's OpenAPI document (what `GET /openapi.json` answers), from which the
     /// TypeScript client's types are generated (`scripts/generate-bindings.sh`).
     Openapi,
@@ -65,6 +81,20 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Before the move, with the sending team's key: keep every user's transfer identifier.
+    Prepare {
+        /// The recipient's Team ID.
+        #[arg(long)]
+        to_team: String,
+    },
+    /// After the move, with the recipient team's key: relink every prepared account.
+    Complete,
+    /// How many users are prepared, completed, failed and left.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 enum DoctorCommand {
     /// Decode an identity token without trusting it, say what each claim means, and verify it
     /// with this server's configuration and Apple's keys. The token itself is never printed.
@@ -84,6 +114,20 @@ enum DoctorCommand {
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Transfer {
+            step,
+            client_id,
+            dry_run,
+            per_second,
+        } => {
+            let options = siwa_server::transfer::TransferOptions {
+                client_id,
+                dry_run,
+                per_second,
+                ..Default::default()
+            };
+            transfer(step, &options).await
+        }
         Command::Openapi => {
             println!("{}", siwa_server::openapi_json());
             ExitCode::SUCCESS
@@ -110,6 +154,50 @@ async fn main() -> ExitCode {
                 }
             };
             run_dev(port, mock_port, database_url, webhooks, env_file).await
+        }
+    }
+}
+
+async fn transfer(
+    step: TransferCommand,
+    options: &siwa_server::transfer::TransferOptions,
+) -> ExitCode {
+    use siwa_server::transfer;
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("siwa-server transfer: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_json);
+    let dry = if options.dry_run {
+        " (dry run: nothing asked, nothing written)"
+    } else {
+        ""
+    };
+    let outcome = match step {
+        TransferCommand::Prepare { to_team } => transfer::prepare(&config, &to_team, options)
+            .await
+            .map(|s| format!("prepared {} users, {} refused by Apple (run again to retry them), {} to ask{dry}", s.done, s.failed, s.would)),
+        TransferCommand::Complete => transfer::complete(&config, options).await.map(|s| {
+            format!("relinked {} accounts, {} already relinked by a sign-in, {} refused (run again to retry them), {} to ask{dry}", s.done, s.already, s.failed, s.would)
+        }),
+        TransferCommand::Status => transfer::status(&config).await.map(|status| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            transfer::describe(&status, now)
+        }),
+    };
+    match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("siwa-server transfer: {error}");
+            ExitCode::FAILURE
         }
     }
 }

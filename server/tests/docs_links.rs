@@ -66,6 +66,7 @@ fn every_guide_the_readme_promises_exists() {
         "javascript.md",
         "server.md",
         "doctor.md",
+        "transfer.md",
         "webhooks.md",
         "security.md",
         "performance.md",

@@ -397,22 +397,49 @@ async fn a_token_for_another_app_is_refused(h: Harness) {
 
 async fn a_transferred_user_keeps_their_account(h: Harness) {
     let (_, before) = h.sign_in(default(), None).await;
-    let old_sub = h.apple.users()[0].sub.clone();
-    let claims =
-        json!({"sub": "999999.ffffffffffffffffffffffffffffffff.9999", "transfer_sub": old_sub});
+    // transfer_sub is the transfer identifier (F16), not the old sub: an unknown one links
+    // nothing, and the user is new.
+    let unknown = json!({"sub": "888888.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.8888", "transfer_sub": h.apple.users()[0].sub});
     let minted = h.mint(IdentityTokenRequest {
-        claims: claims.as_object().unwrap().clone(),
+        claims: unknown.as_object().unwrap().clone(),
         ..default()
     });
-    let (status, after) = h
+    let (status, stranger) = h
         .post(
             "/v1/auth/apple",
             &json!({"identityToken": minted.identity_token}),
         )
         .await;
-    assert_eq!(status, 200, "{after}");
-    assert_eq!(after["user"]["id"], before["user"]["id"]);
-    assert_eq!(after["isNewUser"], false);
+    assert_eq!(status, 200, "{stranger}");
+    assert_eq!(stranger["isNewUser"], true);
+    // The identifier `transfer prepare` kept relinks the account, once.
+    h.execute(&format!(
+        "INSERT INTO user_transfers (user_id, target_team, transfer_sub, prepared_at) \
+         VALUES ('{}', 'TEAMBBBBBB', '000999.dddddddddddddddddddddddddddddddd.0009', 0)",
+        before["user"]["id"].as_str().unwrap()
+    ))
+    .await;
+    let claims = json!({"sub": "999999.ffffffffffffffffffffffffffffffff.9999", "transfer_sub": "000999.dddddddddddddddddddddddddddddddd.0009"});
+    for _ in 0..2 {
+        let minted = h.mint(IdentityTokenRequest {
+            claims: claims.as_object().unwrap().clone(),
+            ..default()
+        });
+        let (status, after) = h
+            .post(
+                "/v1/auth/apple",
+                &json!({"identityToken": minted.identity_token}),
+            )
+            .await;
+        assert_eq!(status, 200, "{after}");
+        assert_eq!(after["user"]["id"], before["user"]["id"]);
+        assert_eq!(after["isNewUser"], false);
+    }
+    assert_eq!(
+        h.query("SELECT CAST(COUNT(*) AS TEXT) FROM user_transfers WHERE completed_at IS NOT NULL")
+            .await,
+        ["1"]
+    );
 }
 
 async fn concurrent_seed_route_sign_ins_make_one_user_per_sub(h: Harness) {

@@ -264,13 +264,20 @@ async fn sign_up_deletion_and_each_notification_make_exactly_their_events(mut h:
     assert_eq!(events[6].1["data"]["reason"], "app");
     assert_eq!(events[6].1["data"]["appleSub"], "001111.aaaa.0001");
 
-    // A team transfer moves the account to the new `sub`.
+    // A team transfer moves the account to the new `sub`: the token's transfer_sub is the
+    // transfer identifier `transfer prepare` kept for the account.
     let moved = sign_up(&h, "002222.bbbb.0002").await;
+    h.execute(&format!(
+        "INSERT INTO user_transfers (user_id, target_team, transfer_sub, prepared_at) \
+         VALUES ('{}', 'TEAMBBBBBB', '000777.tttt.0007', 0)",
+        moved["user"]["id"].as_str().unwrap()
+    ))
+    .await;
     let (status, body) = h
         .sign_in(
             IdentityTokenRequest {
                 sub: Some("003333.cccc.0003".into()),
-                claims: json!({"transfer_sub": "002222.bbbb.0002"})
+                claims: json!({"transfer_sub": "000777.tttt.0007"})
                     .as_object()
                     .unwrap()
                     .clone(),

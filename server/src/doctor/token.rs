@@ -400,7 +400,7 @@ fn explain_claim(
             Some(0) => "unsupported on this platform".into(),
             _ => "a fraud hint, never a reason to refuse".into(),
         }),
-        "transfer_sub" => line(shown, "the user's sub under the team the app was transferred from: the server moves the account to the new sub".into()),
+        "transfer_sub" => line(shown, "the transfer identifier, for 60 days after the app moved to another team: the server relinks the account `siwa-server transfer prepare` kept it for (docs/transfer.md)".into()),
         "c_hash" => line(shown, "hash of the authorization code: the token came with a code (from the app or the web flow)".into()),
         "at_hash" => line(shown, "hash of an access token: the token came from Apple's token endpoint (a code exchange)".into()),
         "org_id" => line(shown, "a managed Apple Account's organisation".into()),

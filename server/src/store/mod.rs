@@ -20,6 +20,7 @@ mod pending_names;
 mod queue;
 mod revocations;
 mod sessions;
+mod transfers;
 mod users;
 mod web;
 
@@ -46,6 +47,7 @@ pub use pending_names::PendingName;
 pub use queue::Queue;
 pub use revocations::{PendingRevocation, REVOCATION_LEASE_SECS};
 pub use sessions::{NewSession, Rotation, create_session, create_web_session};
+pub use transfers::{NewIdentity, Relinked, TransferStatus};
 pub use users::{Replay, SignInRecord, SignedIn, User};
 pub use web::{
     NewExchangeCode, WebCompletion, WebSignIn, insert_exchange_code, take_exchange_code,

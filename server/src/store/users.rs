@@ -162,16 +162,32 @@ impl Store {
         }
         let claims = record.claims;
         let mut recorded = false;
-        if let Some(previous) = claims.transfer_sub.as_deref().filter(|p| *p != claims.sub) {
-            // After an app transfer, the user's account moves to the new team's `sub`.
-            let moved: Vec<(String,)> = sqlx::query_as("UPDATE users SET apple_sub = $1 WHERE apple_sub = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1) RETURNING id")
-                .bind(&claims.sub)
-                .bind(previous)
-                .fetch_all(&mut *tx)
-                .await?;
-            if let Some((user_id,)) = moved.first() {
-                let event = WebhookEvent::transferred(user_id, previous, &claims.sub);
-                recorded |= self.record_event(&mut tx, event, now).await?;
+        if let Some(transfer_sub) = claims.transfer_sub.as_deref() {
+            // After an app transfer, `transfer_sub` is the transfer identifier that `transfer
+            // prepare` kept for the account (F16): the account moves to the new team's `sub`,
+            // once, whether or not `transfer complete` has run.
+            let prepared: Option<(String, String)> = sqlx::query_as(
+                "SELECT u.id, u.apple_sub FROM user_transfers t JOIN users u ON u.id = t.user_id \
+                 WHERE t.transfer_sub = $1",
+            )
+            .bind(transfer_sub)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((user_id, previous)) = prepared.filter(|(_, sub)| *sub != claims.sub) {
+                let moved = sqlx::query("UPDATE users SET apple_sub = $1 WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM users WHERE apple_sub = $1)")
+                    .bind(&claims.sub)
+                    .bind(&user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if moved.rows_affected() == 1 {
+                    sqlx::query("UPDATE user_transfers SET completed_at = $1, failure = NULL WHERE user_id = $2")
+                        .bind(now)
+                        .bind(&user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let event = WebhookEvent::transferred(&user_id, &previous, &claims.sub);
+                    recorded |= self.record_event(&mut tx, event, now).await?;
+                }
             }
         }
         let mut user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
