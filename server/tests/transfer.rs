@@ -16,6 +16,7 @@ use siwa_server::transfer::{self, RunSummary, TransferError, TransferOptions};
 on_both_databases!(
     a_few_hundred_users_move_to_another_team_with_their_sessions_and_names,
     an_interrupted_prepare_resumes_without_asking_twice,
+    a_prepare_killed_mid_run_resumes_without_asking_twice,
     apples_refusals_stop_the_run_or_are_recorded_per_user,
 );
 
@@ -302,4 +303,78 @@ async fn apples_refusals_stop_the_run_or_are_recorded_per_user(h: Harness) {
         matches!(late, Err(TransferError::PeriodOver(_))),
         "{late:?}"
     );
+}
+
+/// The binary, killed with SIGKILL in the middle of `prepare`, then run again: every user is
+/// prepared once, none lost, none asked twice (but the one in flight).
+async fn a_prepare_killed_mid_run_resumes_without_asking_twice(h: Harness) {
+    sign_up_everyone(&h).await;
+    let key = h.apple.generate_developer_key(Some(SENDER), None).unwrap();
+    let prepare = || {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_siwa-server"));
+        command
+            .args([
+                "transfer",
+                "prepare",
+                "--to-team",
+                RECIPIENT,
+                "--per-second",
+                "300",
+            ])
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SIWA_DATABASE_URL", &h.database_url)
+            .env("SIWA_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)
+            .env("SIWA_APPLE_CLIENT_IDS", APP)
+            .env("SIWA_APPLE_BASE_URL", h.apple.base_url())
+            .env("SIWA_APPLE_TEAM_ID", SENDER)
+            .env("SIWA_APPLE_KEY_ID", &key.key_id)
+            .env("SIWA_APPLE_PRIVATE_KEY", &key.private_key_pem)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+    let mut child = prepare().spawn().unwrap();
+    while count(&h, "SELECT COUNT(*) FROM user_transfers").await < 60 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it finished before it was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let before = count(&h, "SELECT COUNT(*) FROM user_transfers").await;
+    assert!(before < USERS as i64, "killed in the middle ({before})");
+
+    let output = prepare().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("prepared {} users", USERS as i64 - before)),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for secret in ["001", "@", "eyJ", "BEGIN"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the output names no identifier: {stdout} {stderr}"
+        );
+    }
+    assert_eq!(
+        count(
+            &h,
+            "SELECT COUNT(*) FROM user_transfers WHERE attempts = 1 AND transfer_sub IS NOT NULL"
+        )
+        .await,
+        USERS as i64,
+        "every user prepared once"
+    );
+    assert!(h.count(Endpoint::UserMigrationInfo) <= USERS as u64 + 1);
 }
