@@ -45,9 +45,11 @@ fn missing(name: &str) -> Option<String> {
         return Some(format!("{name}: no file {file}"));
     };
     let found = if let Some(quoted) = test.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        // A Kotlin test (`"name" to {`) or a browser step (`step('name'`).
+        // A Kotlin test (`"name" to {`), a browser step (`step('name'`) or a JavaScript
+        // client's test (`t.test('name'`).
         source.contains(&format!("\"{quoted}\" to {{"))
             || source.contains(&format!("step('{quoted}'"))
+            || source.contains(&format!("t.test('{quoted}'"))
     } else if file.ends_with(".swift") {
         test.starts_with("test") && source.contains(&format!("func {test}("))
     } else {
