@@ -60,6 +60,19 @@ impl Default for TransferOptions {
     }
 }
 
+impl TransferOptions {
+    /// Refuses a pace that would never finish (0, negative, not a number).
+    fn check(&self) -> Result<(), TransferError> {
+        if self.per_second.is_finite() && self.per_second > 0.0 {
+            Ok(())
+        } else {
+            Err(TransferError::Setup(
+                "--per-second must be a positive number of calls".into(),
+            ))
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RunSummary {
@@ -106,6 +119,7 @@ struct Run {
 
 impl Run {
     async fn open(config: &Config, options: &TransferOptions) -> Result<Self, TransferError> {
+        options.check()?;
         let client_id = options
             .client_id
             .clone()
@@ -169,7 +183,7 @@ impl Run {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, GatewayError>>,
     {
-        let pause = Duration::from_secs_f64(1.0 / self.options.per_second.max(0.01));
+        let pause = Duration::from_secs_f64(1.0 / self.options.per_second);
         let mut wait = self.options.retry_base;
         for attempt in 1..=ATTEMPTS {
             tokio::time::sleep(pause).await;
@@ -405,5 +419,43 @@ impl Progress {
         if self.terminal {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pace_that_would_never_finish_is_refused() {
+        for per_second in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let options = TransferOptions {
+                per_second,
+                ..TransferOptions::default()
+            };
+            assert!(
+                matches!(options.check(), Err(TransferError::Setup(_))),
+                "{per_second}"
+            );
+        }
+        assert!(TransferOptions::default().check().is_ok());
+    }
+
+    #[test]
+    fn the_status_names_no_user_and_counts_the_days_from_the_first_relinked_account() {
+        let status = TransferStatus {
+            users: 10,
+            target_teams: vec!["TEAMBBBBBB".into()],
+            prepared: 10,
+            completed: 4,
+            failed: 1,
+            first_completed_at: Some(0),
+        };
+        let text = describe(&status, 3 * 86_400);
+        assert!(text.contains("to team TEAMBBBBBB"), "{text}");
+        assert!(text.contains("left: 6"), "{text}");
+        assert!(text.contains("at most 57 left"), "{text}");
+        let late = describe(&status, 70 * 86_400);
+        assert!(late.contains("at most 0 left"), "{late}");
     }
 }
