@@ -12,15 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 . scripts/stack.sh
 
 scripts/node.sh
-if [ ! -x /usr/bin/chromium ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing Chromium (Debian packages)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        echo "Chromium is not installed at /usr/bin/chromium (Debian: apt-get install chromium)" >&2
-        exit 1
-    fi
-fi
+scripts/chromium.sh
 echo "== js-package and web-test: npm ci (Chromium is Debian's, no browser download)"
 (cd js-package && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 (cd web-test && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)

@@ -14,23 +14,8 @@ shots="${SIWA_SCREENSHOTS:-$CARGO_TARGET_DIR/web-screenshots}"
 # A temporary folder ($work) and the processes started (killed, and the folder removed, on exit).
 . scripts/stack.sh
 
-if [ ! -x /usr/bin/chromium ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing Chromium (Debian packages)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        echo "Chromium is not installed at /usr/bin/chromium (Debian: apt-get install chromium)" >&2
-        exit 1
-    fi
-fi
-if ! command -v npm >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-    else
-        echo "Node.js and npm are needed (Debian: apt-get install nodejs npm)" >&2
-        exit 1
-    fi
-fi
+scripts/chromium.sh
+scripts/node.sh
 echo "== web-test: npm ci (playwright-core; Chromium is Debian's, no browser download)"
 (cd web-test && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 

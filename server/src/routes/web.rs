@@ -337,12 +337,16 @@ async fn refused_form(state: &AppState, headers: &HeaderMap, error: ApiError) ->
 }
 
 fn render(state: &AppState, view: &View<'_>, banner: Option<&Banner>) -> String {
+    with_brand(state, |brand| page::render(brand, view, banner))
+}
+
+/// `draw` given the page's brand: the app's name and icon as configured.
+fn with_brand<R>(state: &AppState, draw: impl FnOnce(&page::Brand<'_>) -> R) -> R {
     let name = state.config.web.app_name();
-    let brand = page::Brand {
+    draw(&page::Brand {
         name: &name,
         icon_url: state.config.web.app_icon_url.as_deref(),
-    };
-    page::render(&brand, view, banner)
+    })
 }
 
 #[derive(Deserialize)]
@@ -524,12 +528,7 @@ fn to_web_app(
                 origin: &origin,
                 error,
             };
-            let name = state.config.web.app_name();
-            let brand = page::Brand {
-                name: &name,
-                icon_url: state.config.web.app_icon_url.as_deref(),
-            };
-            let body = page::render_popup(&brand, &outcome);
+            let body = with_brand(state, |brand| page::render_popup(brand, &outcome));
             html_under(page::POPUP_CONTENT_SECURITY_POLICY, StatusCode::OK, body)
         }
         (false, None) => see_other(&return_to, &[]),
