@@ -42,6 +42,13 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// The private key in PKCS#8 DER, for a signer that parses it once (`batch`).
+    pub(crate) fn private_key_der(&self) -> Result<Vec<u8>, KeyError> {
+        rcgen::KeyPair::from_pem(&self.private_pem)
+            .map(|pair| pair.serialize_der())
+            .map_err(|e| KeyError::Damaged(e.to_string()))
+    }
+
     pub fn generate() -> Result<Self, KeyError> {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
@@ -81,6 +88,21 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
+    /// The keys a mock keeps in `dir`, which must hold some (`mock-apple tokens` signs with the
+    /// key a running mock publishes).
+    pub fn load(dir: &Path) -> Result<Self, KeyError> {
+        if !dir.join(KEY_FILE).exists() {
+            return Err(KeyError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} holds no keys: start mock-apple --key-dir there first",
+                    dir.display()
+                ),
+            )));
+        }
+        Self::load_or_generate(Some(dir), 1)
+    }
+
     /// Loads the keys from `dir` if it holds some, otherwise generates `initial` keys (and
     /// saves them there).
     pub fn load_or_generate(dir: Option<&Path>, initial: usize) -> Result<Self, KeyError> {

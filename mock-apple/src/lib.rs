@@ -21,6 +21,7 @@
 //!
 //! Every protocol fact (claims, client secrets, formats) comes from `siwa-core`.
 
+pub mod batch;
 mod clock;
 pub mod directory;
 pub mod faults;

@@ -28,6 +28,35 @@ struct Args {
     /// The client id of tokens minted without one.
     #[arg(long, env = "MOCK_APPLE_CLIENT_ID", default_value = "com.example.app")]
     client_id: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print many valid identity tokens, one per line, each of a different user, signed with
+    /// the key of a mock running with `--key-dir DIR` (for benchmarks).
+    Tokens {
+        /// The running mock's key directory.
+        #[arg(long)]
+        key_dir: PathBuf,
+        /// How many tokens.
+        #[arg(long)]
+        count: u64,
+        /// How many users they are of (default: one per token). Token N is user FIRST + N % USERS.
+        #[arg(long)]
+        users: Option<u64>,
+        /// The number of the first user: users FIRST..FIRST+COUNT, the same user for the same
+        /// number in every run.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Each token carries the hash of a raw nonce, printed after it: `TOKEN RAW_NONCE`.
+        #[arg(long)]
+        nonces: bool,
+        /// The tokens' lifetime.
+        #[arg(long, default_value_t = 3600)]
+        lifetime_secs: i64,
+    },
 }
 
 #[tokio::main]
@@ -41,6 +70,36 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = Args::parse();
+    if let Some(Command::Tokens {
+        key_dir,
+        count,
+        users,
+        first,
+        nonces,
+        lifetime_secs,
+    }) = args.command
+    {
+        let batch = mock_apple::batch::TokenBatch {
+            issuer: args.issuer,
+            client_id: args.client_id,
+            first,
+            count,
+            users: users.unwrap_or(count),
+            nonces,
+            lifetime_secs,
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        };
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+        return match batch.write(&key_dir, &mut out) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("mock-apple tokens: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let mut builder = MockApple::builder()
         .address(SocketAddr::new(args.host, args.port))
         .issuer(args.issuer)

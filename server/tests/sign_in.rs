@@ -29,6 +29,7 @@ on_both_databases!(
     a_transferred_user_keeps_their_account,
     concurrent_seed_route_sign_ins_make_one_user_per_sub,
     two_instances_batching_the_same_users_lose_and_repeat_nothing,
+    grouped_app_sign_ins_use_each_nonce_and_token_once,
     a_returning_sign_in_with_nothing_new_is_not_written,
     a_nonce_bearing_token_is_single_use_even_without_its_raw_nonce,
     a_name_with_control_characters_is_refused_and_nothing_is_written,
@@ -529,6 +530,107 @@ async fn two_instances_batching_the_same_users_lose_and_repeat_nothing(h: Harnes
         .await;
     let total: i64 = counts.iter().map(|c| c.parse::<i64>().unwrap()).sum();
     assert_eq!(total, 240, "a sign-in was lost or counted twice");
+    other.shutdown().await;
+}
+
+/// The apps' route, many at once, as the group-commit writer groups them: each nonce and each
+/// identity token opens one session, whether its twin is in the same group, the next one, or
+/// another instance's; every refusal is the specific one, and a refused sign-in writes nothing.
+async fn grouped_app_sign_ins_use_each_nonce_and_token_once(h: Harness) {
+    let other = h.another_instance().await;
+    let mut bodies = Vec::new();
+    let sub = |n: usize| format!("000000.{n:032}.0000");
+    // 40 users, each token with a nonce of its own, sent three times.
+    for i in 0..40 {
+        let nonce = RawNonce::generate();
+        let minted = h.mint(IdentityTokenRequest {
+            sub: Some(sub(i)),
+            raw_nonce: Some(nonce.expose().into()),
+            ..default()
+        });
+        let body = json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()});
+        bodies.extend([
+            ("nonce", body.clone()),
+            ("nonce", body.clone()),
+            ("nonce", body),
+        ]);
+    }
+    // 10 pairs of users whose two tokens carry one nonce: one of each pair signs in.
+    for i in 0..10 {
+        let nonce = RawNonce::generate();
+        for user in [100 + i, 200 + i] {
+            let minted = h.mint(IdentityTokenRequest {
+                sub: Some(sub(user)),
+                raw_nonce: Some(nonce.expose().into()),
+                ..default()
+            });
+            bodies.push((
+                "pair",
+                json!({"identityToken": minted.identity_token, "rawNonce": nonce.expose()}),
+            ));
+        }
+    }
+    // 10 users whose tokens carry no nonce, sent three times.
+    for i in 0..10 {
+        let minted = h.mint(IdentityTokenRequest {
+            sub: Some(sub(300 + i)),
+            ..default()
+        });
+        let body = json!({"identityToken": minted.identity_token});
+        bodies.extend([
+            ("token", body.clone()),
+            ("token", body.clone()),
+            ("token", body),
+        ]);
+    }
+    let (first, second) = (&h, &other);
+    let results = futures::future::join_all(bodies.iter().enumerate().map(
+        |(i, (kind, body))| async move {
+            let answer = if i % 5 == 4 {
+                first.post_to(second, "/v1/auth/apple", body).await
+            } else {
+                first.post("/v1/auth/apple", body).await
+            };
+            (*kind, answer)
+        },
+    ))
+    .await;
+    let mut signed_in = Vec::new();
+    for (kind, (status, body)) in &results {
+        match (status, body["error"].as_str()) {
+            (200, None) => signed_in.push((*kind, body.clone())),
+            (401, Some("nonce_replayed")) => assert_ne!(*kind, "token", "{body}"),
+            (401, Some("token_replayed")) => assert_eq!(*kind, "token", "{body}"),
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+    }
+    let count = |kind: &str| signed_in.iter().filter(|(k, _)| *k == kind).count();
+    assert_eq!(
+        (count("nonce"), count("pair"), count("token")),
+        (40, 10, 10),
+        "each nonce and each token signed in exactly once"
+    );
+    // Every answered session was committed: its tokens work.
+    for (_, body) in &signed_in {
+        assert_eq!(body["isNewUser"], true);
+        let access = body["session"]["accessToken"].as_str().unwrap();
+        assert_eq!(h.get_auth("/v1/me", access).await.0, 200);
+        let refresh = json!({"refreshToken": body["session"]["refreshToken"]});
+        assert_eq!(h.post("/v1/auth/refresh", &refresh).await.0, 200);
+    }
+    assert_eq!(h.users().await, 60);
+    for (table, rows) in [
+        ("sessions", "60"),
+        ("used_nonces", "50"),
+        ("used_identity_tokens", "60"),
+    ] {
+        let sql = format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}");
+        assert_eq!(
+            h.query(&sql).await,
+            [rows],
+            "{table}: a refused sign-in wrote"
+        );
+    }
     other.shutdown().await;
 }
 

@@ -66,10 +66,16 @@ impl Accounts {
         // Each identity token opens at most one session, nonce or not: a token without a nonce
         // that leaked (a request log, analytics) would otherwise mint sessions until it expires.
         let token_hash = crate::tokens::token_hash(request.identity_token);
-        match self.store.replayed(nonce_hash, &token_hash).await? {
-            Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
-            Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
-            None => {}
+        // A replay is refused before Apple is asked to exchange its code. Without an exchange
+        // the write's own records refuse it, so the read would be one round trip for nothing.
+        let exchanges =
+            request.authorization_code.is_some_and(|c| !c.is_empty()) && self.apple.configured();
+        if exchanges {
+            match self.store.replayed(nonce_hash, &token_hash).await? {
+                Some(Replay::Nonce) => return Err(ApiError::NonceReplayed),
+                Some(Replay::IdentityToken) => return Err(ApiError::TokenReplayed),
+                None => {}
+            }
         }
         let name = PendingName {
             given_name: given_name.map(str::to_owned),

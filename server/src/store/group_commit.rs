@@ -36,11 +36,14 @@ use tokio_util::sync::CancellationToken;
 use super::event::WebhookEvent;
 use super::events::insert_event;
 use super::health::{Down, Health, KnownDown};
+use super::pending_names::take_kept_names;
+use super::recorded_sign_ins::{Grouped, RecordedSignIn, Refusal, claim_single_use, open_sessions};
 use super::sessions::{Batched, Claim, rotate_batch};
 use super::users::{
     User, UserUpsert, read_users, upsert_user, upsert_users, upsert_users_recording_created,
 };
 use crate::db::DatabaseKind;
+use crate::sealing::Sealer;
 use crate::tasks::Tasks;
 
 /// The largest batch; bounds the latency a request can wait behind others.
@@ -53,6 +56,11 @@ enum Job {
         claim: Claim,
         reply: oneshot::Sender<Result<Batched, sqlx::Error>>,
     },
+    /// A sign-in with its nonce, token and session (`recorded_sign_ins`).
+    Recorded {
+        sign_in: RecordedSignIn,
+        reply: oneshot::Sender<Result<Grouped, sqlx::Error>>,
+    },
     /// The database's watch (`health`): whether a write of the writer's is committed.
     Probe {
         reply: oneshot::Sender<bool>,
@@ -61,6 +69,30 @@ enum Job {
 
 /// A rotation waiting for the writer, and whom to answer.
 type RotationJob = (Claim, oneshot::Sender<Result<Batched, sqlx::Error>>);
+
+/// A recorded sign-in waiting for the writer, and whom to answer.
+type RecordedJob = (
+    RecordedSignIn,
+    oneshot::Sender<Result<Grouped, sqlx::Error>>,
+);
+
+/// A batch's jobs that write, by kind.
+#[derive(Default)]
+struct Writes {
+    sign_ins: Vec<SignIn>,
+    recorded: Vec<RecordedJob>,
+    rotations: Vec<RotationJob>,
+}
+
+impl Writes {
+    fn is_empty(&self) -> bool {
+        self.sign_ins.is_empty() && self.recorded.is_empty() && self.rotations.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.sign_ins.len() + self.recorded.len() + self.rotations.len()
+    }
+}
 
 struct SignIn {
     upsert: UserUpsert,
@@ -79,6 +111,7 @@ impl GroupCommit {
     pub fn start(
         pool: AnyPool,
         backend: DatabaseKind,
+        sealer: Sealer,
         events: Option<Arc<Notify>>,
         wal_caught_up: Option<Arc<AtomicBool>>,
         health: Arc<Health>,
@@ -88,6 +121,7 @@ impl GroupCommit {
         let writer = Writer {
             pool,
             postgres: backend == DatabaseKind::Postgres,
+            sealer,
             events,
             wal_caught_up,
             health,
@@ -108,6 +142,13 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         self.send(Job::SignIn(SignIn { upsert, reply }), answer)
             .await
+    }
+
+    /// Writes a sign-in's nonce, token, user and session with whatever else is queued, or says
+    /// it was refused for a replay, or must be written alone.
+    pub async fn sign_in(&self, sign_in: RecordedSignIn) -> Result<Grouped, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Recorded { sign_in, reply }, answer).await
     }
 
     /// Rotates the claimed refresh token with whatever else is queued, or says it must be
@@ -146,6 +187,8 @@ struct Writer {
     pool: AnyPool,
     /// The database is PostgreSQL (which writes a batch's events in its upsert's statement).
     postgres: bool,
+    /// Opens the names kept from failed first sign-ins (`pending_names`).
+    sealer: Sealer,
     events: Option<Arc<Notify>>,
     /// SQLite: raised when the checkpointer has copied the log, for the writer to copy the rest
     /// between two batches.
@@ -221,19 +264,19 @@ async fn write(writer: Writer, mut queue: mpsc::Receiver<Job>, stop: Cancellatio
 }
 
 async fn write_batch(writer: &Writer, batch: &mut Vec<Job>) {
-    let mut sign_ins = Vec::with_capacity(batch.len());
-    let mut rotations = Vec::new();
+    let mut writes = Writes::default();
     let mut probes = Vec::new();
     for job in batch.drain(..) {
         match job {
-            Job::SignIn(sign_in) => sign_ins.push(sign_in),
-            Job::Rotation { claim, reply } => rotations.push((claim, reply)),
+            Job::SignIn(sign_in) => writes.sign_ins.push(sign_in),
+            Job::Recorded { sign_in, reply } => writes.recorded.push((sign_in, reply)),
+            Job::Rotation { claim, reply } => writes.rotations.push((claim, reply)),
             Job::Probe { reply } => probes.push(reply),
         }
     }
     match writer.health.check() {
-        Ok(()) => write_jobs(writer, sign_ins, rotations).await,
-        Err(down) => refuse(sign_ins, rotations, down),
+        Ok(()) => write_jobs(writer, writes).await,
+        Err(down) => refuse(writes, down),
     }
     // A probe is made even while the database is down: it is how the watch sees it come back.
     if !probes.is_empty() {
@@ -260,45 +303,68 @@ pub(super) async fn write_readiness(pool: &AnyPool) -> bool {
 }
 
 /// Writes a batch's sign-ins and rotations and answers each.
-async fn write_jobs(writer: &Writer, sign_ins: Vec<SignIn>, rotations: Vec<RotationJob>) {
-    let sign_ins = answer_unchanged(writer, sign_ins).await;
+async fn write_jobs(writer: &Writer, mut writes: Writes) {
+    writes.sign_ins = answer_unchanged(writer, std::mem::take(&mut writes.sign_ins)).await;
     // The read found the database out of reach: the write would wait for it again.
     if let Err(down) = writer.health.check() {
-        refuse(sign_ins, rotations, down);
+        refuse(writes, down);
         return;
     }
-    if sign_ins.is_empty() && rotations.is_empty() {
+    if writes.is_empty() {
         return;
     }
+    let Writes {
+        sign_ins,
+        recorded,
+        rotations,
+    } = writes;
     let claims: Vec<&Claim> = rotations.iter().map(|(claim, _)| claim).collect();
-    match commit(writer, &sign_ins, &claims).await {
-        Ok((users, outcomes)) => {
-            for (sign_in, user) in sign_ins.into_iter().zip(users) {
+    let (recorded, recorded_replies): (Vec<RecordedSignIn>, Vec<_>) = recorded.into_iter().unzip();
+    let committed = commit(writer, &sign_ins, &recorded, &claims).await;
+    drop(claims);
+    let writes = Writes {
+        sign_ins,
+        recorded: recorded.into_iter().zip(recorded_replies).collect(),
+        rotations,
+    };
+    match committed {
+        Ok(Committed {
+            users,
+            recorded: grouped,
+            rotations: outcomes,
+        }) => {
+            for (sign_in, user) in writes.sign_ins.into_iter().zip(users) {
                 let _ = sign_in.reply.send(Ok(created(user)));
             }
-            for ((_, reply), outcome) in rotations.into_iter().zip(outcomes) {
+            for ((_, reply), outcome) in writes.recorded.into_iter().zip(grouped) {
+                let _ = reply.send(Ok(outcome));
+            }
+            for ((_, reply), outcome) in writes.rotations.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
         }
         Err(error) if crate::db::is_unreachable(&error) => {
             // Writing each one alone would wait for the database once per job (128 connection
             // time limits, past every request's): the batch is refused whole instead.
-            let size = sign_ins.len() + rotations.len();
+            let size = writes.len();
             tracing::warn!(%error, size, "a batched write failed: the database cannot be reached");
             // Said at once, not at the watch's next write: the batches queued behind are
             // refused without a wait each.
             writer.health.record(Err(Down::RefusedWrite));
-            refuse(sign_ins, rotations, Down::RefusedWrite);
+            refuse(writes, Down::RefusedWrite);
         }
         Err(error) => {
-            let size = sign_ins.len() + rotations.len();
+            let size = writes.len();
             tracing::warn!(%error, size, "a batched write failed; writing one by one");
-            // Rotations go back to their callers, which rotate each in a transaction of its
-            // own, in parallel; sign-ins are written here.
-            for (_, reply) in rotations {
+            // Rotations and recorded sign-ins go back to their callers, which write each in a
+            // transaction of its own, in parallel; plain sign-ins are written here.
+            for (_, reply) in writes.rotations {
                 let _ = reply.send(Ok(Batched::Alone));
             }
-            for sign_in in sign_ins {
+            for (_, reply) in writes.recorded {
+                let _ = reply.send(Ok(Grouped::Alone));
+            }
+            for sign_in in writes.sign_ins {
                 let user = commit_one(writer, &sign_in.upsert).await;
                 let _ = sign_in.reply.send(user.map(created));
             }
@@ -306,13 +372,16 @@ async fn write_jobs(writer: &Writer, sign_ins: Vec<SignIn>, rotations: Vec<Rotat
     }
 }
 
-/// Answers every sign-in and rotation that the database is down.
-fn refuse(sign_ins: Vec<SignIn>, rotations: Vec<RotationJob>, down: Down) {
+/// Answers every job that the database is down.
+fn refuse(writes: Writes, down: Down) {
     let refused = || KnownDown(down).into_sqlx();
-    for sign_in in sign_ins {
+    for sign_in in writes.sign_ins {
         let _ = sign_in.reply.send(Err(refused()));
     }
-    for (_, reply) in rotations {
+    for (_, reply) in writes.recorded {
+        let _ = reply.send(Err(refused()));
+    }
+    for (_, reply) in writes.rotations {
         let _ = reply.send(Err(refused()));
     }
 }
@@ -360,22 +429,31 @@ async fn answer_unchanged(writer: &Writer, sign_ins: Vec<SignIn>) -> Vec<SignIn>
     to_write
 }
 
-/// The batch's users and rotations, in the batch's order, once committed.
+/// What a committed batch wrote, each in the batch's order.
+struct Committed {
+    users: Vec<User>,
+    recorded: Vec<Grouped>,
+    rotations: Vec<Batched>,
+}
+
+/// Writes the batch; what it wrote, once committed.
 async fn commit(
     writer: &Writer,
     sign_ins: &[SignIn],
+    recorded: &[RecordedSignIn],
     claims: &[&Claim],
-) -> Result<(Vec<User>, Vec<Batched>), sqlx::Error> {
-    let rounds = rounds(sign_ins);
-    if let [round] = rounds.as_slice()
+) -> Result<Committed, sqlx::Error> {
+    let upserts: Vec<&UserUpsert> = sign_ins.iter().map(|s| &s.upsert).collect();
+    if recorded.is_empty()
         && claims.is_empty()
         && (writer.events.is_none() || writer.postgres)
+        && let [round] = rounds(&upserts).as_slice()
     {
         // One statement, which commits on its own: that spares PostgreSQL the round trips of
         // BEGIN and COMMIT. With webhooks on, the new users' events are written by the same
         // statement on PostgreSQL; SQLite, which cannot, keeps the transaction (in-process,
         // where BEGIN and COMMIT cost little).
-        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &sign_ins[i].upsert).collect();
+        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| upserts[i]).collect();
         let conn = &mut *writer.pool.acquire().await?;
         let written = if writer.events.is_some() {
             upsert_users_recording_created(conn, &upserts).await?
@@ -393,16 +471,32 @@ async fn commit(
             })
             .collect::<Result<_, _>>()?;
         writer.committed(wrote_events);
-        return Ok((users, Vec::new()));
+        return Ok(Committed {
+            users,
+            recorded: Vec::new(),
+            rotations: Vec::new(),
+        });
     }
     let mut tx = writer.pool.begin().await?;
-    let mut users: Vec<Option<User>> = vec![None; sign_ins.len()];
+    let refusals = if recorded.is_empty() {
+        Vec::new()
+    } else {
+        claim_single_use(&mut tx, recorded).await?
+    };
+    // Every user of the batch in one set of rounds: plain sign-ins first, then the recorded
+    // ones that were not refused.
+    let admitted: Vec<usize> = (0..recorded.len())
+        .filter(|&i| refusals[i].is_none())
+        .collect();
+    let mut upserts = upserts;
+    upserts.extend(admitted.iter().map(|&i| &recorded[i].upsert));
+    let mut users: Vec<Option<User>> = vec![None; upserts.len()];
     let mut wrote_events = false;
-    for round in rounds {
-        let upserts: Vec<&UserUpsert> = round.iter().map(|&i| &sign_ins[i].upsert).collect();
-        let mut written = by_sub(upsert_users(&mut tx, &upserts).await?);
+    for round in rounds(&upserts) {
+        let in_round: Vec<&UserUpsert> = round.iter().map(|&i| upserts[i]).collect();
+        let mut written = by_sub(upsert_users(&mut tx, &in_round).await?);
         for i in round {
-            let upsert = &sign_ins[i].upsert;
+            let upsert = upserts[i];
             let user = written
                 .remove(upsert.apple_sub())
                 .ok_or(sqlx::Error::RowNotFound)?;
@@ -410,6 +504,23 @@ async fn commit(
             users[i] = Some(user);
         }
     }
+    let mut users: Vec<User> = users.into_iter().flatten().collect();
+    let mut recorded_users = users.split_off(sign_ins.len());
+    // New users of recorded sign-ins without a name take one kept from a failed first one.
+    let mut nameless: Vec<&mut User> = recorded_users
+        .iter_mut()
+        .zip(&admitted)
+        .filter(|(user, i)| user.sign_in_count == 1 && recorded[**i].take_kept_name)
+        .map(|(user, _)| user)
+        .collect();
+    let now = recorded.first().map_or(0, |r| r.upsert.now());
+    take_kept_names(&mut tx, &writer.sealer, &mut nameless, now).await?;
+    let opened: Vec<(&RecordedSignIn, &User)> = admitted
+        .iter()
+        .map(|&i| &recorded[i])
+        .zip(&recorded_users)
+        .collect();
+    open_sessions(&mut tx, &opened).await?;
     let outcomes = if claims.is_empty() {
         Vec::new()
     } else {
@@ -417,7 +528,24 @@ async fn commit(
     };
     tx.commit().await?;
     writer.committed(wrote_events);
-    Ok((users.into_iter().flatten().collect(), outcomes))
+    let mut recorded_users = recorded_users.into_iter();
+    let grouped = recorded
+        .iter()
+        .zip(refusals)
+        .map(|(job, refusal)| match refusal {
+            Some(Refusal::Nonce) => Grouped::NonceReplayed,
+            Some(Refusal::Token) => Grouped::TokenReplayed,
+            None => Grouped::SignedIn {
+                user: Box::new(recorded_users.next().expect("a user per admitted sign-in")),
+                session: job.opened(),
+            },
+        })
+        .collect();
+    Ok(Committed {
+        users,
+        recorded: grouped,
+        rotations: outcomes,
+    })
 }
 
 /// One round's users by `apple_sub` (a statement returns them in no given order).
@@ -430,15 +558,15 @@ fn by_sub(users: Vec<User>) -> HashMap<String, User> {
 
 /// The batch's indexes in rounds: the k-th sign-in of each user in round k, so that no round
 /// holds a user twice; each round in `apple_sub` order.
-fn rounds(batch: &[SignIn]) -> Vec<Vec<usize>> {
+fn rounds(batch: &[&UserUpsert]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     // Stable: a user's sign-ins keep their arrival order across rounds.
-    order.sort_by(|&a, &b| batch[a].upsert.apple_sub().cmp(batch[b].upsert.apple_sub()));
+    order.sort_by(|&a, &b| batch[a].apple_sub().cmp(batch[b].apple_sub()));
     let mut rounds: Vec<Vec<usize>> = Vec::new();
     let mut previous: Option<&str> = None;
     let mut k = 0;
     for i in order {
-        let sub = batch[i].upsert.apple_sub();
+        let sub = batch[i].apple_sub();
         k = if previous == Some(sub) { k + 1 } else { 0 };
         previous = Some(sub);
         if rounds.len() <= k {
@@ -498,7 +626,8 @@ mod tests {
             });
         }
         // b's three sign-ins in rounds 0, 1, 2 in arrival order (indexes 0, 2, 4).
-        assert_eq!(rounds(&jobs), vec![vec![1, 0, 3], vec![5, 2], vec![4]]);
+        let upserts: Vec<&UserUpsert> = jobs.iter().map(|j| &j.upsert).collect();
+        assert_eq!(rounds(&upserts), vec![vec![1, 0, 3], vec![5, 2], vec![4]]);
         assert!(rounds(&[]).is_empty());
     }
 
@@ -526,6 +655,7 @@ mod tests {
         let task = Writer {
             pool: pool.clone(),
             postgres: false,
+            sealer: Sealer::from_keys(&Sealer::generate_key()).unwrap(),
             events: None,
             wal_caught_up: None,
             health: Arc::default(),
@@ -563,6 +693,7 @@ mod tests {
         let writer = Writer {
             pool: pool.clone(),
             postgres: false,
+            sealer: Sealer::from_keys(&Sealer::generate_key()).unwrap(),
             events: None,
             wal_caught_up: None,
             health: health.clone(),
@@ -620,6 +751,7 @@ mod tests {
         let writer = Writer {
             pool: pool.clone(),
             postgres: false,
+            sealer: Sealer::from_keys(&Sealer::generate_key()).unwrap(),
             events: None,
             wal_caught_up: Some(caught_up.clone()),
             health: Arc::default(),

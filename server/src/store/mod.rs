@@ -18,6 +18,7 @@ mod keys;
 mod notifications;
 mod pending_names;
 mod queue;
+mod recorded_sign_ins;
 mod revocations;
 mod sessions;
 mod transfers;
@@ -120,6 +121,7 @@ impl Store {
         let group_commit = GroupCommit::start(
             pool.clone(),
             backend,
+            sealer.clone(),
             events,
             wal_caught_up,
             health.clone(),

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, User};
-use crate::sealing::Purpose;
+use super::{Store, User, placeholders};
+use crate::sealing::{Purpose, Sealer};
 
 /// How long a name waits for its user's next sign-in.
 pub const PENDING_NAME_TTL_SECS: i64 = 24 * 3600;
@@ -45,36 +45,47 @@ impl Store {
         .await?;
         Ok(())
     }
+}
 
-    /// Gives `user`, just made without a name, the name kept for their Apple `sub`, if any and
-    /// in time, in `tx`; the kept name is spent either way. One statement when none is kept.
-    pub(super) async fn take_kept_name(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        user: &mut User,
-        now: i64,
-    ) -> Result<(), sqlx::Error> {
-        let kept: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM pending_names WHERE apple_sub = $1 RETURNING sealed_name, expires_at",
-        )
-        .bind(&user.apple_sub)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let name = kept
-            .filter(|(_, expires_at)| *expires_at > now)
-            .and_then(|(sealed, _)| self.sealer.open(Purpose::PendingName, &sealed).ok())
+/// Gives each of `users`, just made without a name, the name kept for their Apple `sub`, if any
+/// and in time, in `tx`; the kept names are spent either way. One statement when none is kept.
+pub(super) async fn take_kept_names(
+    tx: &mut Transaction<'_, Any>,
+    sealer: &Sealer,
+    users: &mut [&mut User],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM pending_names WHERE apple_sub IN ({}) \
+         RETURNING apple_sub, sealed_name, expires_at",
+        placeholders(users.len(), 1)
+    );
+    let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
+    for user in users.iter() {
+        query = query.bind(&user.apple_sub);
+    }
+    let kept = query.fetch_all(&mut **tx).await?;
+    for (apple_sub, sealed, expires_at) in kept {
+        let name = Some(sealed)
+            .filter(|_| expires_at > now)
+            .and_then(|sealed| sealer.open(Purpose::PendingName, &sealed).ok())
             .and_then(|json| serde_json::from_str::<PendingName>(&json).ok());
         let Some(name) = name else {
-            return Ok(());
+            continue;
         };
-        sqlx::query("UPDATE users SET given_name = $2, family_name = $3 WHERE id = $1")
-            .bind(&user.id)
-            .bind(&name.given_name)
-            .bind(&name.family_name)
-            .execute(&mut **tx)
-            .await?;
-        user.given_name = name.given_name;
-        user.family_name = name.family_name;
-        Ok(())
+        for user in users.iter_mut().filter(|u| u.apple_sub == apple_sub) {
+            sqlx::query("UPDATE users SET given_name = $2, family_name = $3 WHERE id = $1")
+                .bind(&user.id)
+                .bind(&name.given_name)
+                .bind(&name.family_name)
+                .execute(&mut **tx)
+                .await?;
+            user.given_name = name.given_name.clone();
+            user.family_name = name.family_name.clone();
+        }
     }
+    Ok(())
 }

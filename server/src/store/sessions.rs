@@ -227,7 +227,7 @@ async fn insert_refresh_token(
 }
 
 /// Inserts refresh tokens, each `(hash, session id, made at)`, in one statement.
-async fn insert_refresh_tokens(
+pub(super) async fn insert_refresh_tokens(
     tx: &mut Transaction<'_, Any>,
     rows: &[(&str, &str, i64)],
 ) -> Result<(), sqlx::Error> {

@@ -8,6 +8,8 @@ use sqlx::{Any, Transaction};
 
 use super::event::{DeletionReason, WebhookEvent, WebhookEventType};
 use super::events::micros_now;
+use super::pending_names::take_kept_names;
+use super::recorded_sign_ins::{Grouped, RecordedSignIn, nonce_kept_until, token_kept_until};
 use super::revocations::queue_revocation;
 use super::sessions::{NewSession, create_session};
 use super::{PendingRevocation, Store, StoreError, placeholders};
@@ -136,13 +138,34 @@ impl Store {
                 session: None,
             });
         }
+        if RecordedSignIn::groups(&record) {
+            // The apps' route and the web flow's callback: the writer writes the nonce, the
+            // token, the user and the session with the others queued, in one commit.
+            match self
+                .group_commit
+                .sign_in(RecordedSignIn::new(&record, session_ttl_secs))
+                .await?
+            {
+                Grouped::SignedIn { user, session } => {
+                    let is_new_user = user.sign_in_count == 1;
+                    return Ok(SignedIn {
+                        user: *user,
+                        is_new_user,
+                        session,
+                    });
+                }
+                Grouped::NonceReplayed => return Err(StoreError::NonceReplayed),
+                Grouped::TokenReplayed => return Err(StoreError::TokenReplayed),
+                // Its group failed: in a transaction of its own, below.
+                Grouped::Alone => {}
+            }
+        }
         let mut tx = self.pool()?.begin().await?;
         let now = record.now;
         if let Some(nonce_hash) = record.nonce_hash {
             let inserted = sqlx::query("INSERT INTO used_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO NOTHING")
                 .bind(nonce_hash)
-                // Kept until a token carrying it would have expired anyway.
-                .bind(record.claims.exp.max(now) + 24 * 3600)
+                .bind(nonce_kept_until(&record))
                 .execute(&mut *tx)
                 .await?;
             if inserted.rows_affected() == 0 {
@@ -152,8 +175,7 @@ impl Store {
         if let Some(token_hash) = record.identity_token_hash {
             let inserted = sqlx::query("INSERT INTO used_identity_tokens (token_hash, expires_at) VALUES ($1, $2) ON CONFLICT (token_hash) DO NOTHING")
                 .bind(token_hash)
-                // Kept until the token expires, with the verifier's leeway.
-                .bind(record.claims.exp.max(now) + 60)
+                .bind(token_kept_until(&record))
                 .execute(&mut *tx)
                 .await?;
             if inserted.rows_affected() == 0 {
@@ -192,7 +214,7 @@ impl Store {
         }
         let mut user = upsert_user(&mut tx, &UserUpsert::from_record(&record)).await?;
         if user.sign_in_count == 1 && record.take_kept_name {
-            self.take_kept_name(&mut tx, &mut user, now).await?;
+            take_kept_names(&mut tx, &self.sealer, &mut [&mut user], now).await?;
         }
         if user.sign_in_count == 1 {
             let event = WebhookEvent::created(&user.id, &user.apple_sub);
