@@ -70,7 +70,8 @@ bench_start_postgres() { # dir port
     [ -n "$pg_bin" ] || { echo "bench: PostgreSQL is needed (Debian: postgresql)" >&2; exit 1; }
     BENCH_PG_BIN=$pg_bin BENCH_PG_DIR=$1
     mkdir -p "$1"
-    [ "$(id -u)" = 0 ] && chown postgres "$1"
+    # The server runs as postgres: it must reach its directory.
+    [ "$(id -u)" = 0 ] && chmod o+x "$(dirname "$1")" && chown postgres "$1"
     bench_as_pg "$pg_bin/initdb" -D "$1/data" -A trust -U postgres >/dev/null
     bench_as_pg "$pg_bin/pg_ctl" -D "$1/data" -l "$1/log" -w \
         -o "-k $1 -p $2 -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null

@@ -15,7 +15,8 @@
 //! - `accounts` holds the rules: signing in (app, browser, the seed's route), completing in
 //!   the browser, one-time codes, refresh, sign-out, deletion, Apple's notifications.
 //! - `store` is the SQL: rows and transactions, over `db`'s pool; `sealing` seals secrets at
-//!   rest; `tokens` makes the random ids and opaque tokens; `sessions` signs access tokens.
+//!   rest; `tokens` makes the random ids and opaque tokens; `sessions` signs access tokens,
+//!   with the key `signer` keeps parsed.
 //! - `apple` calls Apple; `revocation` and `webhooks` work their durable queues (`retry`), and
 //!   `housekeeping` and `telemetry` keep the server observable and tidy; the store's watch
 //!   (`store::health`) knows whether the database is up, so requests need not find out.
@@ -39,7 +40,7 @@
 //! - `store`
 //! - `db`, `sealing`, `tasks`
 //! - `forwarded`
-//! - `serve`, `tokens`, `telemetry`
+//! - `serve`, `tokens`, `telemetry`, `signer`
 
 mod accounts;
 mod api;
@@ -61,6 +62,7 @@ mod routes;
 mod sealing;
 mod serve;
 mod sessions;
+mod signer;
 mod state;
 mod store;
 mod tasks;
@@ -75,6 +77,7 @@ pub use config::WebConfig;
 pub use config::{Config, ConfigError, DEFAULT_PORT};
 pub use sealing::{Purpose, Sealer};
 pub use serve::ConnectionLimits;
+pub use signer::install as install_jwt_signer;
 pub use state::AppState;
 pub use store::Store;
 pub use telemetry::init_logging;

@@ -112,6 +112,8 @@ enum DoctorCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First: jsonwebtoken's provider is fixed by its first use.
+    siwa_server::install_jwt_signer();
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Transfer {

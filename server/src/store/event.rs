@@ -129,9 +129,10 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A new event id: `msg_` and 128 random bits, the form the specification's examples use.
+/// A new event id: `msg_` and a 128-bit id (`tokens::new_ordered_id`: the time, then 80 random
+/// bits), the form the specification's examples use.
 pub fn new_event_id() -> String {
-    format!("msg_{}", crate::tokens::new_id())
+    format!("msg_{}", crate::tokens::new_ordered_id())
 }
 
 #[cfg(test)]

@@ -18,8 +18,16 @@
 //! the judgement of a reuse, goes back to its caller to be rotated in a transaction of its own.
 //!
 //! A returning user's sign-in that brings nothing new, less than a minute after their last
-//! recorded one, is not written at all: one read per batch finds those, and answers them with
-//! the row as it is (`UserUpsert::needs_write`). Only the others go to the write.
+//! recorded one, is not written at all: the upsert's own condition leaves its row alone
+//! (`WriteWhen::SomethingNew`), and only then is the row read, to answer it as it is. When every
+//! sign-in is a write (production's case), a batch is one statement, with no read before it.
+//!
+//! Sign-ins that record more (`recorded_sign_ins`: the apps' route, the web flow's callback)
+//! join the batch's transaction: their nonces and tokens, then their users, sessions and refresh
+//! tokens, a few statements whatever the batch's size. A batch with both kinds writes the plain
+//! users' rows, then the recorded ones', each statement in `apple_sub` order; two instances'
+//! batches that lock shared rows in opposite orders across those statements can deadlock, which
+//! PostgreSQL breaks by failing one, and a failed batch is written one by one.
 //!
 //! With webhooks on, a new user's `user.created` is written in the same transaction as the user
 //! (the batch's, or the replayed statement's own), so an event still commits exactly with its
@@ -40,7 +48,8 @@ use super::pending_names::take_kept_names;
 use super::recorded_sign_ins::{Grouped, RecordedSignIn, Refusal, claim_single_use, open_sessions};
 use super::sessions::{Batched, Claim, rotate_batch};
 use super::users::{
-    User, UserUpsert, read_users, upsert_user, upsert_users, upsert_users_recording_created,
+    User, UserUpsert, WriteWhen, upsert_user, upsert_users, upsert_users_recording_created,
+    with_unwritten,
 };
 use crate::db::DatabaseKind;
 use crate::sealing::Sealer;
@@ -136,7 +145,7 @@ impl GroupCommit {
     }
 
     /// Writes `upsert` with whatever else is queued, unless it brings nothing new
-    /// (`UserUpsert::needs_write`); the user, and whether this sign-in created it. Fails as
+    /// (`WriteWhen::SomethingNew`); the user, and whether this sign-in created it. Fails as
     /// `PoolClosed` once the writer has stopped.
     pub async fn upsert(&self, upsert: UserUpsert) -> Result<(User, bool), sqlx::Error> {
         let (reply, answer) = oneshot::channel();
@@ -303,13 +312,7 @@ pub(super) async fn write_readiness(pool: &AnyPool) -> bool {
 }
 
 /// Writes a batch's sign-ins and rotations and answers each.
-async fn write_jobs(writer: &Writer, mut writes: Writes) {
-    writes.sign_ins = answer_unchanged(writer, std::mem::take(&mut writes.sign_ins)).await;
-    // The read found the database out of reach: the write would wait for it again.
-    if let Err(down) = writer.health.check() {
-        refuse(writes, down);
-        return;
-    }
+async fn write_jobs(writer: &Writer, writes: Writes) {
     if writes.is_empty() {
         return;
     }
@@ -333,8 +336,8 @@ async fn write_jobs(writer: &Writer, mut writes: Writes) {
             recorded: grouped,
             rotations: outcomes,
         }) => {
-            for (sign_in, user) in writes.sign_ins.into_iter().zip(users) {
-                let _ = sign_in.reply.send(Ok(created(user)));
+            for (sign_in, answer) in writes.sign_ins.into_iter().zip(users) {
+                let _ = sign_in.reply.send(Ok(answer));
             }
             for ((_, reply), outcome) in writes.recorded.into_iter().zip(grouped) {
                 let _ = reply.send(Ok(outcome));
@@ -366,7 +369,7 @@ async fn write_jobs(writer: &Writer, mut writes: Writes) {
             }
             for sign_in in writes.sign_ins {
                 let user = commit_one(writer, &sign_in.upsert).await;
-                let _ = sign_in.reply.send(user.map(created));
+                let _ = sign_in.reply.send(user.map(|user| created(user, true)));
             }
         }
     }
@@ -386,52 +389,16 @@ fn refuse(writes: Writes, down: Down) {
     }
 }
 
-/// A written user, and whether the write created it.
-fn created(user: User) -> (User, bool) {
-    let created = user.sign_in_count == 1;
+/// A user, and whether this sign-in created it: a user written for the first time.
+fn created(user: User, written: bool) -> (User, bool) {
+    let created = written && user.sign_in_count == 1;
     (user, created)
-}
-
-/// Answers the sign-ins that bring nothing new to their user's row as it is, in one read, and
-/// gives back the others to be written. Without the read (a failure), all are written.
-async fn answer_unchanged(writer: &Writer, sign_ins: Vec<SignIn>) -> Vec<SignIn> {
-    if sign_ins.is_empty() {
-        return sign_ins;
-    }
-    let mut subs: Vec<&str> = sign_ins.iter().map(|s| s.upsert.apple_sub()).collect();
-    subs.sort_unstable();
-    subs.dedup();
-    let stored = match writer.pool.acquire().await {
-        Ok(mut conn) => read_users(&mut conn, &subs).await,
-        Err(error) => Err(error),
-    };
-    let stored = match stored {
-        Ok(users) => by_sub(users),
-        Err(error) => {
-            if crate::db::is_unreachable(&error) {
-                tracing::warn!(%error, "could not read a batch's users: the database cannot be reached");
-                writer.health.record(Err(Down::RefusedWrite));
-            } else {
-                tracing::warn!(%error, "could not read a batch's users; writing every sign-in");
-            }
-            return sign_ins;
-        }
-    };
-    let mut to_write = Vec::with_capacity(sign_ins.len());
-    for sign_in in sign_ins {
-        match stored.get(sign_in.upsert.apple_sub()) {
-            Some(user) if !sign_in.upsert.needs_write(user) => {
-                let _ = sign_in.reply.send(Ok((user.clone(), false)));
-            }
-            _ => to_write.push(sign_in),
-        }
-    }
-    to_write
 }
 
 /// What a committed batch wrote, each in the batch's order.
 struct Committed {
-    users: Vec<User>,
+    /// Each plain sign-in's user, and whether it created it.
+    users: Vec<(User, bool)>,
     recorded: Vec<Grouped>,
     rotations: Vec<Batched>,
 }
@@ -456,20 +423,21 @@ async fn commit(
         let upserts: Vec<&UserUpsert> = round.iter().map(|&i| upserts[i]).collect();
         let conn = &mut *writer.pool.acquire().await?;
         let written = if writer.events.is_some() {
-            upsert_users_recording_created(conn, &upserts).await?
+            upsert_users_recording_created(conn, &upserts, WriteWhen::SomethingNew).await?
         } else {
-            upsert_users(conn, &upserts).await?
+            upsert_users(conn, &upserts, WriteWhen::SomethingNew).await?
         };
         let wrote_events = writer.events.is_some() && written.iter().any(|u| u.sign_in_count == 1);
-        let mut written = by_sub(written);
+        let mut answered = with_unwritten(conn, &upserts, written).await?;
         let users = sign_ins
             .iter()
             .map(|job| {
-                written
+                let (user, written) = answered
                     .remove(job.upsert.apple_sub())
-                    .ok_or(sqlx::Error::RowNotFound)
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                Ok(created(user, written))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, sqlx::Error>>()?;
         writer.committed(wrote_events);
         return Ok(Committed {
             users,
@@ -483,29 +451,46 @@ async fn commit(
     } else {
         claim_single_use(&mut tx, recorded).await?
     };
-    // Every user of the batch in one set of rounds: plain sign-ins first, then the recorded
-    // ones that were not refused.
-    let admitted: Vec<usize> = (0..recorded.len())
-        .filter(|&i| refusals[i].is_none())
-        .collect();
-    let mut upserts = upserts;
-    upserts.extend(admitted.iter().map(|&i| &recorded[i].upsert));
-    let mut users: Vec<Option<User>> = vec![None; upserts.len()];
+    // Plain sign-ins first, each written only when it brings something new; then the recorded
+    // ones that were not refused, always written. Each in rounds (a statement writes a row
+    // once); a user in both is written by both statements.
+    let mut users: Vec<Option<(User, bool)>> = vec![None; sign_ins.len()];
     let mut wrote_events = false;
     for round in rounds(&upserts) {
         let in_round: Vec<&UserUpsert> = round.iter().map(|&i| upserts[i]).collect();
-        let mut written = by_sub(upsert_users(&mut tx, &in_round).await?);
+        let written = upsert_users(&mut tx, &in_round, WriteWhen::SomethingNew).await?;
+        let mut answered = with_unwritten(&mut tx, &in_round, written).await?;
         for i in round {
             let upsert = upserts[i];
+            let (user, written) = answered
+                .remove(upsert.apple_sub())
+                .ok_or(sqlx::Error::RowNotFound)?;
+            if written {
+                wrote_events |= writer.record_created(&mut tx, &user, upsert.now()).await?;
+            }
+            users[i] = Some(created(user, written));
+        }
+    }
+    let admitted: Vec<usize> = (0..recorded.len())
+        .filter(|&i| refusals[i].is_none())
+        .collect();
+    let admitted_upserts: Vec<&UserUpsert> =
+        admitted.iter().map(|&i| &recorded[i].upsert).collect();
+    let mut recorded_users: Vec<Option<User>> = vec![None; admitted.len()];
+    for round in rounds(&admitted_upserts) {
+        let in_round: Vec<&UserUpsert> = round.iter().map(|&i| admitted_upserts[i]).collect();
+        let mut written = by_sub(upsert_users(&mut tx, &in_round, WriteWhen::Always).await?);
+        for i in round {
+            let upsert = admitted_upserts[i];
             let user = written
                 .remove(upsert.apple_sub())
                 .ok_or(sqlx::Error::RowNotFound)?;
             wrote_events |= writer.record_created(&mut tx, &user, upsert.now()).await?;
-            users[i] = Some(user);
+            recorded_users[i] = Some(user);
         }
     }
-    let mut users: Vec<User> = users.into_iter().flatten().collect();
-    let mut recorded_users = users.split_off(sign_ins.len());
+    let users: Vec<(User, bool)> = users.into_iter().flatten().collect();
+    let mut recorded_users: Vec<User> = recorded_users.into_iter().flatten().collect();
     // New users of recorded sign-ins without a name take one kept from a failed first one.
     let mut nameless: Vec<&mut User> = recorded_users
         .iter_mut()

@@ -81,7 +81,7 @@ impl RecordedSignIn {
             session: session_ttl_secs.map(|ttl| {
                 let refresh_token = tokens::new_token();
                 PreparedSession {
-                    id: tokens::new_id(),
+                    id: tokens::new_ordered_id(),
                     refresh_token_hash: tokens::token_hash(&refresh_token),
                     refresh_token,
                     expires_at: record.now + ttl,

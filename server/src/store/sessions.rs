@@ -179,7 +179,7 @@ pub async fn create_session(
     now: i64,
     ttl: i64,
 ) -> Result<NewSession, sqlx::Error> {
-    let id = tokens::new_id();
+    let id = tokens::new_ordered_id();
     let expires_at = now + ttl;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -206,7 +206,7 @@ pub async fn create_web_session(
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, expires_at, web_secret_hash) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(tokens::new_id())
+    .bind(tokens::new_ordered_id())
     .bind(user_id)
     .bind(now)
     .bind(now + ttl)

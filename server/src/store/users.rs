@@ -1,6 +1,7 @@
 //! Users: the sign-in that creates or updates one (with its nonce, Apple grant and session in
 //! one transaction), reading one in a live session, and deleting one with everything of theirs.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use siwa_core::IdentityClaims;
@@ -343,26 +344,6 @@ impl UserUpsert {
         &self.apple_sub
     }
 
-    /// Whether this sign-in must be written over `stored`, its user's row: it brings something
-    /// new (what the upsert would change), or the last recorded sign-in is a minute old or
-    /// more. A returning user signing in again sooner with nothing new is answered from the row
-    /// as it is: no write, no commit to wait for.
-    pub(super) fn needs_write(&self, stored: &User) -> bool {
-        let replaces = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
-        let email = self.email.is_some()
-            && (self.email != stored.email
-                || self.email_verified != stored.email_verified
-                || self.is_private_email != stored.is_private_email);
-        email
-            || replaces(&self.given_name, &stored.given_name)
-            || replaces(&self.family_name, &stored.family_name)
-            || self
-                .real_user_status
-                .is_some_and(|s| Some(s) != stored.real_user_status)
-            || self.client_id != stored.client_id
-            || self.now - stored.last_sign_in_at >= SIGN_IN_RECORDED_EVERY_SECS
-    }
-
     pub(super) fn from_record(record: &SignInRecord<'_>) -> Self {
         let non_empty = |s: Option<&str>| {
             s.map(str::trim)
@@ -371,7 +352,7 @@ impl UserUpsert {
         };
         let c = record.claims;
         Self {
-            id: tokens::new_id(),
+            id: tokens::new_ordered_id(),
             apple_sub: c.sub.clone(),
             email: non_empty(c.email.as_deref()),
             email_verified: i64::from(c.email_verified),
@@ -421,11 +402,39 @@ const UPSERT_USERS_CONFLICT: &str = "ON CONFLICT (apple_sub) DO UPDATE SET \
      last_sign_in_at = excluded.last_sign_in_at, \
      sign_in_count = users.sign_in_count + 1";
 
+/// The condition under which a returning user's row is written by a sign-in that writes nothing
+/// else (`WriteWhen::SomethingNew`): it brings something new (what the update would change), or
+/// the last recorded sign-in is [`SIGN_IN_RECORDED_EVERY_SECS`] old or more (the number follows).
+/// A value the sign-in lacks (no email scope, no name) is nothing new.
+const BRINGS_SOMETHING_NEW: &str = "WHERE \
+     (excluded.email IS NOT NULL AND (users.email IS NULL OR excluded.email <> users.email \
+        OR excluded.email_verified <> users.email_verified \
+        OR excluded.is_private_email <> users.is_private_email)) \
+     OR (excluded.given_name IS NOT NULL \
+        AND (users.given_name IS NULL OR excluded.given_name <> users.given_name)) \
+     OR (excluded.family_name IS NOT NULL \
+        AND (users.family_name IS NULL OR excluded.family_name <> users.family_name)) \
+     OR (excluded.real_user_status IS NOT NULL \
+        AND (users.real_user_status IS NULL OR excluded.real_user_status <> users.real_user_status)) \
+     OR excluded.client_id <> users.client_id \
+     OR excluded.last_sign_in_at - users.last_sign_in_at >= ";
+
+/// Which returning users' rows an upsert writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteWhen {
+    /// Every row: a sign-in that writes more (a session, a nonce) is always recorded with it.
+    Always,
+    /// A returning user's only when the sign-in brings something new, or a minute has passed
+    /// since the last recorded one ([`SIGN_IN_RECORDED_EVERY_SECS`]): the seed's route. The
+    /// others are answered from the row as it is, with no write to wait for.
+    SomethingNew,
+}
+
 /// Bound values per row of the upsert.
 const UPSERT_PARAMS: usize = 10;
 
 /// The upsert of `rows` users in one statement (one round trip, whatever the batch's size).
-fn upsert_users_sql(rows: usize) -> String {
+fn upsert_users_sql(rows: usize, when: WriteWhen) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
             let p = |n: usize| format!("${}", r * UPSERT_PARAMS + n);
@@ -448,18 +457,23 @@ fn upsert_users_sql(rows: usize) -> String {
     format!(
         "INSERT INTO users (id, apple_sub, email, email_verified, is_private_email, given_name, \
          family_name, real_user_status, client_id, created_at, last_sign_in_at, sign_in_count) \
-         VALUES {} {UPSERT_USERS_CONFLICT} RETURNING {USER_COLUMNS}",
-        values.join(", ")
+         VALUES {} {UPSERT_USERS_CONFLICT} {} RETURNING {USER_COLUMNS}",
+        values.join(", "),
+        match when {
+            WriteWhen::Always => std::borrow::Cow::Borrowed(""),
+            WriteWhen::SomethingNew =>
+                format!("{BRINGS_SOMETHING_NEW}{SIGN_IN_RECORDED_EVERY_SECS}").into(),
+        }
     )
 }
 
-static UPSERT_USER: LazyLock<String> = LazyLock::new(|| upsert_users_sql(1));
+static UPSERT_USER: LazyLock<String> = LazyLock::new(|| upsert_users_sql(1, WriteWhen::Always));
 
 pub async fn upsert_user(
     conn: &mut sqlx::AnyConnection,
     u: &UserUpsert,
 ) -> Result<User, sqlx::Error> {
-    let mut users = upsert_users(conn, &[u]).await?;
+    let mut users = upsert_users(conn, &[u], WriteWhen::Always).await?;
     users.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
@@ -483,16 +497,18 @@ fn bind_upserts<'q>(mut query: UsersQuery<'q>, upserts: &[&'q UserUpsert]) -> Us
     query
 }
 
-/// Upserts several users in one statement. No two may share an `apple_sub`: one statement
-/// cannot update a row twice (PostgreSQL refuses it). The users come back in no given order.
+/// Upserts several users in one statement; the rows it wrote, in no given order (with
+/// `WriteWhen::Always`, every one). No two may share an `apple_sub`: one statement cannot update
+/// a row twice (PostgreSQL refuses it).
 pub async fn upsert_users(
     conn: &mut sqlx::AnyConnection,
     upserts: &[&UserUpsert],
+    when: WriteWhen,
 ) -> Result<Vec<User>, sqlx::Error> {
     // A single row's statement is made once; a batch's, per batch (its size varies).
-    let sql: std::borrow::Cow<'_, str> = match upserts.len() {
-        1 => UPSERT_USER.as_str().into(),
-        n => upsert_users_sql(n).into(),
+    let sql: std::borrow::Cow<'_, str> = match (upserts.len(), when) {
+        (1, WriteWhen::Always) => UPSERT_USER.as_str().into(),
+        (n, when) => upsert_users_sql(n, when).into(),
     };
     let query = bind_upserts(sqlx::query_as(&sql), upserts);
     // `fetch_all`, not `fetch_one`: SQLite commits an autocommitted statement with RETURNING
@@ -500,6 +516,48 @@ pub async fn upsert_users(
     // reset, whose failure (a full disk) would go unreported: a user answered 200 and never
     // saved.
     let users: Vec<User> = query.fetch_all(conn).await?;
+    check_written(&users, upserts, when)?;
+    Ok(users)
+}
+
+/// Every row was written, when each had to be.
+fn check_written(
+    users: &[User],
+    upserts: &[&UserUpsert],
+    when: WriteWhen,
+) -> Result<(), sqlx::Error> {
+    let expected = match when {
+        WriteWhen::Always => users.len() == upserts.len(),
+        WriteWhen::SomethingNew => users.len() <= upserts.len(),
+    };
+    if expected {
+        Ok(())
+    } else {
+        Err(sqlx::Error::RowNotFound)
+    }
+}
+
+/// Each user of `upserts` by `apple_sub`, and whether this write wrote it: those of `written`,
+/// then the others read as they are (a returning user's sign-in that brought nothing new).
+pub async fn with_unwritten(
+    conn: &mut sqlx::AnyConnection,
+    upserts: &[&UserUpsert],
+    written: Vec<User>,
+) -> Result<HashMap<String, (User, bool)>, sqlx::Error> {
+    let mut users: HashMap<String, (User, bool)> = written
+        .into_iter()
+        .map(|user| (user.apple_sub.clone(), (user, true)))
+        .collect();
+    let unwritten: Vec<&str> = upserts
+        .iter()
+        .map(|u| u.apple_sub())
+        .filter(|sub| !users.contains_key(*sub))
+        .collect();
+    if !unwritten.is_empty() {
+        for user in read_users(conn, &unwritten).await? {
+            users.insert(user.apple_sub.clone(), (user, false));
+        }
+    }
     if users.len() != upserts.len() {
         return Err(sqlx::Error::RowNotFound);
     }
@@ -516,6 +574,7 @@ pub async fn upsert_users(
 pub async fn upsert_users_recording_created(
     conn: &mut sqlx::AnyConnection,
     upserts: &[&UserUpsert],
+    when: WriteWhen,
 ) -> Result<Vec<User>, sqlx::Error> {
     let proposed_ids: Vec<String> = (0..upserts.len())
         .map(|r| format!("${}", r * UPSERT_PARAMS + 1))
@@ -529,7 +588,7 @@ pub async fn upsert_users_recording_created(
          up.created_at, ${micros} \
          FROM up WHERE up.sign_in_count = 1 AND up.id IN ({})) \
          SELECT {USER_COLUMNS} FROM up",
-        upsert_users_sql(upserts.len()),
+        upsert_users_sql(upserts.len(), when),
         proposed_ids.join(", "),
         created = WebhookEventType::Created.as_str(),
     );
@@ -538,14 +597,12 @@ pub async fn upsert_users_recording_created(
         // `fetch_all`: see `upsert_users`.
         .fetch_all(conn)
         .await?;
-    if users.len() != upserts.len() {
-        return Err(sqlx::Error::RowNotFound);
-    }
+    check_written(&users, upserts, when)?;
     Ok(users)
 }
 
 /// A new event's id made by PostgreSQL in the form of `event::new_event_id`: `msg_` and 16
-/// random bytes (a random UUID's) in unpadded base64url.
+/// bytes (a random UUID's) in unpadded base64url.
 const CREATED_EVENT_ID: &str =
     "'msg_' || rtrim(translate(encode(uuid_send(gen_random_uuid()), 'base64'), '+/', '-_'), '=')";
 
@@ -607,67 +664,72 @@ mod tests {
         }
     }
 
-    /// The row `upsert(sub, now)` makes, signed in once.
-    fn stored(upsert: &UserUpsert) -> User {
-        User {
-            id: upsert.id.clone(),
-            apple_sub: upsert.apple_sub.clone(),
-            email: Some("a@example.com".into()),
-            email_verified: 1,
-            is_private_email: 0,
-            email_forwarding_disabled: 0,
-            given_name: Some("Jane".into()),
-            family_name: Some("Appleseed".into()),
-            real_user_status: Some(2),
-            client_id: upsert.client_id.clone(),
-            created_at: upsert.now,
-            last_sign_in_at: upsert.now,
-            sign_in_count: 1,
-        }
-    }
-
     /// A sign-in is written when it brings what the upsert would change, or when the last
     /// recorded sign-in is a minute old; a value it lacks (no email scope, no name) is nothing
-    /// new.
-    #[test]
-    fn a_sign_in_is_written_when_it_brings_something_new_or_a_minute_has_passed() {
-        let first = upsert("001.a.1", 1_700_000_000);
-        let row = stored(&first);
-        let again = |change: &dyn Fn(&mut UserUpsert)| {
-            let mut u = upsert("001.a.1", 1_700_000_059);
-            u.email = Some("a@example.com".into());
-            u.email_verified = 1;
-            change(&mut u);
-            u.needs_write(&row)
-        };
-        assert!(!again(&|_| {}), "the same claims within the minute");
-        assert!(
-            !again(&|u| u.email = None),
-            "no email scope keeps the stored one"
-        );
-        assert!(!again(&|u| u.given_name = Some("Jane".into())));
-        assert!(!again(&|u| u.real_user_status = Some(2)));
-        assert!(
-            !again(&|u| u.now = 1_699_999_000),
-            "a clock behind the row's"
-        );
-        type Change<'a> = (&'a str, &'a dyn Fn(&mut UserUpsert));
-        let changes: [Change; 9] = [
-            ("email", &|u| u.email = Some("b@example.com".into())),
-            ("email_verified", &|u| u.email_verified = 0),
-            ("is_private_email", &|u| u.is_private_email = 1),
-            ("given_name", &|u| u.given_name = Some("J".into())),
-            ("family_name", &|u| u.family_name = Some("A".into())),
-            ("real_user_status", &|u| u.real_user_status = Some(1)),
-            ("client_id", &|u| u.client_id = "com.example.web".into()),
-            ("a minute later", &|u| u.now = 1_700_000_060),
-            ("an hour later, no email", &|u| {
+    /// new. Each case on a user of its own, stored as `stored` makes it.
+    #[tokio::test]
+    async fn a_sign_in_is_written_when_it_brings_something_new_or_a_minute_has_passed() {
+        let file = std::env::temp_dir().join(format!("siwa-new-{}.db", tokens::new_id()));
+        let pool = crate::db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        type Change<'a> = (&'a str, bool, &'a dyn Fn(&mut UserUpsert));
+        let cases: [Change; 14] = [
+            ("the same claims within the minute", false, &|_| {}),
+            ("no email scope keeps the stored one", false, &|u| {
+                u.email = None
+            }),
+            ("the same name", false, &|u| {
+                u.given_name = Some("Jane".into())
+            }),
+            ("the same status", false, &|u| u.real_user_status = Some(2)),
+            ("a clock behind the row's", false, &|u| {
+                u.now = 1_699_999_000
+            }),
+            ("email", true, &|u| u.email = Some("b@example.com".into())),
+            ("email_verified", true, &|u| u.email_verified = 0),
+            ("is_private_email", true, &|u| u.is_private_email = 1),
+            ("given_name", true, &|u| u.given_name = Some("J".into())),
+            ("family_name", true, &|u| u.family_name = Some("A".into())),
+            ("real_user_status", true, &|u| u.real_user_status = Some(1)),
+            ("client_id", true, &|u| {
+                u.client_id = "com.example.web".into()
+            }),
+            ("a minute later", true, &|u| u.now = 1_700_000_060),
+            ("an hour later, no email", true, &|u| {
                 u.now = 1_700_003_600;
                 u.email = None;
             }),
         ];
-        for (what, change) in changes {
-            assert!(again(change), "{what} is written");
+        for (i, (what, written, change)) in cases.into_iter().enumerate() {
+            let sub = format!("001.case{i}.1");
+            let mut first = upsert(&sub, 1_700_000_000);
+            first.email = Some("a@example.com".into());
+            first.email_verified = 1;
+            first.given_name = Some("Jane".into());
+            first.family_name = Some("Appleseed".into());
+            first.real_user_status = Some(2);
+            upsert_users(&mut conn, &[&first], WriteWhen::Always)
+                .await
+                .unwrap();
+            let mut again = upsert(&sub, 1_700_000_059);
+            again.email = Some("a@example.com".into());
+            again.email_verified = 1;
+            change(&mut again);
+            let rows = upsert_users(&mut conn, &[&again], WriteWhen::SomethingNew)
+                .await
+                .unwrap();
+            assert_eq!(rows.len() == 1, written, "{what}");
+            let users = with_unwritten(&mut conn, &[&again], rows).await.unwrap();
+            let (user, was_written) = &users[&sub];
+            assert_eq!(*was_written, written, "{what}");
+            assert_eq!(user.sign_in_count, if written { 2 } else { 1 }, "{what}");
+        }
+        drop(conn);
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
         }
     }
 
@@ -681,18 +743,26 @@ mod tests {
         };
         let pool = crate::db::connect(&url).await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
-        upsert_users(&mut conn, &[&upsert("001.returning.1", 1_700_000_000)])
-            .await
-            .unwrap();
+        upsert_users(
+            &mut conn,
+            &[&upsert("001.returning.1", 1_700_000_000)],
+            WriteWhen::Always,
+        )
+        .await
+        .unwrap();
         // A `sub` no real one looks like, to see it escaped as JSON.
         let batch = [
             upsert("001.\"new\\\".1", 1_700_000_123),
             upsert("001.returning.1", 1_700_000_124),
             upsert("001.new.2", 1_700_086_399),
         ];
-        let users = upsert_users_recording_created(&mut conn, &batch.iter().collect::<Vec<_>>())
-            .await
-            .unwrap();
+        let users = upsert_users_recording_created(
+            &mut conn,
+            &batch.iter().collect::<Vec<_>>(),
+            WriteWhen::Always,
+        )
+        .await
+        .unwrap();
         let new: Vec<&User> = users.iter().filter(|u| u.sign_in_count == 1).collect();
         assert_eq!(new.len(), 2);
         let events: Vec<(String, String, String, String, i64, i64)> = sqlx::query_as(
