@@ -128,7 +128,10 @@ impl Accounts {
         let record = SignInRecord {
             claims,
             nonce_hash,
-            identity_token_hash: Some(token_hash),
+            // A token whose nonce is recorded cannot sign in again: its nonce is refused, and
+            // it is refused without its raw nonce (`nonce_missing`). Only a token without a
+            // nonce needs a record of its own (a row less, under a random key, per sign-in).
+            identity_token_hash: nonce_hash.is_none().then_some(token_hash),
             given_name: name.given_name.as_deref(),
             family_name: name.family_name.as_deref(),
             apple_refresh_token: apple_refresh_token.as_deref(),
