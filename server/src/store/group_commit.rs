@@ -316,20 +316,9 @@ async fn write_jobs(writer: &Writer, writes: Writes) {
     if writes.is_empty() {
         return;
     }
-    let Writes {
-        sign_ins,
-        recorded,
-        rotations,
-    } = writes;
-    let claims: Vec<&Claim> = rotations.iter().map(|(claim, _)| claim).collect();
-    let (recorded, recorded_replies): (Vec<RecordedSignIn>, Vec<_>) = recorded.into_iter().unzip();
-    let committed = commit(writer, &sign_ins, &recorded, &claims).await;
-    drop(claims);
-    let writes = Writes {
-        sign_ins,
-        recorded: recorded.into_iter().zip(recorded_replies).collect(),
-        rotations,
-    };
+    let recorded: Vec<&RecordedSignIn> = writes.recorded.iter().map(|(job, _)| job).collect();
+    let claims: Vec<&Claim> = writes.rotations.iter().map(|(claim, _)| claim).collect();
+    let committed = commit(writer, &writes.sign_ins, &recorded, &claims).await;
     match committed {
         Ok(Committed {
             users,
@@ -407,7 +396,7 @@ struct Committed {
 async fn commit(
     writer: &Writer,
     sign_ins: &[SignIn],
-    recorded: &[RecordedSignIn],
+    recorded: &[&RecordedSignIn],
     claims: &[&Claim],
 ) -> Result<Committed, sqlx::Error> {
     let upserts: Vec<&UserUpsert> = sign_ins.iter().map(|s| &s.upsert).collect();
@@ -502,7 +491,7 @@ async fn commit(
     take_kept_names(&mut tx, &writer.sealer, &mut nameless, now).await?;
     let opened: Vec<(&RecordedSignIn, &User)> = admitted
         .iter()
-        .map(|&i| &recorded[i])
+        .map(|&i| recorded[i])
         .zip(&recorded_users)
         .collect();
     open_sessions(&mut tx, &opened).await?;

@@ -111,7 +111,7 @@ pub(super) enum Refusal {
 /// taken back.
 pub(super) async fn claim_single_use(
     tx: &mut Transaction<'_, Any>,
-    jobs: &[RecordedSignIn],
+    jobs: &[&RecordedSignIn],
 ) -> Result<Vec<Option<Refusal>>, sqlx::Error> {
     let mut refusals: Vec<Option<Refusal>> = vec![None; jobs.len()];
     // A second use within the group is refused before the database is asked.
@@ -161,14 +161,14 @@ pub(super) async fn claim_single_use(
 
 /// The value `field` of each job not refused, with its index.
 fn live<'a, T>(
-    jobs: &'a [RecordedSignIn],
+    jobs: &[&'a RecordedSignIn],
     refusals: &[Option<Refusal>],
     field: impl Fn(&'a RecordedSignIn) -> Option<&'a T>,
 ) -> Vec<(usize, &'a T)> {
     jobs.iter()
         .enumerate()
         .filter(|(i, _)| refusals[*i].is_none())
-        .filter_map(|(i, job)| field(job).map(|value| (i, value)))
+        .filter_map(|(i, job)| field(*job).map(|value| (i, value)))
         .collect()
 }
 
