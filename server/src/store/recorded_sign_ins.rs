@@ -168,7 +168,7 @@ fn live<'a, T>(
     jobs.iter()
         .enumerate()
         .filter(|(i, _)| refusals[*i].is_none())
-        .filter_map(|(i, job)| field(*job).map(|value| (i, value)))
+        .filter_map(|(i, job)| field(job).map(|value| (i, value)))
         .collect()
 }
 
